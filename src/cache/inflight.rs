@@ -1,0 +1,165 @@
+//! Request collapsing: while one fill for a key is under way, other requests
+//! for that key wait for its outcome instead of asking the origin.
+//!
+//! The leader holds a `Lead` guard. Publishing an outcome wakes every waiter;
+//! dropping the guard without publishing (the leader was cancelled) also wakes
+//! them, with `Abandoned`, so a waiter is never left blocked.
+
+use super::object::Object;
+use std::collections::HashMap;
+use std::hash::{BuildHasher, Hash, Hasher};
+use std::sync::{Arc, Mutex};
+use tokio::sync::watch;
+
+/// What waiters learn when the leader's origin response arrives.
+#[derive(Debug, Clone)]
+pub enum Outcome {
+    /// A cacheable response, stored (or refreshed); its body may still be filling.
+    Stored { object: Arc<Object>, refreshed: bool },
+    /// Uncacheable: go to the origin on your own, now.
+    Pass,
+    /// The origin failed; the stale object (if any) may serve under stale-if-error.
+    Failed { status: http::StatusCode, reason: Arc<str> },
+}
+
+type Slot = watch::Receiver<Option<Outcome>>;
+
+const SHARDS: usize = 32;
+
+pub struct InFlight {
+    shards: Box<[Mutex<HashMap<Box<str>, (u64, Slot)>>]>,
+    hasher: std::collections::hash_map::RandomState,
+}
+
+pub enum Join {
+    Lead(Lead),
+    Wait(watch::Receiver<Option<Outcome>>),
+}
+
+impl InFlight {
+    pub fn new() -> Arc<InFlight> {
+        Arc::new(InFlight {
+            shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
+            hasher: Default::default(),
+        })
+    }
+
+    fn shard(&self, key: &str) -> &Mutex<HashMap<Box<str>, (u64, Slot)>> {
+        let mut h = self.hasher.build_hasher();
+        key.hash(&mut h);
+        &self.shards[(h.finish() as usize) % SHARDS]
+    }
+
+    /// Becomes the leader for `key`, or a waiter on the current leader.
+    pub fn join(self: &Arc<Self>, key: &str) -> Join {
+        let mut map = self.shard(key).lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((_, rx)) = map.get(key) {
+            // A leader that published already is gone from the map; one whose
+            // sender is dropped is stale and is replaced below.
+            if rx.has_changed().is_ok() {
+                return Join::Wait(rx.clone());
+            }
+        }
+        let (tx, rx) = watch::channel(None);
+        let id = fastrand::u64(..);
+        map.insert(key.into(), (id, rx));
+        Join::Lead(Lead {
+            inflight: self.clone(),
+            key: key.into(),
+            id,
+            tx,
+        })
+    }
+
+    pub fn len(&self) -> usize {
+        self.shards.iter().map(|s| s.lock().map(|m| m.len()).unwrap_or(0)).sum()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// The leader's guard for one key.
+pub struct Lead {
+    inflight: Arc<InFlight>,
+    key: Box<str>,
+    id: u64,
+    tx: watch::Sender<Option<Outcome>>,
+}
+
+impl Lead {
+    /// Tells every waiter the outcome and frees the key for new leaders.
+    pub fn publish(self, outcome: Outcome) {
+        self.tx.send_replace(Some(outcome));
+        // Drop removes the map entry.
+    }
+
+    pub fn key(&self) -> &str {
+        &self.key
+    }
+}
+
+impl Drop for Lead {
+    fn drop(&mut self) {
+        let mut map = self.inflight.shard(&self.key).lock().unwrap_or_else(|e| e.into_inner());
+        if map.get(&self.key).is_some_and(|(id, _)| *id == self.id) {
+            map.remove(&self.key);
+        }
+        // Dropping `tx` wakes waiters that saw no outcome: they retry.
+    }
+}
+
+/// Waits for the leader's outcome. `None`: the leader gave up (retry), or
+/// `timeout` passed (go to the origin on your own).
+pub async fn wait(mut rx: watch::Receiver<Option<Outcome>>, timeout: std::time::Duration) -> Result<Option<Outcome>, Elapsed> {
+    match tokio::time::timeout(timeout, rx.wait_for(|o| o.is_some())).await {
+        Ok(Ok(v)) => Ok(v.clone()),
+        Ok(Err(_)) => Ok(None),
+        Err(_) => Err(Elapsed),
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct Elapsed;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[tokio::test]
+    async fn cancelled_leader_releases_waiters() {
+        let f = InFlight::new();
+        let lead = match f.join("k") {
+            Join::Lead(l) => l,
+            Join::Wait(_) => panic!("first joiner must lead"),
+        };
+        let rx = match f.join("k") {
+            Join::Wait(rx) => rx,
+            Join::Lead(_) => panic!("second joiner must wait"),
+        };
+        let waiter = tokio::spawn(wait(rx, Duration::from_secs(5)));
+        drop(lead);
+        assert!(matches!(waiter.await.unwrap(), Ok(None)));
+        assert!(f.is_empty());
+        assert!(matches!(f.join("k"), Join::Lead(_)));
+    }
+
+    #[tokio::test]
+    async fn published_outcome_reaches_waiters() {
+        let f = InFlight::new();
+        let Join::Lead(lead) = f.join("k") else { panic!("lead") };
+        let Join::Wait(rx) = f.join("k") else { panic!("wait") };
+        lead.publish(Outcome::Pass);
+        assert!(matches!(wait(rx, Duration::from_secs(1)).await, Ok(Some(Outcome::Pass))));
+    }
+
+    #[tokio::test]
+    async fn waiter_times_out() {
+        let f = InFlight::new();
+        let Join::Lead(_lead) = f.join("k") else { panic!("lead") };
+        let Join::Wait(rx) = f.join("k") else { panic!("wait") };
+        assert!(wait(rx, Duration::from_millis(20)).await.is_err());
+    }
+}

@@ -1,0 +1,201 @@
+//! A stored response: its head (replaced whole when a 304 refreshes it), its
+//! body, the request headers it varies on, and its compressed variants.
+
+use super::body::StoredBody;
+use super::policy::Freshness;
+use crate::compress::Encoding;
+use arc_swap::ArcSwap;
+use bytes::Bytes;
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::StatusCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant, SystemTime};
+
+#[derive(Debug)]
+pub struct Head {
+    pub status: StatusCode,
+    /// End-to-end headers as they go to viewers (no hop-by-hop, no `Age`).
+    pub headers: HeaderMap,
+    pub etag: Option<HeaderValue>,
+    pub last_modified: Option<SystemTime>,
+    pub date: Option<SystemTime>,
+    pub freshness: Freshness,
+    /// When the response (or the 304 that last refreshed it) arrived.
+    pub stored_at: Instant,
+}
+
+/// Where a stored response stands in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Staleness {
+    Fresh,
+    /// Stale, but `stale-while-revalidate` still allows serving it while one
+    /// background revalidation runs.
+    StaleWhileRevalidate,
+    /// Stale: revalidate before use (it may still serve under `stale-if-error`).
+    Stale,
+}
+
+impl Head {
+    /// current_age of RFC 9111 §4.2.3.
+    pub fn age(&self, now: Instant) -> Duration {
+        self.freshness.initial_age + now.saturating_duration_since(self.stored_at)
+    }
+
+    pub fn staleness(&self, now: Instant) -> Staleness {
+        let age = self.age(now);
+        let f = &self.freshness;
+        if age < f.ttl {
+            Staleness::Fresh
+        } else if !f.must_revalidate && age < f.ttl + f.stale_while_revalidate {
+            Staleness::StaleWhileRevalidate
+        } else {
+            Staleness::Stale
+        }
+    }
+
+    /// Whether `stale-if-error` lets this response stand in for an origin error.
+    pub fn usable_on_error(&self, now: Instant) -> bool {
+        let f = &self.freshness;
+        !f.must_revalidate && self.age(now) < f.ttl + f.stale_if_error.max(f.stale_while_revalidate)
+    }
+
+    pub fn content_type(&self) -> Option<&str> {
+        self.headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok())
+    }
+}
+
+/// The request-header values a response was selected by (RFC 9111 §4.1).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct VaryKey {
+    pub names: Vec<HeaderName>,
+    pub values: Vec<Option<String>>,
+}
+
+impl VaryKey {
+    /// From the response's `Vary` and the request that produced it.
+    pub fn from_response(resp: &HeaderMap, req: &HeaderMap) -> Option<VaryKey> {
+        let mut names: Vec<HeaderName> = resp
+            .get_all(header::VARY)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .filter_map(|t| HeaderName::from_bytes(t.trim().as_bytes()).ok())
+            .collect();
+        if names.is_empty() {
+            return None;
+        }
+        names.sort_by(|a, b| a.as_str().cmp(b.as_str()));
+        names.dedup();
+        let values = names.iter().map(|n| normalized(req, n)).collect();
+        Some(VaryKey { names, values })
+    }
+
+    pub fn matches(&self, req: &HeaderMap) -> bool {
+        self.names
+            .iter()
+            .zip(&self.values)
+            .all(|(n, v)| normalized(req, n) == *v)
+    }
+
+    /// The request's values for these names, as a key suffix.
+    pub fn suffix_for(names: &[HeaderName], req: &HeaderMap) -> String {
+        let mut s = String::new();
+        for n in names {
+            s.push('\u{1e}');
+            if let Some(v) = normalized(req, n) {
+                s.push_str(&v);
+            }
+        }
+        s
+    }
+}
+
+/// A request header's value for variant selection: all field lines joined, with
+/// white space folded; `Accept-Encoding` reduced to the coding this edge would
+/// pick, so `gzip, br` and `br;q=1, gzip` select the same variant.
+fn normalized(req: &HeaderMap, name: &HeaderName) -> Option<String> {
+    if name == header::ACCEPT_ENCODING {
+        return Some(Encoding::preferred(req).token().to_string());
+    }
+    let mut out: Option<String> = None;
+    for v in req.get_all(name) {
+        let v = String::from_utf8_lossy(v.as_bytes());
+        let v = v.split_whitespace().collect::<Vec<_>>().join(" ");
+        match &mut out {
+            Some(o) => {
+                o.push_str(", ");
+                o.push_str(&v);
+            }
+            None => out = Some(v),
+        }
+    }
+    out
+}
+
+#[derive(Debug)]
+pub struct Object {
+    head: ArcSwap<Head>,
+    pub body: Arc<StoredBody>,
+    pub vary: Option<VaryKey>,
+    /// Whether this behavior compresses this response's content type.
+    pub compressible: bool,
+    invalidated: AtomicBool,
+    brotli: OnceLock<Option<Bytes>>,
+    gzip: OnceLock<Option<Bytes>>,
+}
+
+impl Object {
+    pub fn new(head: Head, body: Arc<StoredBody>, vary: Option<VaryKey>, compressible: bool) -> Arc<Object> {
+        Arc::new(Object {
+            head: ArcSwap::from_pointee(head),
+            body,
+            vary,
+            compressible,
+            invalidated: AtomicBool::new(false),
+            brotli: OnceLock::new(),
+            gzip: OnceLock::new(),
+        })
+    }
+
+    pub fn head(&self) -> arc_swap::Guard<Arc<Head>> {
+        self.head.load()
+    }
+
+    /// Replaces the head after a 304 (RFC 9111 §4.3.4).
+    pub fn refresh(&self, head: Head) {
+        self.head.store(Arc::new(head));
+    }
+
+    pub fn invalidate(&self) {
+        self.invalidated.store(true, Ordering::Release);
+    }
+
+    pub fn is_invalidated(&self) -> bool {
+        self.invalidated.load(Ordering::Acquire)
+    }
+
+    /// Bytes this object holds, for the store's budget.
+    pub fn weight(&self) -> u64 {
+        let head = self.head.load();
+        let headers: usize = head.headers.iter().map(|(k, v)| k.as_str().len() + v.len() + 32).sum();
+        let body = self.body.total_len().unwrap_or_else(|| self.body.available());
+        let encoded: usize = [&self.brotli, &self.gzip]
+            .iter()
+            .filter_map(|c| c.get().and_then(|b| b.as_ref()).map(|b| b.len()))
+            .sum();
+        body + (headers + encoded + 256) as u64
+    }
+
+    /// The body compressed with `enc`, made once from the complete body.
+    /// `None` when the body is not complete, or compression does not pay.
+    pub fn encoded(&self, enc: Encoding) -> Option<Bytes> {
+        let body = self.body.bytes()?;
+        let cell = match enc {
+            Encoding::Brotli => &self.brotli,
+            Encoding::Gzip => &self.gzip,
+            Encoding::Identity => return None,
+        };
+        cell.get_or_init(|| crate::compress::compress(enc, body)).clone()
+    }
+}

@@ -1,0 +1,259 @@
+//! RFC 9111 policy: which responses may be stored, for how long they are fresh,
+//! how old they are, and when stale ones may still be served.
+
+use crate::config::{Behavior, CacheConfig};
+use http::header::{self, HeaderMap, HeaderName};
+use http::StatusCode;
+use std::time::{Duration, SystemTime};
+
+/// The directives of one `Cache-Control`-style field.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Directives {
+    pub no_store: bool,
+    pub no_cache: bool,
+    pub private: bool,
+    pub public: bool,
+    pub must_revalidate: bool,
+    pub proxy_revalidate: bool,
+    pub max_age: Option<u64>,
+    pub s_maxage: Option<u64>,
+    pub stale_while_revalidate: Option<u64>,
+    pub stale_if_error: Option<u64>,
+}
+
+pub static CDN_CACHE_CONTROL: HeaderName = HeaderName::from_static("cdn-cache-control");
+
+impl Directives {
+    /// Parses every instance of a field. Returns `None` when the field is absent.
+    /// Conflicting duplicates of a delta-seconds directive keep the smallest value;
+    /// an invalid one counts as 0 (RFC 9111 §4.2.1: treat as stale).
+    pub fn parse(headers: &HeaderMap, name: &HeaderName) -> Option<Directives> {
+        let mut values = headers.get_all(name).iter().peekable();
+        values.peek()?;
+        let mut d = Directives::default();
+        for value in values {
+            let Ok(value) = value.to_str() else { continue };
+            for item in split_outside_quotes(value) {
+                let item = item.trim();
+                if item.is_empty() {
+                    continue;
+                }
+                let (key, arg) = match item.split_once('=') {
+                    Some((k, v)) => (k.trim(), Some(v.trim().trim_matches('"'))),
+                    None => (item, None),
+                };
+                let secs = || arg.map(|a| a.parse::<u64>().unwrap_or(0)).unwrap_or(0);
+                let min = |slot: &mut Option<u64>, v: u64| *slot = Some(slot.map_or(v, |o: u64| o.min(v)));
+                match key.to_ascii_lowercase().as_str() {
+                    "no-store" => d.no_store = true,
+                    // `no-cache="field"` only forbids reusing those fields; being
+                    // conservative, treat it like plain no-cache.
+                    "no-cache" => d.no_cache = true,
+                    "private" => d.private = true,
+                    "public" => d.public = true,
+                    "must-revalidate" => d.must_revalidate = true,
+                    "proxy-revalidate" => d.proxy_revalidate = true,
+                    "max-age" => min(&mut d.max_age, secs()),
+                    "s-maxage" => min(&mut d.s_maxage, secs()),
+                    "stale-while-revalidate" => min(&mut d.stale_while_revalidate, secs()),
+                    "stale-if-error" => min(&mut d.stale_if_error, secs()),
+                    _ => {}
+                }
+            }
+        }
+        Some(d)
+    }
+}
+
+fn split_outside_quotes(s: &str) -> impl Iterator<Item = &str> {
+    let mut parts = Vec::new();
+    let (mut start, mut quoted) = (0, false);
+    for (i, c) in s.char_indices() {
+        match c {
+            '"' => quoted = !quoted,
+            ',' if !quoted => {
+                parts.push(&s[start..i]);
+                start = i + 1;
+            }
+            _ => {}
+        }
+    }
+    parts.push(&s[start..]);
+    parts.into_iter()
+}
+
+/// The directives this cache obeys: `CDN-Cache-Control` when present (RFC 9213,
+/// it targets CDNs and replaces `Cache-Control` for them), else `Cache-Control`.
+pub fn effective_directives(headers: &HeaderMap) -> (Directives, bool) {
+    if let Some(d) = Directives::parse(headers, &CDN_CACHE_CONTROL) {
+        return (d, true);
+    }
+    (Directives::parse(headers, &header::CACHE_CONTROL).unwrap_or_default(), false)
+}
+
+/// How a fresh response may be kept.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Freshness {
+    /// Freshness lifetime, already clamped by the behavior's min/max TTL.
+    pub ttl: Duration,
+    /// Age when it arrived (RFC 9111 §4.2.3 corrected_initial_age).
+    pub initial_age: Duration,
+    pub stale_while_revalidate: Duration,
+    pub stale_if_error: Duration,
+    /// must-revalidate, proxy-revalidate or s-maxage: never served stale.
+    pub must_revalidate: bool,
+}
+
+/// Why a response is not stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NoStore {
+    /// The origin forbids it (no-store, private, Set-Cookie, Vary: *): later
+    /// requests skip the collapsing wait for a while (hit-for-pass).
+    Forbidden(&'static str),
+    /// Nothing says it may be stored (say, a 500 without freshness): no marker,
+    /// the next request tries again.
+    NotCacheable(&'static str),
+}
+
+/// Statuses cacheable by default (RFC 9110 §15.1), split into the ones that get
+/// the behavior's default TTL and the errors that get the short error TTL.
+fn heuristic_ttl(status: StatusCode, behavior: &Behavior, cache: &CacheConfig) -> Option<Duration> {
+    match status.as_u16() {
+        200 | 203 | 204 | 300 | 301 | 308 => Some(behavior.default_ttl),
+        404 | 405 | 410 | 414 | 501 => Some(cache.error_ttl.clamp(behavior.min_ttl, behavior.max_ttl.max(behavior.min_ttl))),
+        _ => None,
+    }
+}
+
+/// Decides whether a response to a GET may be stored and how fresh it is.
+pub fn storability(
+    status: StatusCode,
+    headers: &HeaderMap,
+    behavior: &Behavior,
+    cache: &CacheConfig,
+    request_time: SystemTime,
+    response_time: SystemTime,
+) -> Result<Freshness, NoStore> {
+    if status.is_informational() || status == StatusCode::PARTIAL_CONTENT || status == StatusCode::NOT_MODIFIED {
+        return Err(NoStore::NotCacheable("status"));
+    }
+    let (d, _) = effective_directives(headers);
+    if d.no_store {
+        return Err(NoStore::Forbidden("no-store"));
+    }
+    if d.private {
+        return Err(NoStore::Forbidden("private"));
+    }
+    if headers.contains_key(header::SET_COOKIE) {
+        return Err(NoStore::Forbidden("set-cookie"));
+    }
+    if crate::http::list_contains(headers, &header::VARY, "*") {
+        return Err(NoStore::Forbidden("vary-star"));
+    }
+    let date = crate::http::date_header(headers, &header::DATE);
+    let explicit = d.s_maxage.or(d.max_age).map(Duration::from_secs).or_else(|| {
+        headers.get(header::EXPIRES).map(|v| {
+            // An invalid Expires (such as "0") means already expired (§5.3).
+            let expires = v.to_str().ok().and_then(|s| httpdate::parse_http_date(s.trim()).ok());
+            match expires {
+                Some(exp) => exp.duration_since(date.unwrap_or(response_time)).unwrap_or(Duration::ZERO),
+                None => Duration::ZERO,
+            }
+        })
+    });
+    let ttl = match explicit {
+        Some(ttl) => ttl.clamp(behavior.min_ttl, behavior.max_ttl.max(behavior.min_ttl)),
+        None => match heuristic_ttl(status, behavior, cache) {
+            Some(ttl) => ttl,
+            None => return Err(NoStore::NotCacheable("status without explicit freshness")),
+        },
+    };
+    // no-cache: may be stored, never reused without revalidation.
+    let ttl = if d.no_cache { Duration::ZERO } else { ttl };
+    Ok(Freshness {
+        ttl,
+        initial_age: initial_age(headers, date, request_time, response_time),
+        stale_while_revalidate: Duration::from_secs(d.stale_while_revalidate.unwrap_or(0)),
+        stale_if_error: Duration::from_secs(d.stale_if_error.unwrap_or(0)),
+        must_revalidate: d.must_revalidate || d.proxy_revalidate || d.s_maxage.is_some(),
+    })
+}
+
+/// corrected_initial_age of RFC 9111 §4.2.3.
+pub fn initial_age(
+    headers: &HeaderMap,
+    date: Option<SystemTime>,
+    request_time: SystemTime,
+    response_time: SystemTime,
+) -> Duration {
+    let age_value = headers
+        .get(header::AGE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|s| s.trim().parse::<u64>().ok())
+        .map_or(Duration::ZERO, Duration::from_secs);
+    let apparent_age = date
+        .and_then(|d| response_time.duration_since(d).ok())
+        .unwrap_or(Duration::ZERO);
+    let response_delay = response_time.duration_since(request_time).unwrap_or(Duration::ZERO);
+    apparent_age.max(age_value + response_delay)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http::HeaderValue;
+
+    fn h(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
+        let mut m = HeaderMap::new();
+        for (k, v) in pairs {
+            m.append(*k, HeaderValue::from_static(v));
+        }
+        m
+    }
+
+    fn decide(pairs: &[(&'static str, &'static str)]) -> Result<Freshness, NoStore> {
+        let now = SystemTime::now();
+        let b = Behavior::default_for(0);
+        storability(StatusCode::OK, &h(pairs), &b, &CacheConfig::default(), now, now)
+    }
+
+    #[test]
+    fn directives() {
+        let d = Directives::parse(&h(&[("cache-control", "max-age=60, s-maxage=\"30\", private=\"a,b\"")]), &header::CACHE_CONTROL).unwrap();
+        assert_eq!(d.max_age, Some(60));
+        assert_eq!(d.s_maxage, Some(30));
+        assert!(d.private);
+        let d = Directives::parse(&h(&[("cache-control", "max-age=60"), ("cache-control", "max-age=10")]), &header::CACHE_CONTROL).unwrap();
+        assert_eq!(d.max_age, Some(10));
+        let d = Directives::parse(&h(&[("cache-control", "max-age=banana")]), &header::CACHE_CONTROL).unwrap();
+        assert_eq!(d.max_age, Some(0));
+    }
+
+    #[test]
+    fn freshness_sources() {
+        assert_eq!(decide(&[]).unwrap().ttl, Duration::from_secs(86400));
+        assert_eq!(decide(&[("cache-control", "max-age=60")]).unwrap().ttl, Duration::from_secs(60));
+        assert_eq!(decide(&[("cache-control", "max-age=60, s-maxage=5")]).unwrap().ttl, Duration::from_secs(5));
+        assert_eq!(
+            decide(&[("cache-control", "max-age=60"), ("cdn-cache-control", "max-age=600")]).unwrap().ttl,
+            Duration::from_secs(600)
+        );
+        assert!(decide(&[("cache-control", "max-age=60"), ("cdn-cache-control", "no-store")]).is_err());
+        assert!(decide(&[("cache-control", "no-store"), ("cdn-cache-control", "max-age=5")]).is_ok());
+        assert_eq!(decide(&[("expires", "0")]).unwrap().ttl, Duration::ZERO);
+        assert_eq!(decide(&[("cache-control", "no-cache, max-age=60")]).unwrap().ttl, Duration::ZERO);
+        assert_eq!(decide(&[("cache-control", "private")]), Err(NoStore::Forbidden("private")));
+        assert_eq!(decide(&[("vary", "*")]), Err(NoStore::Forbidden("vary-star")));
+        assert!(decide(&[("cache-control", "s-maxage=5")]).unwrap().must_revalidate);
+    }
+
+    #[test]
+    fn age_calculation() {
+        let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000);
+        let t1 = t0 + Duration::from_secs(2);
+        let headers = h(&[("age", "10")]);
+        assert_eq!(initial_age(&headers, Some(t0), t0, t1), Duration::from_secs(12));
+        let date = t1 - Duration::from_secs(30);
+        assert_eq!(initial_age(&HeaderMap::new(), Some(date), t0, t1), Duration::from_secs(30));
+    }
+}

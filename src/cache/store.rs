@@ -1,0 +1,194 @@
+//! The storage interface and the in-memory store.
+//!
+//! A store maps a primary key (distribution, path, keyed query) to a `Slot`:
+//! the variants stored under that key (by keyed headers/cookies and by `Vary`).
+//! Bodies are `StoredBody`s: written as a stream by the fill, read as streams
+//! from any offset, so a disk tier can implement the same shapes.
+
+use super::object::Object;
+use arc_swap::ArcSwap;
+use http::HeaderMap;
+use quick_cache::sync::Cache as QuickCache;
+use quick_cache::Weighter;
+use std::sync::Arc;
+use std::time::Instant;
+
+/// What a variant holds.
+#[derive(Debug, Clone)]
+pub enum Entry {
+    Object(Arc<Object>),
+    /// Hit-for-pass: the last answer was uncacheable; until `until`, requests
+    /// for this variant go to the origin at once without waiting on each other.
+    Pass { until: Instant },
+}
+
+#[derive(Debug, Clone)]
+pub struct Variant {
+    /// Key-policy headers and cookies.
+    pub secondary: Arc<str>,
+    pub entry: Entry,
+}
+
+impl Variant {
+    fn selects(&self, secondary: &str, req: &HeaderMap) -> bool {
+        if &*self.secondary != secondary {
+            return false;
+        }
+        match &self.entry {
+            Entry::Object(o) => o.vary.as_ref().is_none_or(|v| v.matches(req)),
+            Entry::Pass { .. } => true,
+        }
+    }
+
+    fn weight(&self) -> u64 {
+        match &self.entry {
+            Entry::Object(o) => o.weight(),
+            Entry::Pass { .. } => 128,
+        }
+    }
+}
+
+/// All variants under one primary key. Readers load the list without locking.
+#[derive(Debug, Default)]
+pub struct Slot {
+    variants: ArcSwap<Vec<Variant>>,
+}
+
+impl Slot {
+    /// The variant for this request, if stored.
+    pub fn select(&self, secondary: &str, req: &HeaderMap) -> Option<Entry> {
+        self.variants
+            .load()
+            .iter()
+            .find(|v| v.selects(secondary, req))
+            .map(|v| v.entry.clone())
+    }
+
+    /// The `Vary` names of stored responses with this secondary key, so a miss
+    /// can collapse on the right variant key.
+    pub fn vary_names(&self, secondary: &str) -> Option<Vec<http::HeaderName>> {
+        self.variants.load().iter().find_map(|v| match &v.entry {
+            Entry::Object(o) if &*v.secondary == secondary => o.vary.as_ref().map(|k| k.names.clone()),
+            _ => None,
+        })
+    }
+
+    /// Adds a variant, replacing the one it supersedes: the same secondary key
+    /// and, for objects, the same `Vary` selection.
+    pub fn upsert(&self, secondary: Arc<str>, entry: Entry) {
+        self.variants.rcu(|list| {
+            let mut next: Vec<Variant> = list
+                .iter()
+                .filter(|v| {
+                    if v.secondary != secondary {
+                        return true;
+                    }
+                    match (&v.entry, &entry) {
+                        (Entry::Object(old), Entry::Object(new)) => old.vary != new.vary && old.vary.is_some() && new.vary.is_some(),
+                        _ => false,
+                    }
+                })
+                .cloned()
+                .collect();
+            next.push(Variant { secondary: secondary.clone(), entry: entry.clone() });
+            next
+        });
+    }
+
+    /// Removes one object (a failed fill); returns whether the slot is now empty.
+    pub fn remove_object(&self, obj: &Arc<Object>) -> bool {
+        let after = self.variants.rcu(|list| {
+            list.iter()
+                .filter(|v| !matches!(&v.entry, Entry::Object(o) if Arc::ptr_eq(o, obj)))
+                .cloned()
+                .collect::<Vec<_>>()
+        });
+        after.len() <= 1 && after.iter().all(|v| matches!(&v.entry, Entry::Object(o) if Arc::ptr_eq(o, obj)))
+    }
+
+    /// Marks every stored object invalid (readers already holding one finish).
+    pub fn invalidate_all(&self) {
+        for v in self.variants.load().iter() {
+            if let Entry::Object(o) = &v.entry {
+                o.invalidate();
+            }
+        }
+    }
+
+    pub fn weight(&self) -> u64 {
+        self.variants.load().iter().map(Variant::weight).sum::<u64>() + 64
+    }
+}
+
+/// Storage for slots. The in-memory store implements it; a disk tier would too.
+pub trait Storage: Send + Sync + 'static {
+    fn get(&self, primary: &str) -> Option<Arc<Slot>>;
+    /// Inserts or re-inserts (re-weighs) a slot.
+    fn put(&self, primary: &str, slot: Arc<Slot>);
+    fn remove(&self, primary: &str) -> Option<Arc<Slot>>;
+    /// Bytes held.
+    fn used_bytes(&self) -> u64;
+    fn entry_count(&self) -> usize;
+}
+
+#[derive(Clone)]
+struct SlotWeighter;
+
+/// A slot with its weight as of insertion: quick_cache needs an item's weight
+/// to stay the same while it is stored, so a changed slot is re-inserted.
+#[derive(Clone)]
+struct Weighed {
+    slot: Arc<Slot>,
+    weight: u64,
+}
+
+impl Weighter<Box<str>, Weighed> for SlotWeighter {
+    fn weight(&self, key: &Box<str>, v: &Weighed) -> u64 {
+        v.weight + key.len() as u64
+    }
+}
+
+/// The in-memory store: quick_cache's S3-FIFO, sharded, weighed in bytes.
+/// One-off objects (a scan of segments) pass through its small queue without
+/// pushing out objects that are hit again; reads take only a shard's read lock.
+pub struct MemoryStore {
+    inner: QuickCache<Box<str>, Weighed, SlotWeighter>,
+}
+
+impl MemoryStore {
+    /// `shards` bounds the largest object: each shard holds `budget / shards`.
+    pub fn new(budget_bytes: u64, shards: usize) -> MemoryStore {
+        let options = quick_cache::OptionsBuilder::new()
+            .estimated_items_capacity((budget_bytes / 65_536).clamp(1024, 1 << 20) as usize)
+            .weight_capacity(budget_bytes)
+            .shards(shards.max(1).next_power_of_two())
+            .build()
+            .unwrap_or_else(|_| unreachable!("valid quick_cache options"));
+        MemoryStore {
+            inner: QuickCache::with_options(options, SlotWeighter, Default::default(), Default::default()),
+        }
+    }
+}
+
+impl Storage for MemoryStore {
+    fn get(&self, primary: &str) -> Option<Arc<Slot>> {
+        self.inner.get(primary).map(|w| w.slot)
+    }
+
+    fn put(&self, primary: &str, slot: Arc<Slot>) {
+        let weight = slot.weight();
+        self.inner.insert(primary.into(), Weighed { slot, weight });
+    }
+
+    fn remove(&self, primary: &str) -> Option<Arc<Slot>> {
+        self.inner.remove(primary).map(|(_, v)| v.slot)
+    }
+
+    fn used_bytes(&self) -> u64 {
+        self.inner.weight()
+    }
+
+    fn entry_count(&self) -> usize {
+        self.inner.len()
+    }
+}

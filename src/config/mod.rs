@@ -1,0 +1,338 @@
+//! Configuration: the TOML file, the built-in demo, and `serve --origin URL`.
+//!
+//! The file is read into `raw` structures (with spans, for error messages), then
+//! resolved and validated into the model below. Every error names the file, the
+//! line and the field.
+
+mod error;
+pub mod pattern;
+mod raw;
+pub mod units;
+
+pub use error::ConfigError;
+pub use pattern::{HostPattern, PathPattern};
+
+use http::header::{HeaderName, HeaderValue};
+use http::Method;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// The whole resolved configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub server: ServerConfig,
+    pub cache: CacheConfig,
+    pub distributions: Vec<Arc<Distribution>>,
+}
+
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    pub listen: Vec<SocketAddr>,
+    /// `x-edge-location` in access logs; also names this node in `Via`.
+    pub edge_location: String,
+    /// Generated distribution domains are `d<id>.<edge_domain>`.
+    pub edge_domain: String,
+    pub access_log: Option<LogTarget>,
+    /// Whether the access log records the `Cookie` header.
+    pub log_cookies: bool,
+    /// A viewer must send its request head within this time.
+    pub header_read_timeout: Duration,
+    /// Largest request head accepted (431 beyond).
+    pub max_header_bytes: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LogTarget {
+    Stdout,
+    File(PathBuf),
+}
+
+#[derive(Debug, Clone)]
+pub struct CacheConfig {
+    /// Byte budget of the in-memory store.
+    pub memory_bytes: u64,
+    /// Larger responses are passed through, not stored.
+    pub max_object_bytes: u64,
+    /// How long a request waits for another request's fill to produce headers
+    /// before it goes to the origin on its own.
+    pub lock_timeout: Duration,
+    /// How long an uncacheable answer makes later requests skip the wait.
+    pub hit_for_pass_ttl: Duration,
+    /// TTL of error statuses that are cacheable by default (404, 405, 410, 414, 501)
+    /// when the origin says nothing.
+    pub error_ttl: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct Distribution {
+    pub id: String,
+    pub enabled: bool,
+    pub comment: String,
+    /// `d<13 chars>.<edge_domain>`, stable for a given id.
+    pub domain_name: String,
+    pub aliases: Vec<HostPattern>,
+    pub origins: Vec<Arc<OriginConfig>>,
+    /// Ordered; the first match wins.
+    pub behaviors: Vec<Behavior>,
+    pub default_behavior: Behavior,
+}
+
+impl Distribution {
+    /// The behavior for a URI path: the first pattern that matches, else the default.
+    pub fn behavior_for(&self, path: &str) -> &Behavior {
+        self.behaviors
+            .iter()
+            .find(|b| b.pattern.as_ref().is_some_and(|p| p.matches(path)))
+            .unwrap_or(&self.default_behavior)
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct OriginConfig {
+    pub id: String,
+    pub kind: OriginKind,
+    /// Added to (or replacing) headers of every request sent to this origin.
+    pub headers: Vec<(HeaderName, HeaderValue)>,
+}
+
+#[derive(Debug, Clone)]
+pub enum OriginKind {
+    Http(HttpOriginConfig),
+    Folder(FolderOriginConfig),
+}
+
+#[derive(Debug, Clone)]
+pub struct HttpOriginConfig {
+    /// `http` or `https`.
+    pub scheme: String,
+    /// `host[:port]` as written.
+    pub authority: String,
+    /// Prefix added before every request path (no trailing slash).
+    pub path_prefix: String,
+    pub connect_timeout: Duration,
+    /// Longest wait for response headers, and for each piece of the body.
+    pub read_timeout: Duration,
+    /// How long an idle pooled connection is kept.
+    pub keepalive_timeout: Duration,
+    pub max_idle_per_host: usize,
+}
+
+#[derive(Debug, Clone)]
+pub struct FolderOriginConfig {
+    pub root: PathBuf,
+}
+
+#[derive(Debug, Clone)]
+pub struct Behavior {
+    /// `None` for the default behavior.
+    pub pattern: Option<PathPattern>,
+    /// Index into `Distribution::origins`.
+    pub origin: usize,
+    pub allowed_methods: Vec<Method>,
+    pub min_ttl: Duration,
+    pub default_ttl: Duration,
+    pub max_ttl: Duration,
+    pub compress: bool,
+    pub cache_key: CacheKeyPolicy,
+}
+
+impl Behavior {
+    pub fn allows(&self, method: &Method) -> bool {
+        self.allowed_methods.iter().any(|m| m == method)
+    }
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct CacheKeyPolicy {
+    pub query: KeyList,
+    /// Lower-case header names whose values are part of the key.
+    pub headers: Vec<HeaderName>,
+    pub cookies: KeyList,
+}
+
+/// Which query parameters (or cookies) are part of the cache key.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum KeyList {
+    #[default]
+    None,
+    All,
+    Allow(Vec<String>),
+}
+
+impl KeyList {
+    pub fn includes(&self, name: &str) -> bool {
+        match self {
+            KeyList::None => false,
+            KeyList::All => true,
+            KeyList::Allow(names) => names.iter().any(|n| n == name),
+        }
+    }
+}
+
+pub const DEFAULT_TTL: Duration = Duration::from_secs(86_400);
+pub const DEFAULT_MAX_TTL: Duration = Duration::from_secs(31_536_000);
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            listen: vec![SocketAddr::from(([127, 0, 0, 1], 8080))],
+            edge_location: "EDGE1".into(),
+            edge_domain: "edge.mediaedge.invalid".into(),
+            access_log: None,
+            log_cookies: false,
+            header_read_timeout: Duration::from_secs(10),
+            max_header_bytes: 64 * 1024,
+        }
+    }
+}
+
+impl Default for CacheConfig {
+    fn default() -> Self {
+        CacheConfig {
+            memory_bytes: 1 << 30,
+            max_object_bytes: 256 << 20,
+            lock_timeout: Duration::from_secs(10),
+            hit_for_pass_ttl: Duration::from_secs(60),
+            error_ttl: Duration::from_secs(10),
+        }
+    }
+}
+
+impl Behavior {
+    /// The behavior CloudFront gives a new distribution: GET and HEAD, TTLs
+    /// 0 / 24 h / 1 year, no compression, no query strings, headers or cookies in the key.
+    pub fn default_for(origin: usize) -> Self {
+        Behavior {
+            pattern: None,
+            origin,
+            allowed_methods: vec![Method::GET, Method::HEAD],
+            min_ttl: Duration::ZERO,
+            default_ttl: DEFAULT_TTL,
+            max_ttl: DEFAULT_MAX_TTL,
+            compress: false,
+            cache_key: CacheKeyPolicy::default(),
+        }
+    }
+}
+
+/// `d` + 13 lower-case characters derived from the id + the edge domain.
+pub fn domain_name_for(id: &str, edge_domain: &str) -> String {
+    // FNV-1a over the id, then base-36: stable across restarts for a given id.
+    let mut h: u128 = 0x6c62272e07bb014262b821756295c58d;
+    for b in id.bytes() {
+        h ^= b as u128;
+        h = h.wrapping_mul(0x0000000001000000000000000000013B);
+    }
+    const DIGITS: &[u8] = b"0123456789abcdefghijklmnopqrstuvwxyz";
+    let mut out = String::with_capacity(16 + edge_domain.len());
+    out.push('d');
+    for _ in 0..13 {
+        out.push(DIGITS[(h % 36) as usize] as char);
+        h /= 36;
+    }
+    out.push('.');
+    out.push_str(edge_domain);
+    out
+}
+
+/// A new random distribution id in CloudFront's shape: `E` + 13 upper-case characters.
+pub fn new_distribution_id() -> String {
+    const DIGITS: &[u8] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ";
+    let mut id = String::from("E");
+    for _ in 0..13 {
+        id.push(DIGITS[fastrand::usize(..DIGITS.len())] as char);
+    }
+    id
+}
+
+impl Config {
+    /// Reads and validates a config file.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| ConfigError::whole_file(path, format!("cannot read the file: {e}")))?;
+        Self::parse(&text, path)
+    }
+
+    /// Parses config text; `path` is used for error messages and to resolve
+    /// relative folder origins.
+    pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
+        raw::resolve(text, path)
+    }
+
+    /// One distribution answering every host, in front of one origin URL or folder.
+    pub fn single_origin(origin: &str, listen: Option<SocketAddr>) -> Result<Config, ConfigError> {
+        let mut text = String::from("[[distributions]]\nid = \"EDEFAULT\"\naliases = [\"*\"]\n\n[[distributions.origins]]\nid = \"origin\"\n");
+        if origin.starts_with("http://") || origin.starts_with("https://") {
+            text.push_str(&format!("url = {}\n", toml_string(origin)));
+        } else {
+            text.push_str(&format!("folder = {}\n", toml_string(origin)));
+        }
+        text.push_str("\n[distributions.default_behavior]\norigin = \"origin\"\n");
+        let cwd = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."));
+        let mut cfg = raw::resolve(&text, &cwd.join("--origin"))?;
+        if let Some(addr) = listen {
+            cfg.server.listen = vec![addr];
+        }
+        Ok(cfg)
+    }
+
+    /// The built-in demo: the bundled `test-media/` folder behind one distribution
+    /// on 127.0.0.1:8080, with streaming-friendly behaviors.
+    pub fn demo(media_root: &Path, listen: Option<SocketAddr>) -> Result<Config, ConfigError> {
+        let text = format!(
+            r#"
+[server]
+listen = "127.0.0.1:8080"
+access_log = "-"
+
+[[distributions]]
+id = "EDEMO"
+comment = "built-in demo over test-media/"
+aliases = ["*"]
+
+[[distributions.origins]]
+id = "test-media"
+folder = {root}
+
+[[distributions.behaviors]]
+path = "*.m3u8"
+origin = "test-media"
+default_ttl = "2s"
+compress = true
+
+[[distributions.behaviors]]
+path = "*.mpd"
+origin = "test-media"
+default_ttl = "2s"
+compress = true
+
+[distributions.default_behavior]
+origin = "test-media"
+compress = true
+"#,
+            root = toml_string(&media_root.to_string_lossy())
+        );
+        let mut cfg = raw::resolve(&text, Path::new("<built-in demo>"))?;
+        if let Some(addr) = listen {
+            cfg.server.listen = vec![addr];
+        }
+        Ok(cfg)
+    }
+}
+
+fn toml_string(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if c.is_control() => out.push_str(&format!("\\u{:04x}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}

@@ -1,0 +1,133 @@
+//! Wildcard patterns: cache-behavior path patterns and viewer host names.
+
+/// A CloudFront-style path pattern: `*` matches any run of characters
+/// (including `/`), `?` matches exactly one. Matching is case-sensitive.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PathPattern {
+    text: String,
+}
+
+impl PathPattern {
+    /// Parses a pattern; a pattern without a leading `/` or `*` gets a `/`.
+    pub fn parse(raw: &str) -> Result<Self, String> {
+        if raw.is_empty() {
+            return Err("path pattern is empty".into());
+        }
+        if raw.len() > 255 {
+            return Err("path pattern is longer than 255 characters".into());
+        }
+        if let Some(c) = raw.chars().find(|c| c.is_control() || c.is_whitespace()) {
+            return Err(format!("path pattern contains the character {c:?}"));
+        }
+        let text = if raw.starts_with('/') || raw.starts_with('*') {
+            raw.to_string()
+        } else {
+            format!("/{raw}")
+        };
+        Ok(Self { text })
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.text
+    }
+
+    /// Whether `path` (the URI path, without the query) matches.
+    pub fn matches(&self, path: &str) -> bool {
+        wildcard_match(self.text.as_bytes(), path.as_bytes())
+    }
+}
+
+/// Iterative wildcard matching with single-star backtracking: O(p * s) worst case,
+/// no recursion, no allocation.
+pub fn wildcard_match(pattern: &[u8], subject: &[u8]) -> bool {
+    let (mut p, mut s) = (0usize, 0usize);
+    let mut star: Option<(usize, usize)> = None;
+    while s < subject.len() {
+        if p < pattern.len() && (pattern[p] == b'?' || pattern[p] == subject[s]) {
+            p += 1;
+            s += 1;
+        } else if p < pattern.len() && pattern[p] == b'*' {
+            star = Some((p, s));
+            p += 1;
+        } else if let Some((sp, ss)) = star {
+            p = sp + 1;
+            s = ss + 1;
+            star = Some((sp, ss + 1));
+        } else {
+            return false;
+        }
+    }
+    while p < pattern.len() && pattern[p] == b'*' {
+        p += 1;
+    }
+    p == pattern.len()
+}
+
+/// A viewer host name a distribution answers for: an exact name, a `*.suffix`
+/// wildcard, or `*` for any host.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HostPattern {
+    Exact(String),
+    /// Stored with its leading dot: `.example.com`.
+    Suffix(String),
+    Any,
+}
+
+impl HostPattern {
+    pub fn parse(raw: &str) -> Result<Self, String> {
+        let lower = raw.trim().to_ascii_lowercase();
+        if lower == "*" {
+            return Ok(HostPattern::Any);
+        }
+        let (wild, name) = match lower.strip_prefix("*.") {
+            Some(rest) => (true, rest),
+            None => (false, lower.as_str()),
+        };
+        if name.is_empty()
+            || name.len() > 253
+            || !name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.' || b == b':')
+        {
+            return Err(format!("{raw:?} is not a host name"));
+        }
+        Ok(if wild {
+            HostPattern::Suffix(format!(".{name}"))
+        } else {
+            HostPattern::Exact(name.to_string())
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn path_patterns() {
+        let p = PathPattern::parse("/live/*.m3u8").unwrap();
+        assert!(p.matches("/live/a/b.m3u8"));
+        assert!(!p.matches("/live/a/b.m3u8x"));
+        assert!(!p.matches("/vod/a.m3u8"));
+        let p = PathPattern::parse("*.m4s").unwrap();
+        assert!(p.matches("/x/y/seg_001.m4s"));
+        assert!(!p.matches("/x/y/seg_001.ts"));
+        let p = PathPattern::parse("api/v?/*").unwrap();
+        assert_eq!(p.as_str(), "/api/v?/*");
+        assert!(p.matches("/api/v1/x"));
+        assert!(!p.matches("/api/v12/x"));
+        assert!(PathPattern::parse("").is_err());
+        assert!(PathPattern::parse("/a b").is_err());
+        assert!(wildcard_match(b"*a*a*a*b", b"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaac") == false);
+    }
+
+    #[test]
+    fn host_patterns() {
+        assert_eq!(HostPattern::parse("*").unwrap(), HostPattern::Any);
+        assert_eq!(
+            HostPattern::parse("*.Example.com").unwrap(),
+            HostPattern::Suffix(".example.com".into())
+        );
+        assert!(HostPattern::parse("bad host").is_err());
+    }
+}

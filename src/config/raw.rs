@@ -1,0 +1,549 @@
+//! The file as written, with spans, and its resolution into the model.
+
+use super::units::{ByteSize, Secs};
+use super::*;
+use serde::Deserialize;
+use std::collections::{BTreeMap, HashSet};
+use toml::Spanned;
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    #[serde(default)]
+    server: RawServer,
+    #[serde(default)]
+    cache: RawCache,
+    #[serde(default)]
+    distributions: Vec<Spanned<RawDistribution>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawServer {
+    listen: Option<Spanned<OneOrMany>>,
+    edge_location: Option<String>,
+    edge_domain: Option<Spanned<String>>,
+    access_log: Option<String>,
+    log_cookies: Option<bool>,
+    header_read_timeout: Option<Secs>,
+    max_header_bytes: Option<ByteSize>,
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum OneOrMany {
+    One(String),
+    Many(Vec<String>),
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawCache {
+    memory: Option<Spanned<ByteSize>>,
+    max_object_size: Option<Spanned<ByteSize>>,
+    lock_timeout: Option<Secs>,
+    hit_for_pass_ttl: Option<Secs>,
+    error_ttl: Option<Secs>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDistribution {
+    id: Option<Spanned<String>>,
+    #[serde(default = "yes")]
+    enabled: bool,
+    #[serde(default)]
+    comment: String,
+    #[serde(default)]
+    aliases: Vec<Spanned<String>>,
+    #[serde(default)]
+    origins: Vec<Spanned<RawOrigin>>,
+    #[serde(default)]
+    behaviors: Vec<Spanned<RawBehavior>>,
+    default_behavior: Option<Spanned<RawBehavior>>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawOrigin {
+    id: Spanned<String>,
+    url: Option<Spanned<String>>,
+    folder: Option<Spanned<String>>,
+    connect_timeout: Option<Secs>,
+    read_timeout: Option<Secs>,
+    keepalive_timeout: Option<Secs>,
+    max_idle: Option<usize>,
+    #[serde(default)]
+    headers: BTreeMap<String, Spanned<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawBehavior {
+    path: Option<Spanned<String>>,
+    origin: Option<Spanned<String>>,
+    allowed_methods: Option<Spanned<Vec<String>>>,
+    min_ttl: Option<Spanned<Secs>>,
+    default_ttl: Option<Spanned<Secs>>,
+    max_ttl: Option<Spanned<Secs>>,
+    #[serde(default)]
+    compress: bool,
+    #[serde(default)]
+    cache_key: RawKey,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawKey {
+    query: Option<Spanned<RawList>>,
+    #[serde(default)]
+    headers: Vec<Spanned<String>>,
+    cookies: Option<Spanned<RawList>>,
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum RawList {
+    Word(String),
+    Names(Vec<String>),
+}
+
+struct Ctx<'a> {
+    file: &'a Path,
+    text: &'a str,
+}
+
+impl Ctx<'_> {
+    fn err<T>(&self, span: std::ops::Range<usize>, field: String, msg: impl Into<String>) -> Result<T, ConfigError> {
+        Err(ConfigError::at(self.file, self.text, span.start, Some(field), msg))
+    }
+}
+
+pub(super) fn resolve(text: &str, file: &Path) -> Result<Config, ConfigError> {
+    let raw: RawConfig = toml::from_str(text).map_err(|e| toml_error(file, text, &e))?;
+    let cx = Ctx { file, text };
+
+    let mut server = ServerConfig::default();
+    if let Some(listen) = raw.server.listen {
+        let span = listen.span();
+        let list = match listen.into_inner() {
+            OneOrMany::One(s) => vec![s],
+            OneOrMany::Many(v) => v,
+        };
+        if list.is_empty() {
+            return cx.err(span, "server.listen".into(), "needs at least one address");
+        }
+        server.listen.clear();
+        for a in list {
+            match a.parse::<SocketAddr>() {
+                Ok(addr) => server.listen.push(addr),
+                Err(_) => {
+                    return cx.err(
+                        span,
+                        "server.listen".into(),
+                        format!("{a:?} is not an address such as \"127.0.0.1:8080\" or \"[::1]:8080\""),
+                    )
+                }
+            }
+        }
+    }
+    if let Some(loc) = raw.server.edge_location {
+        server.edge_location = loc;
+    }
+    if let Some(dom) = raw.server.edge_domain {
+        if HostPattern::parse(dom.get_ref()).is_err() || dom.get_ref().starts_with('*') {
+            return cx.err(dom.span(), "server.edge_domain".into(), "is not a domain name");
+        }
+        server.edge_domain = dom.into_inner().to_ascii_lowercase();
+    }
+    server.access_log = raw.server.access_log.map(|s| {
+        if s == "-" || s == "stdout" {
+            LogTarget::Stdout
+        } else {
+            LogTarget::File(relative_to(file, &s))
+        }
+    });
+    server.log_cookies = raw.server.log_cookies.unwrap_or(false);
+    if let Some(t) = raw.server.header_read_timeout {
+        server.header_read_timeout = t.0;
+    }
+    if let Some(b) = raw.server.max_header_bytes {
+        server.max_header_bytes = b.0.clamp(1024, 1 << 20) as usize;
+    }
+
+    let mut cache = CacheConfig::default();
+    if let Some(m) = raw.cache.memory {
+        if m.get_ref().0 < (1 << 20) {
+            return cx.err(m.span(), "cache.memory".into(), "must be at least 1MiB");
+        }
+        cache.memory_bytes = m.get_ref().0;
+    }
+    if let Some(m) = raw.cache.max_object_size {
+        cache.max_object_bytes = m.get_ref().0;
+    }
+    if let Some(t) = raw.cache.lock_timeout {
+        cache.lock_timeout = t.0;
+    }
+    if let Some(t) = raw.cache.hit_for_pass_ttl {
+        cache.hit_for_pass_ttl = t.0;
+    }
+    if let Some(t) = raw.cache.error_ttl {
+        cache.error_ttl = t.0;
+    }
+
+    let mut distributions = Vec::new();
+    let mut ids = HashSet::new();
+    let mut hosts: HashSet<String> = HashSet::new();
+    for (i, d) in raw.distributions.into_iter().enumerate() {
+        let dist = resolve_distribution(&cx, i, d, &server.edge_domain)?;
+        if !ids.insert(dist.id.clone()) {
+            return Err(ConfigError::whole_file(
+                file,
+                format!("two distributions have the id {:?}", dist.id),
+            ));
+        }
+        for a in &dist.aliases {
+            let key = format!("{a:?}");
+            if !hosts.insert(key) {
+                return Err(ConfigError::whole_file(
+                    file,
+                    format!("the alternate domain name {a:?} belongs to two distributions"),
+                ));
+            }
+        }
+        distributions.push(Arc::new(dist));
+    }
+    Ok(Config {
+        server,
+        cache,
+        distributions,
+    })
+}
+
+fn resolve_distribution(
+    cx: &Ctx,
+    i: usize,
+    d: Spanned<RawDistribution>,
+    edge_domain: &str,
+) -> Result<Distribution, ConfigError> {
+    let dspan = d.span();
+    let d = d.into_inner();
+    let f = |name: &str| format!("distributions[{i}].{name}");
+    let id = match d.id {
+        Some(id) => {
+            let ok = !id.get_ref().is_empty()
+                && id.get_ref().len() <= 64
+                && id.get_ref().bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+            if !ok {
+                return cx.err(id.span(), f("id"), "must be 1 to 64 letters, digits, '-' or '_'");
+            }
+            id.into_inner()
+        }
+        None => return cx.err(dspan, f("id"), "is missing"),
+    };
+    let mut aliases = Vec::new();
+    for (j, a) in d.aliases.iter().enumerate() {
+        match HostPattern::parse(a.get_ref()) {
+            Ok(p) => aliases.push(p),
+            Err(e) => return cx.err(a.span(), f(&format!("aliases[{j}]")), e),
+        }
+    }
+    let domain_name = domain_name_for(&id, edge_domain);
+    aliases.push(HostPattern::Exact(domain_name.clone()));
+
+    if d.origins.is_empty() {
+        return cx.err(dspan, f("origins"), "a distribution needs at least one origin");
+    }
+    let mut origins: Vec<Arc<OriginConfig>> = Vec::new();
+    for (j, o) in d.origins.into_iter().enumerate() {
+        let ospan = o.span();
+        let o = o.into_inner();
+        let of = |name: &str| f(&format!("origins[{j}].{name}"));
+        if origins.iter().any(|x| x.id == *o.id.get_ref()) {
+            return cx.err(o.id.span(), of("id"), format!("origin id {:?} is used twice", o.id.get_ref()));
+        }
+        let kind = match (o.url.as_ref(), o.folder.as_ref()) {
+            (Some(url), None) => OriginKind::Http(parse_origin_url(cx, url, of("url"), &o)?),
+            (None, Some(folder)) => {
+                let root = relative_to(cx.file, folder.get_ref());
+                if !root.is_dir() {
+                    return cx.err(
+                        folder.span(),
+                        of("folder"),
+                        format!("{} is not a folder", root.display()),
+                    );
+                }
+                OriginKind::Folder(FolderOriginConfig { root })
+            }
+            _ => return cx.err(ospan, of("url"), "an origin needs exactly one of `url` or `folder`"),
+        };
+        let mut headers = Vec::new();
+        for (name, value) in &o.headers {
+            let n = HeaderName::from_bytes(name.as_bytes());
+            let v = HeaderValue::from_str(value.get_ref());
+            match (n, v) {
+                (Ok(n), Ok(v)) => headers.push((n, v)),
+                _ => {
+                    return cx.err(
+                        value.span(),
+                        of(&format!("headers.{name}")),
+                        "is not a valid header name and value",
+                    )
+                }
+            }
+        }
+        origins.push(Arc::new(OriginConfig {
+            id: o.id.into_inner(),
+            kind,
+            headers,
+        }));
+    }
+
+    let mut behaviors = Vec::new();
+    for (j, b) in d.behaviors.into_iter().enumerate() {
+        let bf = f(&format!("behaviors[{j}]"));
+        let span = b.span();
+        let b = b.into_inner();
+        let Some(path) = &b.path else {
+            return cx.err(span, format!("{bf}.path"), "a cache behavior needs a path pattern");
+        };
+        let pattern = PathPattern::parse(path.get_ref())
+            .or_else(|e| cx.err(path.span(), format!("{bf}.path"), e))?;
+        behaviors.push(resolve_behavior(cx, &bf, span, b, Some(pattern), &origins)?);
+    }
+    let default_behavior = match d.default_behavior {
+        Some(b) => {
+            let span = b.span();
+            let b = b.into_inner();
+            if let Some(p) = &b.path {
+                return cx.err(p.span(), f("default_behavior.path"), "the default behavior matches every path and takes no pattern");
+            }
+            resolve_behavior(cx, &f("default_behavior"), span, b, None, &origins)?
+        }
+        None => Behavior::default_for(0),
+    };
+    Ok(Distribution {
+        id,
+        enabled: d.enabled,
+        comment: d.comment,
+        domain_name,
+        aliases,
+        origins,
+        behaviors,
+        default_behavior,
+    })
+}
+
+fn parse_origin_url(
+    cx: &Ctx,
+    url: &Spanned<String>,
+    field: String,
+    o: &RawOrigin,
+) -> Result<HttpOriginConfig, ConfigError> {
+    let uri: http::Uri = match url.get_ref().parse() {
+        Ok(u) => u,
+        Err(e) => return cx.err(url.span(), field, format!("{:?} is not a URL: {e}", url.get_ref())),
+    };
+    let scheme = match uri.scheme_str() {
+        Some(s @ ("http" | "https")) => s.to_string(),
+        _ => return cx.err(url.span(), field, "an origin URL starts with http:// or https://"),
+    };
+    let Some(authority) = uri.authority() else {
+        return cx.err(url.span(), field, "an origin URL needs a host");
+    };
+    if uri.query().is_some() {
+        return cx.err(url.span(), field, "an origin URL cannot carry a query string");
+    }
+    let path_prefix = uri.path().trim_end_matches('/').to_string();
+    Ok(HttpOriginConfig {
+        scheme,
+        authority: authority.as_str().to_string(),
+        path_prefix,
+        connect_timeout: o.connect_timeout.map_or(Duration::from_secs(10), |s| s.0),
+        read_timeout: o.read_timeout.map_or(Duration::from_secs(30), |s| s.0),
+        keepalive_timeout: o.keepalive_timeout.map_or(Duration::from_secs(60), |s| s.0),
+        max_idle_per_host: o.max_idle.unwrap_or(256),
+    })
+}
+
+fn resolve_behavior(
+    cx: &Ctx,
+    field: &str,
+    span: std::ops::Range<usize>,
+    b: RawBehavior,
+    pattern: Option<PathPattern>,
+    origins: &[Arc<OriginConfig>],
+) -> Result<Behavior, ConfigError> {
+    let origin = match &b.origin {
+        Some(name) => match origins.iter().position(|o| o.id == *name.get_ref()) {
+            Some(i) => i,
+            None => {
+                return cx.err(
+                    name.span(),
+                    format!("{field}.origin"),
+                    format!("no origin has the id {:?}", name.get_ref()),
+                )
+            }
+        },
+        None => return cx.err(span, format!("{field}.origin"), "a behavior names its origin"),
+    };
+    let mut behavior = Behavior::default_for(origin);
+    behavior.pattern = pattern;
+    behavior.compress = b.compress;
+    if let Some(methods) = &b.allowed_methods {
+        let mut list = Vec::new();
+        for m in methods.get_ref() {
+            match Method::from_bytes(m.to_ascii_uppercase().as_bytes()) {
+                Ok(m) => list.push(m),
+                Err(_) => return cx.err(methods.span(), format!("{field}.allowed_methods"), format!("{m:?} is not a method")),
+            }
+        }
+        if !list.contains(&Method::GET) || !list.contains(&Method::HEAD) {
+            return cx.err(methods.span(), format!("{field}.allowed_methods"), "must include GET and HEAD");
+        }
+        behavior.allowed_methods = list;
+    }
+    if let Some(t) = &b.min_ttl {
+        behavior.min_ttl = t.get_ref().0;
+    }
+    if let Some(t) = &b.max_ttl {
+        behavior.max_ttl = t.get_ref().0;
+    }
+    if let Some(t) = &b.default_ttl {
+        behavior.default_ttl = t.get_ref().0;
+    } else {
+        behavior.default_ttl = behavior.default_ttl.clamp(behavior.min_ttl, behavior.max_ttl.max(behavior.min_ttl));
+    }
+    if behavior.min_ttl > behavior.max_ttl {
+        let s = b.min_ttl.as_ref().map_or(span.clone(), |t| t.span());
+        return cx.err(s, format!("{field}.min_ttl"), "is greater than max_ttl");
+    }
+    if behavior.default_ttl < behavior.min_ttl || behavior.default_ttl > behavior.max_ttl {
+        let s = b.default_ttl.as_ref().map_or(span.clone(), |t| t.span());
+        return cx.err(s, format!("{field}.default_ttl"), "must lie between min_ttl and max_ttl");
+    }
+    behavior.cache_key.query = resolve_list(cx, &format!("{field}.cache_key.query"), b.cache_key.query.as_ref(), 10)?;
+    behavior.cache_key.cookies = resolve_list(cx, &format!("{field}.cache_key.cookies"), b.cache_key.cookies.as_ref(), 10)?;
+    for (k, h) in b.cache_key.headers.iter().enumerate() {
+        match HeaderName::from_bytes(h.get_ref().as_bytes()) {
+            Ok(n) => behavior.cache_key.headers.push(n),
+            Err(_) => return cx.err(h.span(), format!("{field}.cache_key.headers[{k}]"), format!("{:?} is not a header name", h.get_ref())),
+        }
+    }
+    Ok(behavior)
+}
+
+fn resolve_list(
+    cx: &Ctx,
+    field: &str,
+    list: Option<&Spanned<RawList>>,
+    max: usize,
+) -> Result<KeyList, ConfigError> {
+    let Some(list) = list else {
+        return Ok(KeyList::None);
+    };
+    match list.get_ref() {
+        RawList::Word(w) if w == "none" => Ok(KeyList::None),
+        RawList::Word(w) if w == "all" => Ok(KeyList::All),
+        RawList::Word(w) => cx.err(list.span(), field.into(), format!("{w:?}: expected \"none\", \"all\" or a list of names")),
+        RawList::Names(names) if names.len() > max => {
+            cx.err(list.span(), field.into(), format!("at most {max} names (got {})", names.len()))
+        }
+        RawList::Names(names) if names.iter().any(|n| n.is_empty()) => {
+            cx.err(list.span(), field.into(), "names cannot be empty")
+        }
+        RawList::Names(names) => Ok(KeyList::Allow(names.clone())),
+    }
+}
+
+fn relative_to(config_file: &Path, p: &str) -> PathBuf {
+    let p = Path::new(p);
+    if p.is_absolute() {
+        return p.to_path_buf();
+    }
+    match config_file.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir.join(p),
+        _ => p.to_path_buf(),
+    }
+}
+
+/// A TOML syntax or type error, with its line and the key written on that line.
+fn toml_error(file: &Path, text: &str, e: &toml::de::Error) -> ConfigError {
+    let message = e.message().to_string();
+    match e.span() {
+        Some(span) => {
+            let start = span.start.min(text.len());
+            let line_start = text[..start].rfind('\n').map_or(0, |p| p + 1);
+            let line_end = text[start..].find('\n').map_or(text.len(), |p| start + p);
+            let line = text[line_start..line_end].trim();
+            let field = if line.starts_with('[') {
+                Some(line.trim_matches(|c| c == '[' || c == ']').trim().to_string())
+            } else {
+                line.split_once('=').map(|(k, _)| k.trim().trim_matches('"').to_string())
+            };
+            ConfigError::at(file, text, start, field.filter(|f| !f.is_empty()), message)
+        }
+        None => ConfigError::whole_file(file, message),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Config, ConfigError> {
+        resolve(text, Path::new("edge.toml"))
+    }
+
+    const BASE: &str = "[[distributions]]\nid = \"E1\"\naliases = [\"a.example\"]\n[[distributions.origins]]\nid = \"o\"\nurl = \"http://127.0.0.1:9/base/\"\n";
+
+    #[test]
+    fn minimal_distribution() {
+        let c = parse(BASE).unwrap();
+        let d = &c.distributions[0];
+        assert_eq!(d.id, "E1");
+        assert!(d.domain_name.starts_with('d') && d.domain_name.ends_with(".edge.mediaedge.invalid"));
+        match &d.origins[0].kind {
+            OriginKind::Http(h) => {
+                assert_eq!(h.path_prefix, "/base");
+                assert_eq!(h.authority, "127.0.0.1:9");
+            }
+            _ => panic!("expected an http origin"),
+        }
+        assert_eq!(d.default_behavior.default_ttl, DEFAULT_TTL);
+    }
+
+    #[test]
+    fn errors_name_line_and_field() {
+        let e = parse(&format!("{BASE}[[distributions.behaviors]]\npath = \"/x/*\"\norigin = \"nope\"\n")).unwrap_err();
+        assert_eq!(e.line, 9, "{e}");
+        assert_eq!(e.field.as_deref(), Some("distributions[0].behaviors[0].origin"));
+        assert!(e.to_string().starts_with("edge.toml:9:"), "{e}");
+
+        let e = parse(&format!("{BASE}[distributions.default_behavior]\norigin = \"o\"\nmin_ttl = \"10s\"\nmax_ttl = \"5s\"\n")).unwrap_err();
+        assert_eq!(e.line, 9, "{e}");
+        assert_eq!(e.field.as_deref(), Some("distributions[0].default_behavior.min_ttl"));
+
+        let e = parse(&format!("{BASE}[distributions.default_behavior]\norigin = \"o\"\ndefault_tll = 5\n")).unwrap_err();
+        assert_eq!(e.line, 9, "{e}");
+        assert_eq!(e.field.as_deref(), Some("default_tll"));
+        assert!(e.message.contains("unknown field"), "{e}");
+
+        let e = parse("[server]\nlisten = \"nowhere\"\n").unwrap_err();
+        assert_eq!((e.line, e.field.as_deref()), (2, Some("server.listen")), "{e}");
+
+        let e = parse(&format!("{BASE}[distributions.default_behavior]\norigin = \"o\"\ndefault_ttl = \"3 fortnights\"\n")).unwrap_err();
+        assert_eq!(e.line, 9, "{e}");
+
+        let e = parse("[server\n").unwrap_err();
+        assert_eq!(e.line, 1, "{e}");
+
+        let q: String = (0..11).map(|i| format!("\"q{i}\",")).collect();
+        let e = parse(&format!("{BASE}[distributions.default_behavior]\norigin = \"o\"\ncache_key.query = [{q}]\n")).unwrap_err();
+        assert!(e.message.contains("at most 10"), "{e}");
+    }
+}

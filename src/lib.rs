@@ -1,0 +1,18 @@
+//! mediaedge: a streaming-focused media delivery edge.
+//!
+//! The request path, in order: `server` accepts, `proxy::Edge::handle` routes
+//! (`routing`), `cache` looks up and collapses, `origin` fetches, `cache::body`
+//! stores while streaming, `proxy::respond` answers. See docs/architecture.md.
+
+pub mod cache;
+pub mod compress;
+pub mod config;
+pub mod http;
+pub mod log;
+pub mod origin;
+pub mod proxy;
+pub mod routing;
+pub mod server;
+
+pub use config::Config;
+pub use server::{start, RunningEdge};

@@ -1,0 +1,205 @@
+//! Access logs in CloudFront's standard-log layout (tab-separated, one line a
+//! request), written by a background thread so requests never wait on disk.
+
+use crate::config::LogTarget;
+use std::io::Write;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+pub const FIELDS: &str = "date time x-edge-location sc-bytes c-ip cs-method cs(Host) cs-uri-stem sc-status cs(Referer) cs(User-Agent) cs-uri-query cs(Cookie) x-edge-result-type x-edge-request-id x-host-header cs-protocol cs-bytes time-taken x-forwarded-for ssl-protocol ssl-cipher x-edge-response-result-type cs-protocol-version fle-status fle-encrypted-fields c-port time-to-first-byte x-edge-detailed-result-type sc-content-type sc-content-len sc-range-start sc-range-end";
+
+pub struct AccessLog {
+    tx: mpsc::SyncSender<String>,
+    pub edge_location: String,
+    pub log_cookies: bool,
+    dropped: AtomicU64,
+}
+
+impl AccessLog {
+    pub fn open(target: &LogTarget, edge_location: String, log_cookies: bool) -> std::io::Result<Arc<AccessLog>> {
+        let mut out: Box<dyn Write + Send> = match target {
+            LogTarget::Stdout => Box::new(std::io::stdout()),
+            LogTarget::File(p) => {
+                let fresh = std::fs::metadata(p).map(|m| m.len() == 0).unwrap_or(true);
+                let mut f = std::fs::OpenOptions::new().create(true).append(true).open(p)?;
+                if fresh {
+                    writeln!(f, "#Version: 1.0\n#Fields: {FIELDS}")?;
+                }
+                Box::new(f)
+            }
+        };
+        let (tx, rx) = mpsc::sync_channel::<String>(65_536);
+        std::thread::Builder::new().name("access-log".into()).spawn(move || {
+            let mut w = std::io::BufWriter::with_capacity(64 * 1024, &mut out);
+            while let Ok(line) = rx.recv() {
+                let _ = w.write_all(line.as_bytes());
+                // Drain what is queued, then flush once.
+                while let Ok(line) = rx.try_recv() {
+                    let _ = w.write_all(line.as_bytes());
+                }
+                let _ = w.flush();
+            }
+        })?;
+        Ok(Arc::new(AccessLog {
+            tx,
+            edge_location,
+            log_cookies,
+            dropped: AtomicU64::new(0),
+        }))
+    }
+
+    /// Lines lost because the writer fell behind.
+    pub fn dropped(&self) -> u64 {
+        self.dropped.load(Ordering::Relaxed)
+    }
+}
+
+/// A request's log line, completed when its response body ends.
+pub struct Pending {
+    pub log: Arc<AccessLog>,
+    pub start: Instant,
+    pub ttfb: Option<Duration>,
+    pub client: SocketAddr,
+    pub method: String,
+    pub host: String,
+    pub uri_stem: String,
+    pub query: String,
+    pub referer: String,
+    pub user_agent: String,
+    pub cookie: String,
+    pub forwarded_for: String,
+    pub protocol_version: &'static str,
+    pub tls: bool,
+    pub request_bytes: u64,
+    pub request_id: String,
+    pub status: u16,
+    pub result: &'static str,
+    pub detailed_result: &'static str,
+    pub content_type: String,
+    pub content_len: String,
+    pub range: Option<(u64, u64)>,
+}
+
+impl Pending {
+    pub fn first_byte(&mut self) {
+        if self.ttfb.is_none() {
+            self.ttfb = Some(self.start.elapsed());
+        }
+    }
+
+    /// Writes the line. `complete` is false when the viewer went away or the
+    /// body failed before its end.
+    pub fn finish(self: Box<Self>, sent: u64, complete: bool) {
+        let taken = self.start.elapsed().as_secs_f64();
+        let ttfb = self.ttfb.map_or(taken, |d| d.as_secs_f64());
+        let now = httpdate::fmt_http_date(SystemTime::now());
+        let (date, time) = iso_date_time(SystemTime::now()).unwrap_or_else(|| (now.clone(), String::new()));
+        let result = if complete { self.result } else { "Error" };
+        let detailed = if complete { self.detailed_result } else { "ClientCommError" };
+        let (rs, re) = match self.range {
+            Some((s, e)) => (s.to_string(), e.to_string()),
+            None => ("-".into(), "-".into()),
+        };
+        let f = [
+            date,
+            time,
+            field(&self.log.edge_location),
+            sent.to_string(),
+            self.client.ip().to_string(),
+            field(&self.method),
+            field(&self.host),
+            field(&self.uri_stem),
+            self.status.to_string(),
+            field(&self.referer),
+            field(&self.user_agent),
+            field(&self.query),
+            field(&self.cookie),
+            result.into(),
+            field(&self.request_id),
+            field(&self.host),
+            if self.tls { "https".into() } else { "http".into() },
+            self.request_bytes.to_string(),
+            format!("{taken:.3}"),
+            field(&self.forwarded_for),
+            "-".into(),
+            "-".into(),
+            result.into(),
+            self.protocol_version.into(),
+            "-".into(),
+            "-".into(),
+            self.client.port().to_string(),
+            format!("{ttfb:.3}"),
+            detailed.into(),
+            field(&self.content_type),
+            field(&self.content_len),
+            rs,
+            re,
+        ];
+        let mut line = f.join("\t");
+        line.push('\n');
+        if self.log.tx.try_send(line).is_err() {
+            self.log.dropped.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+/// A log field: `-` when empty; white space, tabs and controls percent-encoded.
+fn field(s: &str) -> String {
+    if s.is_empty() {
+        return "-".into();
+    }
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            ' ' => out.push_str("%20"),
+            '\t' => out.push_str("%09"),
+            '%' => out.push_str("%25"),
+            c if c.is_control() => out.push_str(&format!("%{:02X}", c as u32 & 0xff)),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// `YYYY-MM-DD` and `HH:MM:SS` in UTC.
+fn iso_date_time(t: SystemTime) -> Option<(String, String)> {
+    let secs = t.duration_since(SystemTime::UNIX_EPOCH).ok()?.as_secs();
+    let (days, rem) = (secs / 86_400, secs % 86_400);
+    // Civil-from-days (Howard Hinnant's algorithm).
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    Some((
+        format!("{y:04}-{m:02}-{d:02}"),
+        format!("{:02}:{:02}:{:02}", rem / 3600, rem % 3600 / 60, rem % 60),
+    ))
+}
+
+/// A short unique request id (base-62).
+pub fn request_id() -> String {
+    const DIGITS: &[u8] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+    (0..20).map(|_| DIGITS[fastrand::usize(..62)] as char).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dates_and_fields() {
+        let t = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        assert_eq!(iso_date_time(t).unwrap(), ("2023-11-14".into(), "22:13:20".into()));
+        assert_eq!(field("Mozilla/5.0 (X11)\tx"), "Mozilla/5.0%20(X11)%09x");
+        assert_eq!(field(""), "-");
+        assert_eq!(FIELDS.split(' ').count(), 33);
+    }
+}

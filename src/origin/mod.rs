@@ -1,0 +1,194 @@
+//! Origins: where the edge fetches from. An HTTP(S) server through a pooled
+//! client, or a local folder. Both answer an `OriginRequest` with a streamed
+//! `OriginResponse`; faults come back as `OriginError`, which knows its status.
+
+mod folder;
+mod http_origin;
+
+use crate::config::{OriginConfig, OriginKind};
+use bytes::Bytes;
+use http::{HeaderMap, Method, StatusCode};
+use http_body::{Body, Frame, SizeHint};
+use hyper::body::Incoming;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::{Duration, SystemTime};
+
+pub struct Origin {
+    pub config: Arc<OriginConfig>,
+    kind: Kind,
+}
+
+enum Kind {
+    Http(http_origin::HttpOrigin),
+    Folder(folder::FolderOrigin),
+}
+
+pub struct OriginRequest {
+    pub method: Method,
+    /// Path and query as the viewer sent them (the origin adds its prefix).
+    pub path_and_query: String,
+    pub headers: HeaderMap,
+    pub body: RequestBody,
+}
+
+/// A request body going to the origin: none, or the viewer's, streamed.
+pub enum RequestBody {
+    Empty,
+    Viewer(Incoming),
+}
+
+impl Body for RequestBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        match self.get_mut() {
+            RequestBody::Empty => Poll::Ready(None),
+            RequestBody::Viewer(b) => Pin::new(b).poll_frame(cx),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            RequestBody::Empty => true,
+            RequestBody::Viewer(b) => b.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            RequestBody::Empty => SizeHint::with_exact(0),
+            RequestBody::Viewer(b) => b.size_hint(),
+        }
+    }
+}
+
+pub struct OriginResponse {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: OriginBody,
+    pub request_time: SystemTime,
+    pub response_time: SystemTime,
+}
+
+/// An origin fault, by kind: it decides the status the viewer sees.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OriginError {
+    /// Could not connect, or the connection failed before a response: 502.
+    Connect(String),
+    /// No response (or no next body piece) within the read timeout: 504.
+    Timeout(String),
+    /// A malformed response or a body cut short: 502.
+    Protocol(String),
+}
+
+impl OriginError {
+    pub fn status(&self) -> StatusCode {
+        match self {
+            OriginError::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
+            _ => StatusCode::BAD_GATEWAY,
+        }
+    }
+}
+
+impl std::fmt::Display for OriginError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            OriginError::Connect(m) => write!(f, "origin connection failed: {m}"),
+            OriginError::Timeout(m) => write!(f, "origin timed out: {m}"),
+            OriginError::Protocol(m) => write!(f, "origin response broken: {m}"),
+        }
+    }
+}
+
+impl std::error::Error for OriginError {}
+
+/// A response body from an origin, read piece by piece.
+pub enum OriginBody {
+    Empty,
+    Full(Option<Bytes>),
+    Http {
+        inner: Incoming,
+        read_timeout: Duration,
+        timer: Pin<Box<tokio::time::Sleep>>,
+    },
+    File(tokio_util::io::ReaderStream<tokio::fs::File>),
+}
+
+impl OriginBody {
+    pub(crate) fn http(inner: Incoming, read_timeout: Duration) -> OriginBody {
+        OriginBody::Http {
+            inner,
+            read_timeout,
+            timer: Box::pin(tokio::time::sleep(read_timeout)),
+        }
+    }
+
+    /// The next piece of the body; `None` at its clean end.
+    pub fn poll_chunk(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Bytes, OriginError>>> {
+        match self {
+            OriginBody::Empty => Poll::Ready(None),
+            OriginBody::Full(b) => Poll::Ready(b.take().map(Ok)),
+            OriginBody::Http { inner, read_timeout, timer } => loop {
+                match Pin::new(&mut *inner).poll_frame(cx) {
+                    Poll::Ready(Some(Ok(frame))) => {
+                        timer.as_mut().reset(tokio::time::Instant::now() + *read_timeout);
+                        match frame.into_data() {
+                            Ok(data) if data.is_empty() => continue,
+                            Ok(data) => return Poll::Ready(Some(Ok(data))),
+                            Err(_trailers) => continue,
+                        }
+                    }
+                    Poll::Ready(Some(Err(e))) => {
+                        return Poll::Ready(Some(Err(OriginError::Protocol(format!("body: {e}")))))
+                    }
+                    Poll::Ready(None) => return Poll::Ready(None),
+                    Poll::Pending => {
+                        if timer.as_mut().poll(cx).is_ready() {
+                            return Poll::Ready(Some(Err(OriginError::Timeout(format!(
+                                "no body data for {} ms",
+                                read_timeout.as_millis()
+                            )))));
+                        }
+                        return Poll::Pending;
+                    }
+                }
+            },
+            OriginBody::File(stream) => match futures_core::Stream::poll_next(Pin::new(stream), cx) {
+                Poll::Ready(Some(Ok(b))) => Poll::Ready(Some(Ok(b))),
+                Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(OriginError::Protocol(format!("file read: {e}"))))),
+                Poll::Ready(None) => Poll::Ready(None),
+                Poll::Pending => Poll::Pending,
+            },
+        }
+    }
+
+    pub async fn chunk(&mut self) -> Option<Result<Bytes, OriginError>> {
+        std::future::poll_fn(|cx| self.poll_chunk(cx)).await
+    }
+}
+
+use std::future::Future;
+
+impl Origin {
+    pub fn new(config: Arc<OriginConfig>) -> Result<Origin, String> {
+        let kind = match &config.kind {
+            OriginKind::Http(h) => Kind::Http(http_origin::HttpOrigin::new(h.clone())?),
+            OriginKind::Folder(f) => Kind::Folder(folder::FolderOrigin::new(f.root.clone())),
+        };
+        Ok(Origin { config, kind })
+    }
+
+    /// Sends a request. The origin's custom headers are added here.
+    pub async fn send(&self, mut req: OriginRequest) -> Result<OriginResponse, OriginError> {
+        for (name, value) in &self.config.headers {
+            req.headers.insert(name.clone(), value.clone());
+        }
+        match &self.kind {
+            Kind::Http(h) => h.send(req).await,
+            Kind::Folder(f) => f.send(req).await,
+        }
+    }
+}

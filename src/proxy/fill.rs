@@ -1,0 +1,323 @@
+//! The cache path: look up, collapse, fill from the origin, store.
+
+use super::respond::{self, error};
+use super::{Ctx, Edge, ResultType, Served, Viewer};
+use crate::cache::body::{BodyWriter, StoredBody};
+use crate::cache::inflight::{self, Join, Lead, Outcome};
+use crate::cache::key::{self, CacheKey};
+use crate::cache::object::{Head, Object, Staleness, VaryKey};
+use crate::cache::policy::{self, NoStore};
+use crate::cache::Lookup;
+use crate::origin::{OriginBody, OriginError, OriginRequest, OriginResponse, RequestBody};
+use crate::routing::Route;
+use http::header::{self, HeaderMap, HeaderValue};
+use http::request::Parts;
+use http::{Method, Request, StatusCode};
+use hyper::body::Incoming;
+use std::sync::Arc;
+use std::time::Instant;
+
+/// Attempts at the lookup/collapse loop before going to the origin alone.
+const MAX_ROUNDS: usize = 4;
+
+impl Edge {
+    pub(super) async fn cached(self: &Arc<Self>, req: Request<Incoming>, route: Route, viewer: Viewer) -> Served {
+        let (parts, _body) = req.into_parts();
+        let behavior = route.behavior();
+        let key = key::build(&route.dist.config.id, parts.uri.path(), parts.uri.query(), &parts.headers, &behavior.cache_key);
+        let ctx = Ctx { route, viewer };
+        let mut stale: Option<Arc<Object>> = None;
+        for _ in 0..MAX_ROUNDS {
+            match self.cache.lookup(&key, &parts.headers) {
+                Lookup::Found(obj) => {
+                    let state = obj.head().staleness(Instant::now());
+                    match state {
+                        Staleness::Fresh => return self.serve(&parts, &ctx, obj, ResultType::Hit, "Hit").await,
+                        Staleness::StaleWhileRevalidate => {
+                            self.revalidate_in_background(&key, &parts, &ctx, obj.clone());
+                            return self.serve(&parts, &ctx, obj, ResultType::Hit, "StaleHit").await;
+                        }
+                        Staleness::Stale => stale = Some(obj),
+                    }
+                }
+                Lookup::Pass => return self.pass_parts(parts, &ctx, "HitForPass").await,
+                Lookup::Miss => {}
+            }
+            let collapse_key = self.cache.collapse_key(&key, &parts.headers);
+            match self.cache.join(&collapse_key) {
+                Join::Lead(lead) => return self.lead(lead, key, parts, ctx, stale).await,
+                Join::Wait(rx) => match inflight::wait(rx, self.cache.config.lock_timeout).await {
+                    Ok(Some(Outcome::Stored { object, refreshed })) => {
+                        if object.vary.as_ref().is_some_and(|v| !v.matches(&parts.headers)) {
+                            continue;
+                        }
+                        let (result, detail) = if refreshed {
+                            (ResultType::RefreshHit, "RefreshHit")
+                        } else {
+                            (ResultType::Miss, "CollapsedMiss")
+                        };
+                        return self.serve(&parts, &ctx, object, result, detail).await;
+                    }
+                    Ok(Some(Outcome::Pass)) => return self.pass_parts(parts, &ctx, "CollapsedPass").await,
+                    Ok(Some(Outcome::Failed { status, reason })) => {
+                        if let Some(obj) = stale.filter(|o| o.head().usable_on_error(Instant::now())) {
+                            return self.serve(&parts, &ctx, obj, ResultType::Hit, "StaleIfError").await;
+                        }
+                        return error(status, &reason);
+                    }
+                    // The leader went away before an answer: look again.
+                    Ok(None) => continue,
+                    // The fill stalled: go on alone, without storing.
+                    Err(inflight::Elapsed) => return self.pass_parts(parts, &ctx, "LockTimeout").await,
+                },
+            }
+        }
+        self.pass_parts(parts, &ctx, "Pass").await
+    }
+
+    /// Starts one background revalidation of a stale object, unless one runs.
+    fn revalidate_in_background(self: &Arc<Self>, key: &CacheKey, parts: &Parts, ctx: &Ctx, obj: Arc<Object>) {
+        let collapse_key = self.cache.collapse_key(key, &parts.headers);
+        if let Join::Lead(lead) = self.cache.join(&collapse_key) {
+            let edge = self.clone();
+            let key = key.clone();
+            let mut bg = Request::new(());
+            *bg.method_mut() = Method::GET;
+            *bg.uri_mut() = parts.uri.clone();
+            *bg.headers_mut() = parts.headers.clone();
+            for h in [header::RANGE, header::IF_NONE_MATCH, header::IF_MODIFIED_SINCE, header::IF_MATCH, header::IF_UNMODIFIED_SINCE, header::IF_RANGE] {
+                bg.headers_mut().remove(h);
+            }
+            let (bg_parts, ()) = bg.into_parts();
+            let ctx = Ctx { route: ctx.route.clone(), viewer: ctx.viewer };
+            tokio::spawn(async move {
+                let served = edge.lead(lead, key, bg_parts, ctx, Some(obj)).await;
+                drop(served);
+            });
+        }
+    }
+
+    /// The origin request for a fill: the viewer's end-to-end headers without
+    /// its conditionals, range and `Accept-Encoding` (the edge compresses
+    /// itself), and only the cookies in the cache key.
+    fn fill_request(&self, parts: &Parts, ctx: &Ctx, stale: Option<&Arc<Object>>) -> OriginRequest {
+        let mut h = self.forward_headers(&parts.headers, ctx.viewer);
+        for name in [
+            header::RANGE,
+            header::IF_RANGE,
+            header::IF_MATCH,
+            header::IF_NONE_MATCH,
+            header::IF_MODIFIED_SINCE,
+            header::IF_UNMODIFIED_SINCE,
+            header::ACCEPT_ENCODING,
+            header::CACHE_CONTROL,
+            header::PRAGMA,
+        ] {
+            h.remove(name);
+        }
+        let behavior = ctx.route.behavior();
+        h.remove(header::COOKIE);
+        if behavior.cache_key.cookies != crate::config::KeyList::None {
+            let kept: Vec<&str> = key::cookie_pairs(&parts.headers)
+                .filter(|(n, _)| behavior.cache_key.cookies.includes(n))
+                .map(|(_, p)| p)
+                .collect();
+            if let Ok(v) = HeaderValue::from_str(&kept.join("; ")) {
+                if !kept.is_empty() {
+                    h.insert(header::COOKIE, v);
+                }
+            }
+        }
+        if !behavior.cache_key.headers.contains(&header::HOST) {
+            h.remove(header::HOST);
+        }
+        if let Some(obj) = stale {
+            let head = obj.head();
+            if let Some(etag) = &head.etag {
+                h.insert(header::IF_NONE_MATCH, etag.clone());
+            }
+            if let Some(lm) = head.headers.get(header::LAST_MODIFIED) {
+                h.insert(header::IF_MODIFIED_SINCE, lm.clone());
+            }
+        }
+        OriginRequest {
+            method: Method::GET,
+            path_and_query: parts.uri.path_and_query().map_or("/", |p| p.as_str()).to_string(),
+            headers: h,
+            body: RequestBody::Empty,
+        }
+    }
+
+    /// The leader's side of a miss: one origin request, whose outcome every
+    /// waiter shares.
+    async fn lead(self: &Arc<Self>, lead: Lead, key: CacheKey, parts: Parts, ctx: Ctx, stale: Option<Arc<Object>>) -> Served {
+        let request = self.fill_request(&parts, &ctx, stale.as_ref());
+        let now = Instant::now;
+        let response = match ctx.route.origin().send(request).await {
+            Ok(r) => r,
+            Err(e) => return self.origin_failed(lead, &parts, &ctx, stale, e.status(), &e.to_string()).await,
+        };
+        if response.status == StatusCode::NOT_MODIFIED {
+            if let Some(obj) = stale {
+                return self.refreshed(lead, &key, &parts, &ctx, obj, response).await;
+            }
+        }
+        if response.status.is_server_error() {
+            if let Some(obj) = stale.as_ref().filter(|o| o.head().usable_on_error(now())) {
+                lead.publish(Outcome::Failed { status: response.status, reason: "origin error".into() });
+                return self.serve(&parts, &ctx, obj.clone(), ResultType::Hit, "StaleIfError").await;
+            }
+        }
+        let behavior = ctx.route.behavior();
+        let mut decision = policy::storability(
+            response.status,
+            &response.headers,
+            behavior,
+            &self.cache.config,
+            response.request_time,
+            response.response_time,
+        );
+        let announced = content_length(&response.headers);
+        if decision.is_ok() && announced.is_some_and(|l| l > self.cache.max_object_bytes()) {
+            decision = Err(NoStore::Forbidden("too large"));
+        }
+        let freshness = match decision {
+            Ok(f) => f,
+            Err(reason) => {
+                if matches!(reason, NoStore::Forbidden(_)) {
+                    self.cache.insert_pass(&key);
+                }
+                lead.publish(Outcome::Pass);
+                return respond::from_origin(response, ResultType::Miss, "Pass", parts.method == Method::HEAD);
+            }
+        };
+        let OriginResponse { status, mut headers, body, response_time, request_time: _ } = response;
+        if !headers.contains_key(header::DATE) {
+            // RFC 9110 §6.6.1: a cache adds the Date the origin left out.
+            if let Ok(v) = HeaderValue::from_str(&httpdate::fmt_http_date(response_time)) {
+                headers.insert(header::DATE, v);
+            }
+        }
+        let vary = VaryKey::from_response(&headers, &parts.headers);
+        crate::http::strip_hop_by_hop(&mut headers);
+        headers.remove(header::CONTENT_LENGTH);
+        headers.remove(header::AGE);
+        let compressible = behavior.compress
+            && !headers.contains_key(header::CONTENT_ENCODING)
+            && headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).is_some_and(crate::compress::is_compressible_type);
+        let head = Head {
+            status,
+            etag: headers.get(header::ETAG).cloned(),
+            last_modified: crate::http::date_header(&headers, &header::LAST_MODIFIED),
+            date: crate::http::date_header(&headers, &header::DATE),
+            headers,
+            freshness,
+            stored_at: now(),
+        };
+        let (stored, writer) = StoredBody::filling(announced);
+        let object = Object::new(head, stored, vary, compressible);
+        self.cache.insert(&key, object.clone());
+        // The fill belongs to the cache: it runs on even if this viewer leaves.
+        tokio::spawn(pump(self.clone(), key, object.clone(), body, writer, announced));
+        lead.publish(Outcome::Stored { object: object.clone(), refreshed: false });
+        self.serve(&parts, &ctx, object, ResultType::Miss, "Miss").await
+    }
+
+    /// A 304 for a stale object: its stored headers are updated (RFC 9111 §4.3.4).
+    async fn refreshed(&self, lead: Lead, key: &CacheKey, parts: &Parts, ctx: &Ctx, obj: Arc<Object>, resp: OriginResponse) -> Served {
+        let old = obj.head();
+        let mut headers = old.headers.clone();
+        let mut update = resp.headers;
+        crate::http::strip_hop_by_hop(&mut update);
+        for name in [header::CONTENT_LENGTH, header::CONTENT_ENCODING, header::CONTENT_RANGE, header::AGE] {
+            update.remove(name);
+        }
+        let mut last = None;
+        for (name, value) in update {
+            if let Some(n) = name {
+                headers.remove(&n);
+                last = Some(n);
+            }
+            if let Some(n) = &last {
+                headers.append(n.clone(), value);
+            }
+        }
+        let behavior = ctx.route.behavior();
+        match policy::storability(old.status, &headers, behavior, &self.cache.config, resp.request_time, resp.response_time) {
+            Ok(freshness) => {
+                obj.refresh(Head {
+                    status: old.status,
+                    etag: headers.get(header::ETAG).cloned(),
+                    last_modified: crate::http::date_header(&headers, &header::LAST_MODIFIED),
+                    date: crate::http::date_header(&headers, &header::DATE),
+                    headers,
+                    freshness,
+                    stored_at: Instant::now(),
+                });
+                drop(old);
+                lead.publish(Outcome::Stored { object: obj.clone(), refreshed: true });
+            }
+            Err(_) => {
+                // The origin now forbids storing it: this answer stands, once.
+                drop(old);
+                self.cache.remove_object(key, &obj);
+                lead.publish(Outcome::Pass);
+            }
+        }
+        self.serve(parts, ctx, obj, ResultType::RefreshHit, "RefreshHit").await
+    }
+
+    async fn origin_failed(&self, lead: Lead, parts: &Parts, ctx: &Ctx, stale: Option<Arc<Object>>, status: StatusCode, reason: &str) -> Served {
+        tracing::warn!(origin = %ctx.route.origin().config.id, path = parts.uri.path(), "{reason}");
+        lead.publish(Outcome::Failed { status, reason: reason.into() });
+        if let Some(obj) = stale.filter(|o| o.head().usable_on_error(Instant::now())) {
+            return self.serve(parts, ctx, obj, ResultType::Hit, "StaleIfError").await;
+        }
+        error(status, reason)
+    }
+}
+
+fn content_length(headers: &HeaderMap) -> Option<u64> {
+    headers.get(header::CONTENT_LENGTH)?.to_str().ok()?.trim().parse().ok()
+}
+
+/// Moves the origin body into the stored body. A failure, a short body or a
+/// body longer than announced fails every reader and stores nothing.
+async fn pump(edge: Arc<Edge>, key: CacheKey, object: Arc<Object>, mut body: OriginBody, mut writer: BodyWriter, announced: Option<u64>) {
+    let limit = edge.cache.max_object_bytes();
+    let mut kept = true;
+    loop {
+        match body.chunk().await {
+            Some(Ok(chunk)) => {
+                writer.push(chunk);
+                if kept && writer.len() > limit {
+                    // Too large to keep: readers already on it get it all.
+                    kept = false;
+                    edge.cache.remove_object(&key, &object);
+                }
+            }
+            Some(Err(e)) => {
+                fail(&edge, &key, &object, writer, &e);
+                return;
+            }
+            None => {
+                if let Some(expected) = announced.filter(|&n| n != writer.len()) {
+                    let e = OriginError::Protocol(format!("body has {} bytes, Content-Length said {expected}", writer.len()));
+                    fail(&edge, &key, &object, writer, &e);
+                    return;
+                }
+                writer.finish();
+                if kept {
+                    edge.cache.fill_finished(&key, &object);
+                }
+                return;
+            }
+        }
+    }
+}
+
+fn fail(edge: &Edge, key: &CacheKey, object: &Arc<Object>, writer: BodyWriter, e: &OriginError) {
+    tracing::warn!(key = %key.primary.replace('\u{1f}', " "), "fill failed: {e}");
+    edge.cache.remove_object(key, object);
+    writer.fail(&e.to_string());
+}

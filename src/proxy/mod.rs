@@ -1,0 +1,235 @@
+//! The request path: route the viewer's request, then answer it from the cache
+//! (`fill`, `respond`) or pass it to the origin (`pass`).
+//!
+//! ```text
+//! viewer → Edge::handle → routing → cache lookup ─hit→ respond
+//!                                        └miss→ collapse → origin → store → respond
+//! ```
+
+mod fill;
+mod pass;
+mod respond;
+
+use crate::cache::Cache;
+use crate::config::{Config, ServerConfig};
+use crate::http::body::EdgeBody;
+use crate::log::{AccessLog, Pending};
+use crate::routing::{request_host, Route, Routes};
+use arc_swap::ArcSwap;
+use http::header::{self, HeaderValue};
+use http::{Method, Request, Response, StatusCode};
+use hyper::body::Incoming;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+/// The cache's verdict on a response, as viewers see it in `X-Cache`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ResultType {
+    Hit,
+    RefreshHit,
+    Miss,
+    Error,
+}
+
+impl ResultType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ResultType::Hit => "Hit",
+            ResultType::RefreshHit => "RefreshHit",
+            ResultType::Miss => "Miss",
+            ResultType::Error => "Error",
+        }
+    }
+}
+
+/// A response on its way out, with how it was produced.
+pub struct Served {
+    pub response: Response<EdgeBody>,
+    pub result: ResultType,
+    /// For the access log: `Hit`, `StaleHit`, `CollapsedMiss`, `Pass`, `OriginError`, ...
+    pub detail: &'static str,
+    pub range: Option<(u64, u64)>,
+}
+
+impl Served {
+    fn new(response: Response<EdgeBody>, result: ResultType, detail: &'static str) -> Served {
+        Served { response, result, detail, range: None }
+    }
+}
+
+/// Who is asking.
+#[derive(Debug, Clone, Copy)]
+pub struct Viewer {
+    pub addr: SocketAddr,
+    pub tls: bool,
+}
+
+pub struct Edge {
+    routes: ArcSwap<Routes>,
+    pub cache: Cache,
+    log: Option<Arc<AccessLog>>,
+    /// `1.1 <edge location> (mediaedge)`, added to `Via` both ways.
+    via: String,
+    x_cache: [HeaderValue; 4],
+    via_value: HeaderValue,
+}
+
+impl Edge {
+    pub fn new(config: &Config) -> Result<Arc<Edge>, String> {
+        let routes = Routes::build(config)?;
+        let log = match &config.server.access_log {
+            Some(target) => Some(
+                AccessLog::open(target, config.server.edge_location.clone(), config.server.log_cookies)
+                    .map_err(|e| format!("access log: {e}"))?,
+            ),
+            None => None,
+        };
+        let via = via_for(&config.server);
+        let x = |r: ResultType| HeaderValue::from_str(&format!("{} from mediaedge", r.as_str())).unwrap_or(HeaderValue::from_static("mediaedge"));
+        Ok(Arc::new(Edge {
+            routes: ArcSwap::from_pointee(routes),
+            cache: Cache::new(config.cache.clone()),
+            log,
+            via_value: HeaderValue::from_str(&via).unwrap_or(HeaderValue::from_static("1.1 mediaedge")),
+            via,
+            x_cache: [x(ResultType::Hit), x(ResultType::RefreshHit), x(ResultType::Miss), x(ResultType::Error)],
+        }))
+    }
+
+    /// Replaces the routing table; requests in flight keep the one they started with.
+    pub fn reconfigure(&self, config: &Config) -> Result<(), String> {
+        self.routes.store(Arc::new(Routes::build(config)?));
+        Ok(())
+    }
+
+    /// Answers one viewer request.
+    pub async fn handle(self: &Arc<Self>, req: Request<Incoming>, viewer: Viewer) -> Response<EdgeBody> {
+        let start = Instant::now();
+        let pending = self.log.as_ref().map(|l| self.begin_log(l, &req, viewer, start));
+        let served = self.route(req, viewer).await;
+        self.finish(served, pending)
+    }
+
+    async fn route(self: &Arc<Self>, req: Request<Incoming>, viewer: Viewer) -> Served {
+        let Some(host) = request_host(&req) else {
+            return respond::error(StatusCode::BAD_REQUEST, "the request names no host");
+        };
+        if !req.uri().path().starts_with('/') {
+            return respond::error(StatusCode::BAD_REQUEST, "the request target is not a path");
+        }
+        let route = match self.routes.load().route(&host, req.uri().path()) {
+            Some(r) => r,
+            None => return respond::error(StatusCode::MISDIRECTED_REQUEST, &format!("no distribution serves the host {host:?}")),
+        };
+        if !route.dist.config.enabled {
+            return respond::error(StatusCode::FORBIDDEN, "this distribution is disabled");
+        }
+        let method = req.method().clone();
+        if !route.behavior().allows(&method) {
+            return respond::error(StatusCode::FORBIDDEN, &format!("method {method} is not allowed for this path"));
+        }
+        let cacheable_request = (method == Method::GET || method == Method::HEAD) && !req.headers().contains_key(header::AUTHORIZATION);
+        if cacheable_request {
+            self.cached(req, route, viewer).await
+        } else {
+            self.pass(req, &route, viewer, "Pass").await
+        }
+    }
+
+    /// Adds the headers every response carries and attaches the log line.
+    fn finish(&self, served: Served, pending: Option<Box<Pending>>) -> Response<EdgeBody> {
+        let Served { mut response, result, detail, range } = served;
+        let h = response.headers_mut();
+        h.insert(
+            "x-cache",
+            self.x_cache[match result {
+                ResultType::Hit => 0,
+                ResultType::RefreshHit => 1,
+                ResultType::Miss => 2,
+                ResultType::Error => 3,
+            }]
+            .clone(),
+        );
+        if h.contains_key(header::VIA) {
+            crate::http::append_list(h, header::VIA, &self.via);
+        } else {
+            h.insert(header::VIA, self.via_value.clone());
+        }
+        if let Some(mut p) = pending {
+            p.status = response.status().as_u16();
+            p.result = result.as_str();
+            p.detailed_result = detail;
+            p.range = range;
+            let h = response.headers();
+            p.content_type = h.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
+            p.content_len = h.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
+            let expected = if p.method == "HEAD" { Some(0) } else { p.content_len.parse().ok() };
+            response.body_mut().attach_log(p, expected);
+        }
+        response
+    }
+
+    fn begin_log(&self, log: &Arc<AccessLog>, req: &Request<Incoming>, viewer: Viewer, start: Instant) -> Box<Pending> {
+        let h = req.headers();
+        let s = |n: header::HeaderName| h.get(n).map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned()).unwrap_or_default();
+        let request_bytes: usize = h.iter().map(|(k, v)| k.as_str().len() + v.len() + 4).sum::<usize>()
+            + req.uri().to_string().len()
+            + 16
+            + h.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<usize>().ok()).unwrap_or(0);
+        Box::new(Pending {
+            log: log.clone(),
+            start,
+            ttfb: None,
+            client: viewer.addr,
+            method: req.method().to_string(),
+            host: request_host(req).unwrap_or_default(),
+            uri_stem: req.uri().path().to_string(),
+            query: req.uri().query().unwrap_or("").to_string(),
+            referer: s(header::REFERER),
+            user_agent: s(header::USER_AGENT),
+            cookie: if log.log_cookies { s(header::COOKIE) } else { String::new() },
+            forwarded_for: s(header::HeaderName::from_static("x-forwarded-for")),
+            protocol_version: match req.version() {
+                http::Version::HTTP_2 => "HTTP/2.0",
+                http::Version::HTTP_10 => "HTTP/1.0",
+                _ => "HTTP/1.1",
+            },
+            tls: viewer.tls,
+            request_bytes: request_bytes as u64,
+            request_id: crate::log::request_id(),
+            status: 0,
+            result: "Error",
+            detailed_result: "Error",
+            content_type: String::new(),
+            content_len: String::new(),
+            range: None,
+        })
+    }
+
+    /// Request headers for the origin: hop-by-hop removed, `Via` and
+    /// `X-Forwarded-For` added.
+    fn forward_headers(&self, headers: &http::HeaderMap, viewer: Viewer) -> http::HeaderMap {
+        let mut h = headers.clone();
+        crate::http::strip_hop_by_hop(&mut h);
+        h.remove(header::EXPECT);
+        crate::http::append_list(&mut h, header::VIA, &self.via);
+        crate::http::append_list(&mut h, header::HeaderName::from_static("x-forwarded-for"), &viewer.addr.ip().to_string());
+        h
+    }
+}
+
+fn via_for(server: &ServerConfig) -> String {
+    let loc: String = server
+        .edge_location
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '.')
+        .collect();
+    format!("1.1 {} (mediaedge)", if loc.is_empty() { "edge" } else { &loc })
+}
+
+/// Shared by the hit path and the fill: what a request needs after routing.
+pub(crate) struct Ctx {
+    pub route: Route,
+    pub viewer: Viewer,
+}
