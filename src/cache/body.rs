@@ -113,39 +113,37 @@ impl StoredBody {
     /// `Ready(Ok(None))` is the clean end; a failed fill is an error.
     pub fn poll_read(&self, pos: u64, end: Option<u64>, cx: &mut Context<'_>) -> Poll<Result<Option<Bytes>, FillFailed>> {
         if let Some(all) = self.complete.get() {
-            let stop = end.unwrap_or(u64::MAX).min(all.len() as u64);
-            return Poll::Ready(Ok((pos < stop).then(|| all.slice(pos as usize..stop as usize))));
+            return Poll::Ready(Ok(slice_of(all, pos, end)));
         }
         let mut st = self.lock();
-        if pos < st.len {
-            // Binary search the chunk holding `pos`.
-            let i = st.starts.partition_point(|&s| s <= pos) - 1;
-            let chunk = &st.chunks[i];
-            let from = (pos - st.starts[i]) as usize;
-            let to = match end {
-                Some(e) => ((e - st.starts[i]) as usize).min(chunk.len()),
-                None => chunk.len(),
-            };
-            if from < to {
-                return Poll::Ready(Ok(Some(chunk.slice(from..to))));
-            }
-            return Poll::Ready(Ok(None));
-        }
         match &st.end {
-            End::Failed(why) => Poll::Ready(Err(FillFailed(why.clone()))),
+            // Finished between the check above and the lock: the chunks moved
+            // into `complete`.
             End::Done => {
                 drop(st);
-                // `complete` is set before `Done`; read from it.
-                self.poll_read(pos, end, cx)
+                return Poll::Ready(Ok(self.complete.get().and_then(|all| slice_of(all, pos, end))));
             }
-            End::Open if end.is_some_and(|e| pos >= e) => Poll::Ready(Ok(None)),
-            End::Open => {
-                if !st.wakers.iter().any(|w| w.will_wake(cx.waker())) {
-                    st.wakers.push(cx.waker().clone());
-                }
-                Poll::Pending
-            }
+            End::Failed(why) => return Poll::Ready(Err(FillFailed(why.clone()))),
+            End::Open => {}
         }
+        if end.is_some_and(|e| pos >= e) {
+            return Poll::Ready(Ok(None));
+        }
+        if pos < st.len {
+            // Binary search the chunk holding `pos`.
+            let i = st.starts.partition_point(|&s| s <= pos).saturating_sub(1);
+            let (start, chunk) = (st.starts[i], &st.chunks[i]);
+            let from = (pos - start) as usize;
+            let to = match end {
+                Some(e) => (e.saturating_sub(start) as usize).min(chunk.len()),
+                None => chunk.len(),
+            };
+            return Poll::Ready(Ok((from < to).then(|| chunk.slice(from..to))));
+        }
+        if !st.wakers.iter().any(|w| w.will_wake(cx.waker())) {
+            st.wakers.push(cx.waker().clone());
+        }
+        Poll::Pending
     }
 
     /// Waits until at least `upto` bytes are stored or the fill ends.
@@ -178,6 +176,11 @@ impl StoredBody {
             None => Err(FillFailed("fill ended without a body".into())),
         }
     }
+}
+
+fn slice_of(all: &Bytes, pos: u64, end: Option<u64>) -> Option<Bytes> {
+    let stop = end.unwrap_or(u64::MAX).min(all.len() as u64);
+    (pos < stop).then(|| all.slice(pos as usize..stop as usize))
 }
 
 /// The fill's handle: appends, finishes or fails the body.
