@@ -56,7 +56,10 @@ async fn default_ttl_applies_when_the_origin_is_silent_and_max_ttl_clamps() {
 #[tokio::test]
 async fn expiry_revalidates_with_validators_and_304_refreshes() {
     let (e, o) = edge_and_origin("").await;
-    o.set("/v", Script::ok("body-v1").header("cache-control", "max-age=1").header("etag", "\"v1\"").header("x-version", "1"));
+    o.set(
+        "/v",
+        Script::ok("body-v1").header("cache-control", "max-age=1").header("etag", "\"v1\"").header("x-version", "1"),
+    );
     let c = client();
     get(&c, &url(&e, "/v"), &[]).await;
     tokio::time::sleep(Duration::from_millis(1100)).await;
@@ -194,7 +197,9 @@ async fn conditional_viewer_requests_get_304_from_the_cache() {
 
 #[tokio::test]
 async fn successful_unsafe_requests_invalidate_the_target_uri() {
-    let (e, o) = edge_and_origin("allowed_methods = [\"GET\", \"HEAD\", \"OPTIONS\", \"PUT\", \"POST\", \"PATCH\", \"DELETE\"]").await;
+    let (e, o) =
+        edge_and_origin("allowed_methods = [\"GET\", \"HEAD\", \"OPTIONS\", \"PUT\", \"POST\", \"PATCH\", \"DELETE\"]")
+            .await;
     o.set("/doc", Script::ok("v1").header("cache-control", "max-age=600"));
     o.set("/other", Script::ok("o").header("cache-control", "max-age=600"));
     let c = client();
@@ -214,17 +219,27 @@ async fn successful_unsafe_requests_invalidate_the_target_uri() {
     assert_eq!(&posted.body[..], b"payload");
     let (_, x, _, b) = get(&c, &url(&e, "/doc"), &[]).await;
     assert_eq!((x.as_str(), &b[..]), ("Miss", &b"v2"[..]));
-    assert_eq!(get(&c, &url(&e, "/other"), &[]).await.1, "Miss", "Content-Location on the same host is invalidated too");
+    assert_eq!(
+        get(&c, &url(&e, "/other"), &[]).await.1,
+        "Miss",
+        "Content-Location on the same host is invalidated too"
+    );
 }
 
 #[tokio::test]
 async fn stale_while_revalidate_serves_stale_and_refreshes_once_in_background() {
     let (e, o) = edge_and_origin("").await;
-    o.set("/live.m3u8", Script::ok("v1").header("cache-control", "max-age=1, stale-while-revalidate=30").no_revalidate());
+    o.set(
+        "/live.m3u8",
+        Script::ok("v1").header("cache-control", "max-age=1, stale-while-revalidate=30").no_revalidate(),
+    );
     let c = client();
     get(&c, &url(&e, "/live.m3u8"), &[]).await;
     tokio::time::sleep(Duration::from_millis(1100)).await;
-    o.set("/live.m3u8", Script::ok("v2").header("cache-control", "max-age=60").delay(Duration::from_millis(300)).no_revalidate());
+    o.set(
+        "/live.m3u8",
+        Script::ok("v2").header("cache-control", "max-age=60").delay(Duration::from_millis(300)).no_revalidate(),
+    );
     // A burst of stale requests: all answered at once with v1, one origin request.
     let mut tasks = Vec::new();
     for _ in 0..20 {

@@ -34,7 +34,10 @@ async fn a_thousand_viewers_make_one_origin_request_and_stream_as_it_arrives() {
     let (e, o) = edge_and_origin("").await;
     let body = payload(4 << 20, 7);
     // 4 MiB sent over ~2 s in 20 pieces.
-    o.set("/seg.m4s", Script::ok(body.clone()).header("content-type", "video/iso.segment").pieces(20, Duration::from_millis(100)));
+    o.set(
+        "/seg.m4s",
+        Script::ok(body.clone()).header("content-type", "video/iso.segment").pieces(20, Duration::from_millis(100)),
+    );
     let c = client();
     let start = Instant::now();
     let expected = Arc::new(body);
@@ -167,7 +170,10 @@ async fn uncacheable_answers_release_waiters_in_parallel_then_skip_the_wait() {
 async fn the_fill_goes_on_when_the_viewer_who_started_it_leaves() {
     let (e, o) = edge_and_origin("").await;
     let body = payload(800 * 1024, 5);
-    o.set("/leave.ts", Script::ok(body.clone()).delay(Duration::from_millis(200)).pieces(8, Duration::from_millis(100)));
+    o.set(
+        "/leave.ts",
+        Script::ok(body.clone()).delay(Duration::from_millis(200)).pieces(8, Duration::from_millis(100)),
+    );
     let c = client();
     let leader = {
         let c = c.clone();
@@ -243,13 +249,19 @@ async fn a_stalled_fill_releases_waiters_after_the_lock_timeout() {
 #[tokio::test]
 async fn a_burst_on_a_stale_manifest_revalidates_once() {
     let (e, o) = edge_and_origin("").await;
-    o.set("/live/index.m3u8", Script::ok("#EXTM3U\n#v1\n").header("cache-control", "max-age=1").header("etag", "\"p1\""));
+    o.set(
+        "/live/index.m3u8",
+        Script::ok("#EXTM3U\n#v1\n").header("cache-control", "max-age=1").header("etag", "\"p1\""),
+    );
     let c = client();
     get(&c, &url(&e, "/live/index.m3u8"), &[]).await;
     tokio::time::sleep(Duration::from_millis(1100)).await;
     o.set(
         "/live/index.m3u8",
-        Script::ok("#EXTM3U\n#v2\n").header("cache-control", "max-age=1").header("etag", "\"p2\"").delay(Duration::from_millis(200)),
+        Script::ok("#EXTM3U\n#v2\n")
+            .header("cache-control", "max-age=1")
+            .header("etag", "\"p2\"")
+            .delay(Duration::from_millis(200)),
     );
     let mut tasks = Vec::new();
     for _ in 0..200 {

@@ -71,7 +71,13 @@ impl StoredBody {
         let len = bytes.len() as u64;
         let body = StoredBody {
             complete: OnceLock::new(),
-            state: Mutex::new(FillState { chunks: Vec::new(), starts: Vec::new(), len, end: End::Done, wakers: Vec::new() }),
+            state: Mutex::new(FillState {
+                chunks: Vec::new(),
+                starts: Vec::new(),
+                len,
+                end: End::Done,
+                wakers: Vec::new(),
+            }),
             expected: Some(len),
         };
         let _ = body.complete.set(bytes);
@@ -111,7 +117,12 @@ impl StoredBody {
 
     /// Reads the next piece at `pos`, at most up to `end` (exclusive).
     /// `Ready(Ok(None))` is the clean end; a failed fill is an error.
-    pub fn poll_read(&self, pos: u64, end: Option<u64>, cx: &mut Context<'_>) -> Poll<Result<Option<Bytes>, FillFailed>> {
+    pub fn poll_read(
+        &self,
+        pos: u64,
+        end: Option<u64>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Result<Option<Bytes>, FillFailed>> {
         if let Some(all) = self.complete.get() {
             return Poll::Ready(Ok(slice_of(all, pos, end)));
         }

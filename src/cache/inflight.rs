@@ -7,7 +7,7 @@
 
 use super::object::Object;
 use std::collections::HashMap;
-use std::hash::{BuildHasher, Hash, Hasher};
+use std::hash::BuildHasher;
 use std::sync::{Arc, Mutex};
 use tokio::sync::watch;
 
@@ -23,11 +23,12 @@ pub enum Outcome {
 }
 
 type Slot = watch::Receiver<Option<Outcome>>;
+type Shard = Mutex<HashMap<Box<str>, (u64, Slot)>>;
 
 const SHARDS: usize = 32;
 
 pub struct InFlight {
-    shards: Box<[Mutex<HashMap<Box<str>, (u64, Slot)>>]>,
+    shards: Box<[Shard]>,
     hasher: std::collections::hash_map::RandomState,
 }
 
@@ -44,10 +45,8 @@ impl InFlight {
         })
     }
 
-    fn shard(&self, key: &str) -> &Mutex<HashMap<Box<str>, (u64, Slot)>> {
-        let mut h = self.hasher.build_hasher();
-        key.hash(&mut h);
-        &self.shards[(h.finish() as usize) % SHARDS]
+    fn shard(&self, key: &str) -> &Shard {
+        &self.shards[(self.hasher.hash_one(key) as usize) % SHARDS]
     }
 
     /// Becomes the leader for `key`, or a waiter on the current leader.
@@ -63,12 +62,7 @@ impl InFlight {
         let (tx, rx) = watch::channel(None);
         let id = fastrand::u64(..);
         map.insert(key.into(), (id, rx));
-        Join::Lead(Lead {
-            inflight: self.clone(),
-            key: key.into(),
-            id,
-            tx,
-        })
+        Join::Lead(Lead { inflight: self.clone(), key: key.into(), id, tx })
     }
 
     pub fn len(&self) -> usize {
@@ -112,7 +106,10 @@ impl Drop for Lead {
 
 /// Waits for the leader's outcome. `None`: the leader gave up (retry), or
 /// `timeout` passed (go to the origin on your own).
-pub async fn wait(mut rx: watch::Receiver<Option<Outcome>>, timeout: std::time::Duration) -> Result<Option<Outcome>, Elapsed> {
+pub async fn wait(
+    mut rx: watch::Receiver<Option<Outcome>>,
+    timeout: std::time::Duration,
+) -> Result<Option<Outcome>, Elapsed> {
     match tokio::time::timeout(timeout, rx.wait_for(|o| o.is_some())).await {
         Ok(Ok(v)) => Ok(v.clone()),
         Ok(Err(_)) => Ok(None),

@@ -54,7 +54,8 @@ pub fn build(dist_id: &str, path: &str, query: Option<&str>, headers: &HeaderMap
         secondary.push('\u{1f}');
     }
     if policy.cookies != KeyList::None {
-        let mut cookies: Vec<&str> = cookie_pairs(headers).filter(|(n, _)| policy.cookies.includes(n)).map(|(_, pair)| pair).collect();
+        let mut cookies: Vec<&str> =
+            cookie_pairs(headers).filter(|(n, _)| policy.cookies.includes(n)).map(|(_, pair)| pair).collect();
         cookies.sort_unstable();
         secondary.push_str("cookie=");
         secondary.push_str(&cookies.join("; "));
@@ -83,7 +84,10 @@ mod tests {
     fn query_policies() {
         assert_eq!(primary("E", "/a", Some("x=1&y=2"), &KeyList::None), "E\u{1f}/a");
         assert_eq!(primary("E", "/a", Some("y=2&x=1"), &KeyList::All), "E\u{1f}/a?x=1&y=2");
-        assert_eq!(primary("E", "/a", Some("y=2&x=1&z"), &KeyList::Allow(vec!["z".into(), "y".into()])), "E\u{1f}/a?y=2&z");
+        assert_eq!(
+            primary("E", "/a", Some("y=2&x=1&z"), &KeyList::Allow(vec!["z".into(), "y".into()])),
+            "E\u{1f}/a?y=2&z"
+        );
     }
 
     #[test]

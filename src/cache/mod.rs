@@ -132,7 +132,10 @@ impl Cache {
             return;
         }
         let slot = self.slot(&key.primary);
-        slot.upsert(key.secondary.as_str().into(), Entry::Pass { until: Instant::now() + self.config.hit_for_pass_ttl });
+        slot.upsert(
+            key.secondary.as_str().into(),
+            Entry::Pass { until: Instant::now() + self.config.hit_for_pass_ttl },
+        );
         self.store.put(&key.primary, slot);
     }
 

@@ -92,10 +92,7 @@ impl VaryKey {
     }
 
     pub fn matches(&self, req: &HeaderMap) -> bool {
-        self.names
-            .iter()
-            .zip(&self.values)
-            .all(|(n, v)| normalized(req, n) == *v)
+        self.names.iter().zip(&self.values).all(|(n, v)| normalized(req, n) == *v)
     }
 
     /// The request's values for these names, as a key suffix.
@@ -180,10 +177,8 @@ impl Object {
         let head = self.head.load();
         let headers: usize = head.headers.iter().map(|(k, v)| k.as_str().len() + v.len() + 32).sum();
         let body = self.body.total_len().unwrap_or_else(|| self.body.available());
-        let encoded: usize = [&self.brotli, &self.gzip]
-            .iter()
-            .filter_map(|c| c.get().and_then(|b| b.as_ref()).map(|b| b.len()))
-            .sum();
+        let encoded: usize =
+            [&self.brotli, &self.gzip].iter().filter_map(|c| c.get().and_then(|b| b.as_ref()).map(|b| b.len())).sum();
         body + (headers + encoded + 256) as u64
     }
 

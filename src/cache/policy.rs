@@ -120,7 +120,9 @@ pub enum NoStore {
 fn heuristic_ttl(status: StatusCode, behavior: &Behavior, cache: &CacheConfig) -> Option<Duration> {
     match status.as_u16() {
         200 | 203 | 204 | 300 | 301 | 308 => Some(behavior.default_ttl),
-        404 | 405 | 410 | 414 | 501 => Some(cache.error_ttl.clamp(behavior.min_ttl, behavior.max_ttl.max(behavior.min_ttl))),
+        404 | 405 | 410 | 414 | 501 => {
+            Some(cache.error_ttl.clamp(behavior.min_ttl, behavior.max_ttl.max(behavior.min_ttl)))
+        }
         _ => None,
     }
 }
@@ -191,9 +193,7 @@ pub fn initial_age(
         .and_then(|v| v.to_str().ok())
         .and_then(|s| s.trim().parse::<u64>().ok())
         .map_or(Duration::ZERO, Duration::from_secs);
-    let apparent_age = date
-        .and_then(|d| response_time.duration_since(d).ok())
-        .unwrap_or(Duration::ZERO);
+    let apparent_age = date.and_then(|d| response_time.duration_since(d).ok()).unwrap_or(Duration::ZERO);
     let response_delay = response_time.duration_since(request_time).unwrap_or(Duration::ZERO);
     apparent_age.max(age_value + response_delay)
 }
@@ -219,11 +219,19 @@ mod tests {
 
     #[test]
     fn directives() {
-        let d = Directives::parse(&h(&[("cache-control", "max-age=60, s-maxage=\"30\", private=\"a,b\"")]), &header::CACHE_CONTROL).unwrap();
+        let d = Directives::parse(
+            &h(&[("cache-control", "max-age=60, s-maxage=\"30\", private=\"a,b\"")]),
+            &header::CACHE_CONTROL,
+        )
+        .unwrap();
         assert_eq!(d.max_age, Some(60));
         assert_eq!(d.s_maxage, Some(30));
         assert!(d.private);
-        let d = Directives::parse(&h(&[("cache-control", "max-age=60"), ("cache-control", "max-age=10")]), &header::CACHE_CONTROL).unwrap();
+        let d = Directives::parse(
+            &h(&[("cache-control", "max-age=60"), ("cache-control", "max-age=10")]),
+            &header::CACHE_CONTROL,
+        )
+        .unwrap();
         assert_eq!(d.max_age, Some(10));
         let d = Directives::parse(&h(&[("cache-control", "max-age=banana")]), &header::CACHE_CONTROL).unwrap();
         assert_eq!(d.max_age, Some(0));

@@ -19,7 +19,9 @@ pub enum Entry {
     Object(Arc<Object>),
     /// Hit-for-pass: the last answer was uncacheable; until `until`, requests
     /// for this variant go to the origin at once without waiting on each other.
-    Pass { until: Instant },
+    Pass {
+        until: Instant,
+    },
 }
 
 #[derive(Debug, Clone)]
@@ -57,11 +59,7 @@ pub struct Slot {
 impl Slot {
     /// The variant for this request, if stored.
     pub fn select(&self, secondary: &str, req: &HeaderMap) -> Option<Entry> {
-        self.variants
-            .load()
-            .iter()
-            .find(|v| v.selects(secondary, req))
-            .map(|v| v.entry.clone())
+        self.variants.load().iter().find(|v| v.selects(secondary, req)).map(|v| v.entry.clone())
     }
 
     /// The `Vary` names of stored responses with this secondary key, so a miss
@@ -84,7 +82,9 @@ impl Slot {
                         return true;
                     }
                     match (&v.entry, &entry) {
-                        (Entry::Object(old), Entry::Object(new)) => old.vary != new.vary && old.vary.is_some() && new.vary.is_some(),
+                        (Entry::Object(old), Entry::Object(new)) => {
+                            old.vary != new.vary && old.vary.is_some() && new.vary.is_some()
+                        }
                         _ => false,
                     }
                 })
@@ -164,9 +164,7 @@ impl MemoryStore {
             .shards(shards.max(1).next_power_of_two())
             .build()
             .unwrap_or_else(|_| unreachable!("valid quick_cache options"));
-        MemoryStore {
-            inner: QuickCache::with_options(options, SlotWeighter, Default::default(), Default::default()),
-        }
+        MemoryStore { inner: QuickCache::with_options(options, SlotWeighter, Default::default(), Default::default()) }
     }
 }
 

@@ -90,17 +90,14 @@ pub fn compress(enc: Encoding, body: &[u8]) -> Option<Bytes> {
     let out = match enc {
         Encoding::Brotli => {
             let mut out = Vec::with_capacity(body.len() / 3);
-            let params = brotli::enc::BrotliEncoderParams {
-                quality: 5,
-                lgwin: 20,
-                ..Default::default()
-            };
+            let params = brotli::enc::BrotliEncoderParams { quality: 5, lgwin: 20, ..Default::default() };
             let mut input = body;
             brotli::BrotliCompress(&mut input, &mut out, &params).ok()?;
             out
         }
         Encoding::Gzip => {
-            let mut enc = flate2::write::GzEncoder::new(Vec::with_capacity(body.len() / 3), flate2::Compression::new(6));
+            let mut enc =
+                flate2::write::GzEncoder::new(Vec::with_capacity(body.len() / 3), flate2::Compression::new(6));
             enc.write_all(body).ok()?;
             enc.finish().ok()?
         }

@@ -15,40 +15,17 @@ pub struct ConfigError {
 
 impl ConfigError {
     pub fn whole_file(file: &Path, message: impl Into<String>) -> Self {
-        ConfigError {
-            file: file.to_path_buf(),
-            line: 0,
-            column: 0,
-            field: None,
-            message: message.into(),
-        }
+        ConfigError { file: file.to_path_buf(), line: 0, column: 0, field: None, message: message.into() }
     }
 
     /// An error at a byte offset of `text`.
-    pub fn at(
-        file: &Path,
-        text: &str,
-        offset: usize,
-        field: Option<String>,
-        message: impl Into<String>,
-    ) -> Self {
+    pub fn at(file: &Path, text: &str, offset: usize, field: Option<String>, message: impl Into<String>) -> Self {
         let offset = offset.min(text.len());
         let before = &text.as_bytes()[..offset];
         let line = before.iter().filter(|&&b| b == b'\n').count() + 1;
-        let line_start = before
-            .iter()
-            .rposition(|&b| b == b'\n')
-            .map_or(0, |p| p + 1);
-        let column = text
-            .get(line_start..offset)
-            .map_or(1, |s| s.chars().count() + 1);
-        ConfigError {
-            file: file.to_path_buf(),
-            line,
-            column,
-            field,
-            message: message.into(),
-        }
+        let line_start = before.iter().rposition(|&b| b == b'\n').map_or(0, |p| p + 1);
+        let column = text.get(line_start..offset).map_or(1, |s| s.chars().count() + 1);
+        ConfigError { file: file.to_path_buf(), line, column, field, message: message.into() }
     }
 }
 

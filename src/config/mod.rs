@@ -263,7 +263,9 @@ impl Config {
 
     /// One distribution answering every host, in front of one origin URL or folder.
     pub fn single_origin(origin: &str, listen: Option<SocketAddr>) -> Result<Config, ConfigError> {
-        let mut text = String::from("[[distributions]]\nid = \"EDEFAULT\"\naliases = [\"*\"]\n\n[[distributions.origins]]\nid = \"origin\"\n");
+        let mut text = String::from(
+            "[[distributions]]\nid = \"EDEFAULT\"\naliases = [\"*\"]\n\n[[distributions.origins]]\nid = \"origin\"\n",
+        );
         if origin.starts_with("http://") || origin.starts_with("https://") {
             text.push_str(&format!("url = {}\n", toml_string(origin)));
         } else {

@@ -19,11 +19,7 @@ impl PathPattern {
         if let Some(c) = raw.chars().find(|c| c.is_control() || c.is_whitespace()) {
             return Err(format!("path pattern contains the character {c:?}"));
         }
-        let text = if raw.starts_with('/') || raw.starts_with('*') {
-            raw.to_string()
-        } else {
-            format!("/{raw}")
-        };
+        let text = if raw.starts_with('/') || raw.starts_with('*') { raw.to_string() } else { format!("/{raw}") };
         Ok(Self { text })
     }
 
@@ -85,17 +81,11 @@ impl HostPattern {
         };
         if name.is_empty()
             || name.len() > 253
-            || !name
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.' || b == b':')
+            || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.' || b == b':')
         {
             return Err(format!("{raw:?} is not a host name"));
         }
-        Ok(if wild {
-            HostPattern::Suffix(format!(".{name}"))
-        } else {
-            HostPattern::Exact(name.to_string())
-        })
+        Ok(if wild { HostPattern::Suffix(format!(".{name}")) } else { HostPattern::Exact(name.to_string()) })
     }
 }
 
@@ -118,16 +108,13 @@ mod tests {
         assert!(!p.matches("/api/v12/x"));
         assert!(PathPattern::parse("").is_err());
         assert!(PathPattern::parse("/a b").is_err());
-        assert!(wildcard_match(b"*a*a*a*b", b"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaac") == false);
+        assert!(!wildcard_match(b"*a*a*a*b", b"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaac"));
     }
 
     #[test]
     fn host_patterns() {
         assert_eq!(HostPattern::parse("*").unwrap(), HostPattern::Any);
-        assert_eq!(
-            HostPattern::parse("*.Example.com").unwrap(),
-            HostPattern::Suffix(".example.com".into())
-        );
+        assert_eq!(HostPattern::parse("*.Example.com").unwrap(), HostPattern::Suffix(".example.com".into()));
         assert!(HostPattern::parse("bad host").is_err());
     }
 }

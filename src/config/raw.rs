@@ -201,10 +201,7 @@ pub(super) fn resolve(text: &str, file: &Path) -> Result<Config, ConfigError> {
     for (i, d) in raw.distributions.into_iter().enumerate() {
         let dist = resolve_distribution(&cx, i, d, &server.edge_domain)?;
         if !ids.insert(dist.id.clone()) {
-            return Err(ConfigError::whole_file(
-                file,
-                format!("two distributions have the id {:?}", dist.id),
-            ));
+            return Err(ConfigError::whole_file(file, format!("two distributions have the id {:?}", dist.id)));
         }
         for a in &dist.aliases {
             let key = format!("{a:?}");
@@ -217,11 +214,7 @@ pub(super) fn resolve(text: &str, file: &Path) -> Result<Config, ConfigError> {
         }
         distributions.push(Arc::new(dist));
     }
-    Ok(Config {
-        server,
-        cache,
-        distributions,
-    })
+    Ok(Config { server, cache, distributions })
 }
 
 fn resolve_distribution(
@@ -271,11 +264,7 @@ fn resolve_distribution(
             (None, Some(folder)) => {
                 let root = relative_to(cx.file, folder.get_ref());
                 if !root.is_dir() {
-                    return cx.err(
-                        folder.span(),
-                        of("folder"),
-                        format!("{} is not a folder", root.display()),
-                    );
+                    return cx.err(folder.span(), of("folder"), format!("{} is not a folder", root.display()));
                 }
                 OriginKind::Folder(FolderOriginConfig { root })
             }
@@ -288,19 +277,11 @@ fn resolve_distribution(
             match (n, v) {
                 (Ok(n), Ok(v)) => headers.push((n, v)),
                 _ => {
-                    return cx.err(
-                        value.span(),
-                        of(&format!("headers.{name}")),
-                        "is not a valid header name and value",
-                    )
+                    return cx.err(value.span(), of(&format!("headers.{name}")), "is not a valid header name and value")
                 }
             }
         }
-        origins.push(Arc::new(OriginConfig {
-            id: o.id.into_inner(),
-            kind,
-            headers,
-        }));
+        origins.push(Arc::new(OriginConfig { id: o.id.into_inner(), kind, headers }));
     }
 
     let mut behaviors = Vec::new();
@@ -311,8 +292,7 @@ fn resolve_distribution(
         let Some(path) = &b.path else {
             return cx.err(span, format!("{bf}.path"), "a cache behavior needs a path pattern");
         };
-        let pattern = PathPattern::parse(path.get_ref())
-            .or_else(|e| cx.err(path.span(), format!("{bf}.path"), e))?;
+        let pattern = PathPattern::parse(path.get_ref()).or_else(|e| cx.err(path.span(), format!("{bf}.path"), e))?;
         behaviors.push(resolve_behavior(cx, &bf, span, b, Some(pattern), &origins)?);
     }
     let default_behavior = match d.default_behavior {
@@ -320,7 +300,11 @@ fn resolve_distribution(
             let span = b.span();
             let b = b.into_inner();
             if let Some(p) = &b.path {
-                return cx.err(p.span(), f("default_behavior.path"), "the default behavior matches every path and takes no pattern");
+                return cx.err(
+                    p.span(),
+                    f("default_behavior.path"),
+                    "the default behavior matches every path and takes no pattern",
+                );
             }
             resolve_behavior(cx, &f("default_behavior"), span, b, None, &origins)?
         }
@@ -399,7 +383,9 @@ fn resolve_behavior(
         for m in methods.get_ref() {
             match Method::from_bytes(m.to_ascii_uppercase().as_bytes()) {
                 Ok(m) => list.push(m),
-                Err(_) => return cx.err(methods.span(), format!("{field}.allowed_methods"), format!("{m:?} is not a method")),
+                Err(_) => {
+                    return cx.err(methods.span(), format!("{field}.allowed_methods"), format!("{m:?} is not a method"))
+                }
             }
         }
         if !list.contains(&Method::GET) || !list.contains(&Method::HEAD) {
@@ -427,29 +413,33 @@ fn resolve_behavior(
         return cx.err(s, format!("{field}.default_ttl"), "must lie between min_ttl and max_ttl");
     }
     behavior.cache_key.query = resolve_list(cx, &format!("{field}.cache_key.query"), b.cache_key.query.as_ref(), 10)?;
-    behavior.cache_key.cookies = resolve_list(cx, &format!("{field}.cache_key.cookies"), b.cache_key.cookies.as_ref(), 10)?;
+    behavior.cache_key.cookies =
+        resolve_list(cx, &format!("{field}.cache_key.cookies"), b.cache_key.cookies.as_ref(), 10)?;
     for (k, h) in b.cache_key.headers.iter().enumerate() {
         match HeaderName::from_bytes(h.get_ref().as_bytes()) {
             Ok(n) => behavior.cache_key.headers.push(n),
-            Err(_) => return cx.err(h.span(), format!("{field}.cache_key.headers[{k}]"), format!("{:?} is not a header name", h.get_ref())),
+            Err(_) => {
+                return cx.err(
+                    h.span(),
+                    format!("{field}.cache_key.headers[{k}]"),
+                    format!("{:?} is not a header name", h.get_ref()),
+                )
+            }
         }
     }
     Ok(behavior)
 }
 
-fn resolve_list(
-    cx: &Ctx,
-    field: &str,
-    list: Option<&Spanned<RawList>>,
-    max: usize,
-) -> Result<KeyList, ConfigError> {
+fn resolve_list(cx: &Ctx, field: &str, list: Option<&Spanned<RawList>>, max: usize) -> Result<KeyList, ConfigError> {
     let Some(list) = list else {
         return Ok(KeyList::None);
     };
     match list.get_ref() {
         RawList::Word(w) if w == "none" => Ok(KeyList::None),
         RawList::Word(w) if w == "all" => Ok(KeyList::All),
-        RawList::Word(w) => cx.err(list.span(), field.into(), format!("{w:?}: expected \"none\", \"all\" or a list of names")),
+        RawList::Word(w) => {
+            cx.err(list.span(), field.into(), format!("{w:?}: expected \"none\", \"all\" or a list of names"))
+        }
         RawList::Names(names) if names.len() > max => {
             cx.err(list.span(), field.into(), format!("at most {max} names (got {})", names.len()))
         }
@@ -524,11 +514,15 @@ mod tests {
         assert_eq!(e.field.as_deref(), Some("distributions[0].behaviors[0].origin"));
         assert!(e.to_string().starts_with("edge.toml:9:"), "{e}");
 
-        let e = parse(&format!("{BASE}[distributions.default_behavior]\norigin = \"o\"\nmin_ttl = \"10s\"\nmax_ttl = \"5s\"\n")).unwrap_err();
+        let e = parse(&format!(
+            "{BASE}[distributions.default_behavior]\norigin = \"o\"\nmin_ttl = \"10s\"\nmax_ttl = \"5s\"\n"
+        ))
+        .unwrap_err();
         assert_eq!(e.line, 9, "{e}");
         assert_eq!(e.field.as_deref(), Some("distributions[0].default_behavior.min_ttl"));
 
-        let e = parse(&format!("{BASE}[distributions.default_behavior]\norigin = \"o\"\ndefault_tll = 5\n")).unwrap_err();
+        let e =
+            parse(&format!("{BASE}[distributions.default_behavior]\norigin = \"o\"\ndefault_tll = 5\n")).unwrap_err();
         assert_eq!(e.line, 9, "{e}");
         assert_eq!(e.field.as_deref(), Some("default_tll"));
         assert!(e.message.contains("unknown field"), "{e}");
@@ -536,14 +530,17 @@ mod tests {
         let e = parse("[server]\nlisten = \"nowhere\"\n").unwrap_err();
         assert_eq!((e.line, e.field.as_deref()), (2, Some("server.listen")), "{e}");
 
-        let e = parse(&format!("{BASE}[distributions.default_behavior]\norigin = \"o\"\ndefault_ttl = \"3 fortnights\"\n")).unwrap_err();
+        let e =
+            parse(&format!("{BASE}[distributions.default_behavior]\norigin = \"o\"\ndefault_ttl = \"3 fortnights\"\n"))
+                .unwrap_err();
         assert_eq!(e.line, 9, "{e}");
 
         let e = parse("[server\n").unwrap_err();
         assert_eq!(e.line, 1, "{e}");
 
         let q: String = (0..11).map(|i| format!("\"q{i}\",")).collect();
-        let e = parse(&format!("{BASE}[distributions.default_behavior]\norigin = \"o\"\ncache_key.query = [{q}]\n")).unwrap_err();
+        let e = parse(&format!("{BASE}[distributions.default_behavior]\norigin = \"o\"\ncache_key.query = [{q}]\n"))
+            .unwrap_err();
         assert!(e.message.contains("at most 10"), "{e}");
     }
 }

@@ -14,13 +14,9 @@ pub struct ByteSize(pub u64);
 
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let s = s.trim();
-    let split = s
-        .find(|c: char| !c.is_ascii_digit() && c != '.')
-        .unwrap_or(s.len());
+    let split = s.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(s.len());
     let (num, unit) = s.split_at(split);
-    let value: f64 = num
-        .parse()
-        .map_err(|_| format!("{s:?} is not a duration (try \"10s\", \"500ms\", \"24h\")"))?;
+    let value: f64 = num.parse().map_err(|_| format!("{s:?} is not a duration (try \"10s\", \"500ms\", \"24h\")"))?;
     let scale = match unit.trim() {
         "" | "s" | "sec" | "secs" => 1.0,
         "ms" => 0.001,
@@ -41,9 +37,7 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
     let s = s.trim();
     let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
     let (num, unit) = s.split_at(split);
-    let value: u64 = num
-        .parse()
-        .map_err(|_| format!("{s:?} is not a size (try \"512MiB\", \"64KiB\", 1048576)"))?;
+    let value: u64 = num.parse().map_err(|_| format!("{s:?} is not a size (try \"512MiB\", \"64KiB\", 1048576)"))?;
     let scale: u64 = match unit.trim() {
         "" | "B" => 1,
         "KB" | "kB" => 1000,
@@ -54,9 +48,7 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
         "GiB" | "G" => 1 << 30,
         other => return Err(format!("unknown size unit {other:?} in {s:?}")),
     };
-    value
-        .checked_mul(scale)
-        .ok_or_else(|| format!("size {s:?} is out of range"))
+    value.checked_mul(scale).ok_or_else(|| format!("size {s:?} is out of range"))
 }
 
 impl<'de> Deserialize<'de> for Secs {
@@ -92,9 +84,7 @@ impl<'de> Deserialize<'de> for ByteSize {
                 f.write_str("a number of bytes or a string such as \"512MiB\"")
             }
             fn visit_i64<E: de::Error>(self, v: i64) -> Result<ByteSize, E> {
-                u64::try_from(v)
-                    .map(ByteSize)
-                    .map_err(|_| E::custom("a size cannot be negative"))
+                u64::try_from(v).map(ByteSize).map_err(|_| E::custom("a size cannot be negative"))
             }
             fn visit_u64<E: de::Error>(self, v: u64) -> Result<ByteSize, E> {
                 Ok(ByteSize(v))

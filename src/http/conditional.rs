@@ -71,7 +71,12 @@ pub fn evaluate(req: &HeaderMap, etag: Option<&HeaderValue>, last_modified: Opti
 
 /// Whether an `If-Range` precondition holds, so the `Range` header applies
 /// (strong comparison for entity tags; an exact, strong Last-Modified for dates).
-pub fn if_range_holds(req: &HeaderMap, etag: Option<&HeaderValue>, last_modified: Option<SystemTime>, date: Option<SystemTime>) -> bool {
+pub fn if_range_holds(
+    req: &HeaderMap,
+    etag: Option<&HeaderValue>,
+    last_modified: Option<SystemTime>,
+    date: Option<SystemTime>,
+) -> bool {
     let Some(value) = req.get(header::IF_RANGE).and_then(|v| v.to_str().ok()) else {
         return true;
     };
@@ -116,8 +121,14 @@ mod tests {
     #[test]
     fn modified_since() {
         let lm = httpdate::parse_http_date("Sat, 01 Jan 2022 00:00:00 GMT").unwrap();
-        assert_eq!(evaluate(&req("if-modified-since", "Sat, 01 Jan 2022 00:00:00 GMT"), None, Some(lm)), Precondition::NotModified);
-        assert_eq!(evaluate(&req("if-modified-since", "Fri, 31 Dec 2021 00:00:00 GMT"), None, Some(lm)), Precondition::Proceed);
+        assert_eq!(
+            evaluate(&req("if-modified-since", "Sat, 01 Jan 2022 00:00:00 GMT"), None, Some(lm)),
+            Precondition::NotModified
+        );
+        assert_eq!(
+            evaluate(&req("if-modified-since", "Fri, 31 Dec 2021 00:00:00 GMT"), None, Some(lm)),
+            Precondition::Proceed
+        );
         assert_eq!(evaluate(&req("if-modified-since", "garbage"), None, Some(lm)), Precondition::Proceed);
     }
 

@@ -61,10 +61,7 @@ pub fn list_contains(headers: &HeaderMap, name: &HeaderName, token: &str) -> boo
 
 /// Parses an HTTP date header.
 pub fn date_header(headers: &HeaderMap, name: &HeaderName) -> Option<std::time::SystemTime> {
-    headers
-        .get(name)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|s| httpdate::parse_http_date(s.trim()).ok())
+    headers.get(name).and_then(|v| v.to_str().ok()).and_then(|s| httpdate::parse_http_date(s.trim()).ok())
 }
 
 #[cfg(test)]

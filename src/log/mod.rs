@@ -43,12 +43,7 @@ impl AccessLog {
                 let _ = w.flush();
             }
         })?;
-        Ok(Arc::new(AccessLog {
-            tx,
-            edge_location,
-            log_cookies,
-            dropped: AtomicU64::new(0),
-        }))
+        Ok(Arc::new(AccessLog { tx, edge_location, log_cookies, dropped: AtomicU64::new(0) }))
     }
 
     /// Lines lost because the writer fell behind.
@@ -178,10 +173,7 @@ fn iso_date_time(t: SystemTime) -> Option<(String, String)> {
     let d = doy - (153 * mp + 2) / 5 + 1;
     let m = if mp < 10 { mp + 3 } else { mp - 9 };
     let y = yoe + era * 400 + i64::from(m <= 2);
-    Some((
-        format!("{y:04}-{m:02}-{d:02}"),
-        format!("{:02}:{:02}:{:02}", rem / 3600, rem % 3600 / 60, rem % 60),
-    ))
+    Some((format!("{y:04}-{m:02}-{d:02}"), format!("{:02}:{:02}:{:02}", rem / 3600, rem % 3600 / 60, rem % 60)))
 }
 
 /// A short unique request id (base-62).

@@ -37,12 +37,20 @@ impl FolderOrigin {
         }
         let path = req.path_and_query.split('?').next().unwrap_or("/");
         let Some(file) = self.resolve(path) else {
-            return Ok(respond(StatusCode::NOT_FOUND, text_headers(), OriginBody::Full(Some(Bytes::from_static(b"not found\n")))));
+            return Ok(respond(
+                StatusCode::NOT_FOUND,
+                text_headers(),
+                OriginBody::Full(Some(Bytes::from_static(b"not found\n"))),
+            ));
         };
         let meta = match tokio::fs::metadata(&file).await {
             Ok(m) if m.is_file() => m,
             _ => {
-                return Ok(respond(StatusCode::NOT_FOUND, text_headers(), OriginBody::Full(Some(Bytes::from_static(b"not found\n")))))
+                return Ok(respond(
+                    StatusCode::NOT_FOUND,
+                    text_headers(),
+                    OriginBody::Full(Some(Bytes::from_static(b"not found\n"))),
+                ))
             }
         };
         let len = meta.len();

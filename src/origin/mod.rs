@@ -21,7 +21,7 @@ pub struct Origin {
 }
 
 enum Kind {
-    Http(http_origin::HttpOrigin),
+    Http(Box<http_origin::HttpOrigin>),
     Folder(folder::FolderOrigin),
 }
 
@@ -109,21 +109,13 @@ impl std::error::Error for OriginError {}
 pub enum OriginBody {
     Empty,
     Full(Option<Bytes>),
-    Http {
-        inner: Incoming,
-        read_timeout: Duration,
-        timer: Pin<Box<tokio::time::Sleep>>,
-    },
+    Http { inner: Incoming, read_timeout: Duration, timer: Pin<Box<tokio::time::Sleep>> },
     File(tokio_util::io::ReaderStream<tokio::fs::File>),
 }
 
 impl OriginBody {
     pub(crate) fn http(inner: Incoming, read_timeout: Duration) -> OriginBody {
-        OriginBody::Http {
-            inner,
-            read_timeout,
-            timer: Box::pin(tokio::time::sleep(read_timeout)),
-        }
+        OriginBody::Http { inner, read_timeout, timer: Box::pin(tokio::time::sleep(read_timeout)) }
     }
 
     /// The next piece of the body; `None` at its clean end.
@@ -175,7 +167,7 @@ use std::future::Future;
 impl Origin {
     pub fn new(config: Arc<OriginConfig>) -> Result<Origin, String> {
         let kind = match &config.kind {
-            OriginKind::Http(h) => Kind::Http(http_origin::HttpOrigin::new(h.clone())?),
+            OriginKind::Http(h) => Kind::Http(Box::new(http_origin::HttpOrigin::new(h.clone())?)),
             OriginKind::Folder(f) => Kind::Folder(folder::FolderOrigin::new(f.root.clone())),
         };
         Ok(Origin { config, kind })

@@ -24,7 +24,8 @@ impl Edge {
     pub(super) async fn cached(self: &Arc<Self>, req: Request<Incoming>, route: Route, viewer: Viewer) -> Served {
         let (parts, _body) = req.into_parts();
         let behavior = route.behavior();
-        let key = key::build(&route.dist.config.id, parts.uri.path(), parts.uri.query(), &parts.headers, &behavior.cache_key);
+        let key =
+            key::build(&route.dist.config.id, parts.uri.path(), parts.uri.query(), &parts.headers, &behavior.cache_key);
         let ctx = Ctx { route, viewer };
         let mut stale: Option<Arc<Object>> = None;
         for _ in 0..MAX_ROUNDS {
@@ -85,7 +86,14 @@ impl Edge {
             *bg.method_mut() = Method::GET;
             *bg.uri_mut() = parts.uri.clone();
             *bg.headers_mut() = parts.headers.clone();
-            for h in [header::RANGE, header::IF_NONE_MATCH, header::IF_MODIFIED_SINCE, header::IF_MATCH, header::IF_UNMODIFIED_SINCE, header::IF_RANGE] {
+            for h in [
+                header::RANGE,
+                header::IF_NONE_MATCH,
+                header::IF_MODIFIED_SINCE,
+                header::IF_MATCH,
+                header::IF_UNMODIFIED_SINCE,
+                header::IF_RANGE,
+            ] {
                 bg.headers_mut().remove(h);
             }
             let (bg_parts, ()) = bg.into_parts();
@@ -150,7 +158,14 @@ impl Edge {
 
     /// The leader's side of a miss: one origin request, whose outcome every
     /// waiter shares.
-    async fn lead(self: &Arc<Self>, lead: Lead, key: CacheKey, parts: Parts, ctx: Ctx, stale: Option<Arc<Object>>) -> Served {
+    async fn lead(
+        self: &Arc<Self>,
+        lead: Lead,
+        key: CacheKey,
+        parts: Parts,
+        ctx: Ctx,
+        stale: Option<Arc<Object>>,
+    ) -> Served {
         let request = self.fill_request(&parts, &ctx, stale.as_ref());
         let now = Instant::now;
         let response = match ctx.route.origin().send(request).await {
@@ -204,7 +219,10 @@ impl Edge {
         headers.remove(header::AGE);
         let compressible = behavior.compress
             && !headers.contains_key(header::CONTENT_ENCODING)
-            && headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).is_some_and(crate::compress::is_compressible_type);
+            && headers
+                .get(header::CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok())
+                .is_some_and(crate::compress::is_compressible_type);
         let head = Head {
             status,
             etag: headers.get(header::ETAG).cloned(),
@@ -224,7 +242,15 @@ impl Edge {
     }
 
     /// A 304 for a stale object: its stored headers are updated (RFC 9111 §4.3.4).
-    async fn refreshed(&self, lead: Lead, key: &CacheKey, parts: &Parts, ctx: &Ctx, obj: Arc<Object>, resp: OriginResponse) -> Served {
+    async fn refreshed(
+        &self,
+        lead: Lead,
+        key: &CacheKey,
+        parts: &Parts,
+        ctx: &Ctx,
+        obj: Arc<Object>,
+        resp: OriginResponse,
+    ) -> Served {
         let old = obj.head();
         let mut headers = old.headers.clone();
         let mut update = resp.headers;
@@ -243,7 +269,14 @@ impl Edge {
             }
         }
         let behavior = ctx.route.behavior();
-        match policy::storability(old.status, &headers, behavior, &self.cache.config, resp.request_time, resp.response_time) {
+        match policy::storability(
+            old.status,
+            &headers,
+            behavior,
+            &self.cache.config,
+            resp.request_time,
+            resp.response_time,
+        ) {
             Ok(freshness) => {
                 obj.refresh(Head {
                     status: old.status,
@@ -267,7 +300,15 @@ impl Edge {
         self.serve(parts, ctx, obj, ResultType::RefreshHit, "RefreshHit").await
     }
 
-    async fn origin_failed(&self, lead: Lead, parts: &Parts, ctx: &Ctx, stale: Option<Arc<Object>>, status: StatusCode, reason: &str) -> Served {
+    async fn origin_failed(
+        &self,
+        lead: Lead,
+        parts: &Parts,
+        ctx: &Ctx,
+        stale: Option<Arc<Object>>,
+        status: StatusCode,
+        reason: &str,
+    ) -> Served {
         tracing::warn!(origin = %ctx.route.origin().config.id, path = parts.uri.path(), "{reason}");
         lead.publish(Outcome::Failed { status, reason: reason.into() });
         if let Some(obj) = stale.filter(|o| o.head().usable_on_error(Instant::now())) {
@@ -283,7 +324,14 @@ fn content_length(headers: &HeaderMap) -> Option<u64> {
 
 /// Moves the origin body into the stored body. A failure, a short body or a
 /// body longer than announced fails every reader and stores nothing.
-async fn pump(edge: Arc<Edge>, key: CacheKey, object: Arc<Object>, mut body: OriginBody, mut writer: BodyWriter, announced: Option<u64>) {
+async fn pump(
+    edge: Arc<Edge>,
+    key: CacheKey,
+    object: Arc<Object>,
+    mut body: OriginBody,
+    mut writer: BodyWriter,
+    announced: Option<u64>,
+) {
     let limit = edge.cache.max_object_bytes();
     let mut kept = true;
     loop {
@@ -302,7 +350,10 @@ async fn pump(edge: Arc<Edge>, key: CacheKey, object: Arc<Object>, mut body: Ori
             }
             None => {
                 if let Some(expected) = announced.filter(|&n| n != writer.len()) {
-                    let e = OriginError::Protocol(format!("body has {} bytes, Content-Length said {expected}", writer.len()));
+                    let e = OriginError::Protocol(format!(
+                        "body has {} bytes, Content-Length said {expected}",
+                        writer.len()
+                    ));
                     fail(&edge, &key, &object, writer, &e);
                     return;
                 }

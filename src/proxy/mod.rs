@@ -86,7 +86,10 @@ impl Edge {
             None => None,
         };
         let via = via_for(&config.server);
-        let x = |r: ResultType| HeaderValue::from_str(&format!("{} from mediaedge", r.as_str())).unwrap_or(HeaderValue::from_static("mediaedge"));
+        let x = |r: ResultType| {
+            HeaderValue::from_str(&format!("{} from mediaedge", r.as_str()))
+                .unwrap_or(HeaderValue::from_static("mediaedge"))
+        };
         Ok(Arc::new(Edge {
             routes: ArcSwap::from_pointee(routes),
             cache: Cache::new(config.cache.clone()),
@@ -120,7 +123,12 @@ impl Edge {
         }
         let route = match self.routes.load().route(&host, req.uri().path()) {
             Some(r) => r,
-            None => return respond::error(StatusCode::MISDIRECTED_REQUEST, &format!("no distribution serves the host {host:?}")),
+            None => {
+                return respond::error(
+                    StatusCode::MISDIRECTED_REQUEST,
+                    &format!("no distribution serves the host {host:?}"),
+                )
+            }
         };
         if !route.dist.config.enabled {
             return respond::error(StatusCode::FORBIDDEN, "this distribution is disabled");
@@ -129,7 +137,8 @@ impl Edge {
         if !route.behavior().allows(&method) {
             return respond::error(StatusCode::FORBIDDEN, &format!("method {method} is not allowed for this path"));
         }
-        let cacheable_request = (method == Method::GET || method == Method::HEAD) && !req.headers().contains_key(header::AUTHORIZATION);
+        let cacheable_request =
+            (method == Method::GET || method == Method::HEAD) && !req.headers().contains_key(header::AUTHORIZATION);
         if cacheable_request {
             self.cached(req, route, viewer).await
         } else {
@@ -172,11 +181,16 @@ impl Edge {
 
     fn begin_log(&self, log: &Arc<AccessLog>, req: &Request<Incoming>, viewer: Viewer, start: Instant) -> Box<Pending> {
         let h = req.headers();
-        let s = |n: header::HeaderName| h.get(n).map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned()).unwrap_or_default();
+        let s = |n: header::HeaderName| {
+            h.get(n).map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned()).unwrap_or_default()
+        };
         let request_bytes: usize = h.iter().map(|(k, v)| k.as_str().len() + v.len() + 4).sum::<usize>()
             + req.uri().to_string().len()
             + 16
-            + h.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<usize>().ok()).unwrap_or(0);
+            + h.get(header::CONTENT_LENGTH)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.parse::<usize>().ok())
+                .unwrap_or(0);
         Box::new(Pending {
             log: log.clone(),
             start,
@@ -214,17 +228,18 @@ impl Edge {
         crate::http::strip_hop_by_hop(&mut h);
         h.remove(header::EXPECT);
         crate::http::append_list(&mut h, header::VIA, &self.via);
-        crate::http::append_list(&mut h, header::HeaderName::from_static("x-forwarded-for"), &viewer.addr.ip().to_string());
+        crate::http::append_list(
+            &mut h,
+            header::HeaderName::from_static("x-forwarded-for"),
+            &viewer.addr.ip().to_string(),
+        );
         h
     }
 }
 
 fn via_for(server: &ServerConfig) -> String {
-    let loc: String = server
-        .edge_location
-        .chars()
-        .filter(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '.')
-        .collect();
+    let loc: String =
+        server.edge_location.chars().filter(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '.').collect();
     format!("1.1 {} (mediaedge)", if loc.is_empty() { "edge" } else { &loc })
 }
 

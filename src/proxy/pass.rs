@@ -13,7 +13,13 @@ use hyper::body::Incoming;
 use std::sync::Arc;
 
 impl Edge {
-    pub(super) async fn pass(self: &Arc<Self>, req: Request<Incoming>, route: &Route, viewer: Viewer, detail: &'static str) -> Served {
+    pub(super) async fn pass(
+        self: &Arc<Self>,
+        req: Request<Incoming>,
+        route: &Route,
+        viewer: Viewer,
+        detail: &'static str,
+    ) -> Served {
         let (parts, body) = req.into_parts();
         let ctx = Ctx { route: route.clone(), viewer };
         self.pass_with_body(parts, &ctx, RequestBody::Viewer(body), detail).await
@@ -23,7 +29,13 @@ impl Edge {
         self.pass_with_body(parts, ctx, RequestBody::Empty, detail).await
     }
 
-    async fn pass_with_body(self: &Arc<Self>, parts: Parts, ctx: &Ctx, body: RequestBody, detail: &'static str) -> Served {
+    async fn pass_with_body(
+        self: &Arc<Self>,
+        parts: Parts,
+        ctx: &Ctx,
+        body: RequestBody,
+        detail: &'static str,
+    ) -> Served {
         let mut headers = self.forward_headers(&parts.headers, ctx.viewer);
         if !ctx.route.behavior().cache_key.headers.contains(&header::HOST) {
             headers.remove(header::HOST);
@@ -58,7 +70,10 @@ impl Edge {
             let Ok(uri) = v.parse::<http::Uri>() else { continue };
             let same_host = match uri.host() {
                 None => true,
-                Some(h) => own_host.as_deref() == Some(h.to_ascii_lowercase().as_str()) || h.eq_ignore_ascii_case(&dist.domain_name),
+                Some(h) => {
+                    own_host.as_deref() == Some(h.to_ascii_lowercase().as_str())
+                        || h.eq_ignore_ascii_case(&dist.domain_name)
+                }
             };
             if same_host && uri.path().starts_with('/') {
                 targets.push((uri.path().to_string(), uri.query().map(str::to_string)));

@@ -19,7 +19,14 @@ static ACCEPT_ENCODING: HeaderValue = HeaderValue::from_static("Accept-Encoding"
 
 impl Edge {
     /// Answers a request from a stored object, which may still be filling.
-    pub(super) async fn serve(&self, parts: &Parts, _ctx: &Ctx, obj: Arc<Object>, result: ResultType, detail: &'static str) -> Served {
+    pub(super) async fn serve(
+        &self,
+        parts: &Parts,
+        _ctx: &Ctx,
+        obj: Arc<Object>,
+        result: ResultType,
+        detail: &'static str,
+    ) -> Served {
         let head = obj.head();
         let now = Instant::now();
         let mut headers = head.headers.clone();
@@ -38,8 +45,24 @@ impl Edge {
         }
         match conditional::evaluate(&parts.headers, head.etag.as_ref(), head.last_modified) {
             Precondition::NotModified => return served(not_modified(&headers)),
-            Precondition::Failed => return error_with(StatusCode::PRECONDITION_FAILED, "a precondition failed", result),
+            Precondition::Failed => {
+                return error_with(StatusCode::PRECONDITION_FAILED, "a precondition failed", result)
+            }
             Precondition::Proceed => {}
+        }
+        // A viewer holding the compressed variant this request would get
+        // revalidates with that variant's own (weak) ETag.
+        if obj.compressible && parts.headers.contains_key(header::IF_NONE_MATCH) {
+            let enc = Encoding::preferred(&parts.headers);
+            let variant = head.etag.as_ref().filter(|_| enc != Encoding::Identity).and_then(|e| weak_etag(e, enc));
+            if let Some(etag) =
+                variant.filter(|v| conditional::etag_in_list(&parts.headers, header::IF_NONE_MATCH, Some(v), true))
+            {
+                if obj.encoded(enc).is_some() {
+                    headers.insert(header::ETAG, etag);
+                    return served(not_modified(&headers));
+                }
+            }
         }
         headers.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
         if let Some(specs) = parts.headers.get(header::RANGE).and_then(|v| range::parse(v.as_bytes())) {
@@ -68,7 +91,15 @@ impl Edge {
         served(body_response(StatusCode::OK, headers, &obj, 0, len, is_head))
     }
 
-    async fn serve_range(&self, obj: &Arc<Object>, mut headers: HeaderMap, specs: &[Spec], is_head: bool, result: ResultType, detail: &'static str) -> Served {
+    async fn serve_range(
+        &self,
+        obj: &Arc<Object>,
+        mut headers: HeaderMap,
+        specs: &[Spec],
+        is_head: bool,
+        result: ResultType,
+        detail: &'static str,
+    ) -> Served {
         let body = &obj.body;
         let mut total = body.total_len();
         if total.is_none() {
@@ -99,9 +130,19 @@ impl Edge {
                 h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
                 let msg = Bytes::from(format!("416 Range Not Satisfiable: the object has {total} bytes\n"));
                 h.insert(header::CONTENT_LENGTH, HeaderValue::from(msg.len()));
-                Served::new(with(StatusCode::RANGE_NOT_SATISFIABLE, h, if is_head { EdgeBody::empty() } else { EdgeBody::full(msg) }), result, detail)
+                Served::new(
+                    with(
+                        StatusCode::RANGE_NOT_SATISFIABLE,
+                        h,
+                        if is_head { EdgeBody::empty() } else { EdgeBody::full(msg) },
+                    ),
+                    result,
+                    detail,
+                )
             }
-            Resolved::Ranges(ranges) if ranges.len() == 1 => ranged(headers, obj, ranges[0], Some(total), is_head, result, detail),
+            Resolved::Ranges(ranges) if ranges.len() == 1 => {
+                ranged(headers, obj, ranges[0], Some(total), is_head, result, detail)
+            }
             Resolved::Ranges(ranges) => {
                 let all = match body.wait_complete().await {
                     Ok(b) => b,
@@ -121,7 +162,15 @@ impl Edge {
     }
 }
 
-fn ranged(mut headers: HeaderMap, obj: &Arc<Object>, r: ByteRange, total: Option<u64>, is_head: bool, result: ResultType, detail: &'static str) -> Served {
+fn ranged(
+    mut headers: HeaderMap,
+    obj: &Arc<Object>,
+    r: ByteRange,
+    total: Option<u64>,
+    is_head: bool,
+    result: ResultType,
+    detail: &'static str,
+) -> Served {
     if let Ok(v) = HeaderValue::from_str(&range::content_range(r, total)) {
         headers.insert(header::CONTENT_RANGE, v);
     }
@@ -132,7 +181,14 @@ fn ranged(mut headers: HeaderMap, obj: &Arc<Object>, r: ByteRange, total: Option
     s
 }
 
-fn body_response(status: StatusCode, mut headers: HeaderMap, obj: &Arc<Object>, start: u64, len: Option<u64>, is_head: bool) -> Response<EdgeBody> {
+fn body_response(
+    status: StatusCode,
+    mut headers: HeaderMap,
+    obj: &Arc<Object>,
+    start: u64,
+    len: Option<u64>,
+    is_head: bool,
+) -> Response<EdgeBody> {
     if let Some(len) = len {
         headers.insert(header::CONTENT_LENGTH, HeaderValue::from(len - start));
     }
@@ -149,12 +205,25 @@ fn body_response(status: StatusCode, mut headers: HeaderMap, obj: &Arc<Object>, 
 /// 304: only the headers RFC 9110 §15.4.5 lists.
 fn not_modified(stored: &HeaderMap) -> Response<EdgeBody> {
     let mut h = HeaderMap::new();
-    for name in [header::CACHE_CONTROL, header::CONTENT_LOCATION, header::DATE, header::ETAG, header::EXPIRES, header::VARY, header::LAST_MODIFIED, header::AGE] {
+    for name in [
+        header::CACHE_CONTROL,
+        header::CONTENT_LOCATION,
+        header::DATE,
+        header::ETAG,
+        header::EXPIRES,
+        header::VARY,
+        header::LAST_MODIFIED,
+        header::AGE,
+    ] {
         for v in stored.get_all(&name) {
             h.append(name.clone(), v.clone());
         }
     }
-    h.extend(stored.get(&crate::cache::policy::CDN_CACHE_CONTROL).map(|v| (crate::cache::policy::CDN_CACHE_CONTROL.clone(), v.clone())));
+    h.extend(
+        stored
+            .get(&crate::cache::policy::CDN_CACHE_CONTROL)
+            .map(|v| (crate::cache::policy::CDN_CACHE_CONTROL.clone(), v.clone())),
+    );
     with(StatusCode::NOT_MODIFIED, h, EdgeBody::empty())
 }
 
@@ -187,7 +256,8 @@ pub(super) fn error(status: StatusCode, message: &str) -> Served {
 }
 
 fn error_with(status: StatusCode, message: &str, result: ResultType) -> Served {
-    let body = Bytes::from(format!("{} {}: {message}\n", status.as_u16(), status.canonical_reason().unwrap_or("Error")));
+    let body =
+        Bytes::from(format!("{} {}: {message}\n", status.as_u16(), status.canonical_reason().unwrap_or("Error")));
     let mut h = HeaderMap::new();
     h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));

@@ -70,21 +70,13 @@ impl Routes {
         if let Some(d) = self.exact.get(host) {
             return Some(d);
         }
-        self.suffix
-            .iter()
-            .find(|(s, _)| host.ends_with(s.as_str()))
-            .map(|(_, d)| d)
-            .or(self.any.as_ref())
+        self.suffix.iter().find(|(s, _)| host.ends_with(s.as_str())).map(|(_, d)| d).or(self.any.as_ref())
     }
 
     /// The route for a host and path.
     pub fn route(&self, host: &str, path: &str) -> Option<Route> {
         let dist = self.distribution(host)?.clone();
-        let behavior = dist
-            .config
-            .behaviors
-            .iter()
-            .position(|b| b.pattern.as_ref().is_some_and(|p| p.matches(path)));
+        let behavior = dist.config.behaviors.iter().position(|b| b.pattern.as_ref().is_some_and(|p| p.matches(path)));
         Some(Route { dist, behavior })
     }
 }
@@ -106,7 +98,9 @@ pub fn host_of(uri: &http::Uri, headers: &http::HeaderMap) -> Option<String> {
                 // [v6]:port
                 format!("[{}]", rest.split(']').next()?)
             } else {
-                h.rsplit_once(':').map_or(h, |(host, port)| if port.bytes().all(|b| b.is_ascii_digit()) { host } else { h }).to_string()
+                h.rsplit_once(':')
+                    .map_or(h, |(host, port)| if port.bytes().all(|b| b.is_ascii_digit()) { host } else { h })
+                    .to_string()
             }
         }
     };

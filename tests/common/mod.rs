@@ -141,9 +141,8 @@ impl TestOrigin {
                 let st = st.clone();
                 tokio::spawn(async move {
                     let svc = service_fn(move |req| handle(st.clone(), req));
-                    let _ = hyper::server::conn::http1::Builder::new()
-                        .serve_connection(TokioIo::new(stream), svc)
-                        .await;
+                    let _ =
+                        hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), svc).await;
                 });
             }
         });
@@ -165,14 +164,7 @@ impl TestOrigin {
     }
 
     pub fn seen_for(&self, path: &str) -> Vec<Seen> {
-        self.state
-            .seen
-            .lock()
-            .unwrap()
-            .iter()
-            .filter(|s| s.uri.split('?').next() == Some(path))
-            .cloned()
-            .collect()
+        self.state.seen.lock().unwrap().iter().filter(|s| s.uri.split('?').next() == Some(path)).cloned().collect()
     }
 
     pub fn total(&self) -> usize {
@@ -198,7 +190,10 @@ impl Drop for InFlightGuard {
 
 type OriginBody = StreamBody<tokio_stream_shim::Receiver>;
 
-async fn handle(st: Arc<OriginState>, req: http::Request<hyper::body::Incoming>) -> Result<http::Response<OriginBody>, Infallible> {
+async fn handle(
+    st: Arc<OriginState>,
+    req: http::Request<hyper::body::Incoming>,
+) -> Result<http::Response<OriginBody>, Infallible> {
     use http_body_util::BodyExt;
     let n = st.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
     st.peak_in_flight.fetch_max(n, Ordering::SeqCst);
@@ -348,14 +343,7 @@ pub fn url(e: &mediaedge::RunningEdge, path: &str) -> String {
 }
 
 pub fn x_cache(r: &reqwest::Response) -> String {
-    r.headers()
-        .get("x-cache")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("")
-        .split(' ')
-        .next()
-        .unwrap_or("")
-        .to_string()
+    r.headers().get("x-cache").and_then(|v| v.to_str().ok()).unwrap_or("").split(' ').next().unwrap_or("").to_string()
 }
 
 /// GET through the edge: status, X-Cache result, body.

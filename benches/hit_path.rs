@@ -1,0 +1,147 @@
+//! The hit path, in pieces and whole.
+//!
+//! - `lookup`: cache key + store lookup + variant selection + freshness check.
+//! - `respond_headers`: what a hit adds on top (head clone, Age, body slice).
+//! - `edge_hit/*`: a full request over loopback HTTP/1.1 keep-alive to an
+//!   in-process edge, for a 1.5 KB playlist and a 1 MiB segment, next to a
+//!   bare hyper server answering the same bytes from memory (the stack's
+//!   ceiling), so the ratio says what the edge adds.
+//!
+//! Run: `cargo bench --bench hit_path`.
+
+use bytes::Bytes;
+use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use http::header::{HeaderMap, HeaderValue};
+use http::StatusCode;
+use http_body_util::{BodyExt, Full};
+use mediaedge::cache::body::StoredBody;
+use mediaedge::cache::object::{Head, Object, Staleness};
+use mediaedge::cache::policy::Freshness;
+use mediaedge::cache::{key, Cache, Lookup};
+use mediaedge::config::{CacheConfig, CacheKeyPolicy};
+use std::convert::Infallible;
+use std::time::{Duration, Instant};
+
+fn object(len: usize) -> std::sync::Arc<Object> {
+    let mut headers = HeaderMap::new();
+    headers.insert("content-type", HeaderValue::from_static("application/vnd.apple.mpegurl"));
+    headers.insert("etag", HeaderValue::from_static("\"abc\""));
+    headers.insert("cache-control", HeaderValue::from_static("max-age=3600"));
+    headers.insert("date", HeaderValue::from_static("Sat, 21 Nov 2026 00:00:00 GMT"));
+    let head = Head {
+        status: StatusCode::OK,
+        headers,
+        etag: Some(HeaderValue::from_static("\"abc\"")),
+        last_modified: None,
+        date: None,
+        freshness: Freshness {
+            ttl: Duration::from_secs(3600),
+            initial_age: Duration::ZERO,
+            stale_while_revalidate: Duration::ZERO,
+            stale_if_error: Duration::ZERO,
+            must_revalidate: false,
+        },
+        stored_at: Instant::now(),
+    };
+    Object::new(head, StoredBody::complete(Bytes::from(vec![b'#'; len])), None, false)
+}
+
+fn pieces(c: &mut Criterion) {
+    let cache = Cache::new(CacheConfig::default());
+    let policy = CacheKeyPolicy::default();
+    let req = HeaderMap::new();
+    for i in 0..10_000 {
+        let k = key::build("EBENCH", &format!("/live/{i}.m3u8"), None, &req, &policy);
+        cache.insert(&k, object(1500));
+    }
+    c.bench_function("lookup", |b| {
+        b.iter(|| {
+            let k = key::build("EBENCH", "/live/42.m3u8", Some("token=abc"), &req, &policy);
+            match cache.lookup(&k, &req) {
+                Lookup::Found(o) => o.head().staleness(Instant::now()) == Staleness::Fresh,
+                _ => false,
+            }
+        })
+    });
+    let obj = object(1500);
+    c.bench_function("respond_headers", |b| {
+        b.iter(|| {
+            let head = obj.head();
+            let mut h = head.headers.clone();
+            h.insert(http::header::AGE, HeaderValue::from(head.age(Instant::now()).as_secs()));
+            let body = obj.body.bytes().map(|b| b.slice(..));
+            (h, body)
+        })
+    });
+}
+
+/// A bare hyper server answering fixed bytes: the reference.
+async fn bare_server(body: Bytes) -> std::net::SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let Ok((s, _)) = listener.accept().await else { continue };
+            let body = body.clone();
+            tokio::spawn(async move {
+                let svc = hyper::service::service_fn(move |_req| {
+                    let body = body.clone();
+                    async move { Ok::<_, Infallible>(http::Response::new(Full::new(body))) }
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(s), svc)
+                    .await;
+            });
+        }
+    });
+    addr
+}
+
+fn end_to_end(c: &mut Criterion) {
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let folder = std::env::temp_dir().join(format!("mediaedge-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&folder).unwrap();
+    let playlist = Bytes::from(vec![b'#'; 1500]);
+    let segment = Bytes::from(vec![7u8; 1 << 20]);
+    std::fs::write(folder.join("p.m3u8"), &playlist).unwrap();
+    std::fs::write(folder.join("s.m4s"), &segment).unwrap();
+    let (edge, bare_p, bare_s) = rt.block_on(async {
+        let mut cfg =
+            mediaedge::Config::single_origin(folder.to_str().unwrap(), Some("127.0.0.1:0".parse().unwrap())).unwrap();
+        cfg.server.access_log = None;
+        let edge = mediaedge::start(&cfg).await.unwrap();
+        (edge, bare_server(playlist.clone()).await, bare_server(segment.clone()).await)
+    });
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .build_http::<http_body_util::Empty<Bytes>>();
+    let fetch = |url: String| {
+        let client = client.clone();
+        let uri: http::Uri = url.parse().unwrap();
+        move || {
+            let client = client.clone();
+            let uri = uri.clone();
+            async move {
+                let r = client.get(uri).await.unwrap();
+                r.into_body().collect().await.unwrap().to_bytes().len()
+            }
+        }
+    };
+    let mut g = c.benchmark_group("edge_hit");
+    for (name, url, len) in [
+        ("playlist_1500B/edge", format!("http://{}/p.m3u8", edge.addr()), playlist.len()),
+        ("playlist_1500B/bare_hyper", format!("http://{bare_p}/p.m3u8"), playlist.len()),
+        ("segment_1MiB/edge", format!("http://{}/s.m4s", edge.addr()), segment.len()),
+        ("segment_1MiB/bare_hyper", format!("http://{bare_s}/s.m4s"), segment.len()),
+    ] {
+        let f = fetch(url);
+        assert_eq!(rt.block_on(f()), len);
+        g.throughput(Throughput::Bytes(len as u64));
+        g.bench_function(name, |b| b.iter(|| rt.block_on(f())));
+    }
+    g.finish();
+    drop(edge);
+    let _ = std::fs::remove_dir_all(folder);
+}
+
+criterion_group!(benches, pieces, end_to_end);
+criterion_main!(benches);

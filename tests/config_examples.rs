@@ -1,0 +1,36 @@
+//! The documented configuration examples are valid, and the front door holds:
+//! the README's test command is the one CI runs.
+
+use std::path::Path;
+
+#[test]
+fn documented_examples_are_valid() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/examples");
+    let mut n = 0;
+    for entry in std::fs::read_dir(&dir).expect("docs/examples exists") {
+        let path = entry.unwrap().path();
+        if path.extension().and_then(|e| e.to_str()) == Some("toml") {
+            let cfg = mediaedge::Config::load(&path).unwrap_or_else(|e| panic!("{e}"));
+            assert!(!cfg.distributions.is_empty(), "{}", path.display());
+            n += 1;
+        }
+    }
+    assert!(n > 0, "no examples found");
+}
+
+#[test]
+fn the_demo_config_builds() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("test-media");
+    let cfg = mediaedge::Config::demo(&root, None).expect("demo config");
+    assert_eq!(cfg.server.listen[0].to_string(), "127.0.0.1:8080");
+    assert!(root.join("hls-ts/master.m3u8").is_file());
+}
+
+#[test]
+fn ci_runs_the_readme_test_command() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let readme = std::fs::read_to_string(root.join("README.md")).unwrap();
+    let ci = std::fs::read_to_string(root.join(".ci/run")).unwrap();
+    let cmd = "cargo test --all-targets";
+    assert!(readme.contains(cmd) && ci.lines().any(|l| l.trim() == cmd));
+}
