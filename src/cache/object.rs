@@ -109,11 +109,11 @@ impl VaryKey {
 }
 
 /// A request header's value for variant selection: all field lines joined, with
-/// white space folded; `Accept-Encoding` reduced to the coding this edge would
-/// pick, so `gzip, br` and `br;q=1, gzip` select the same variant.
+/// white space folded; `Accept-Encoding` reduced to the codings that matter, so
+/// `gzip, br` and `br;q=1, gzip, deflate` select the same variant.
 fn normalized(req: &HeaderMap, name: &HeaderName) -> Option<String> {
     if name == header::ACCEPT_ENCODING {
-        return Some(Encoding::preferred(req).token().to_string());
+        return Some(crate::compress::normalized_accept_encoding(req).to_string());
     }
     let mut out: Option<String> = None;
     for v in req.get_all(name) {

@@ -30,6 +30,29 @@ impl Encoding {
     /// The coding this edge sends for a request's `Accept-Encoding`: brotli if
     /// acceptable, else gzip, else identity (q=0 excludes a coding).
     pub fn preferred(req: &HeaderMap) -> Encoding {
+        match accepted(req) {
+            (true, _) => Encoding::Brotli,
+            (false, true) => Encoding::Gzip,
+            _ => Encoding::Identity,
+        }
+    }
+}
+
+/// The request's `Accept-Encoding` reduced to what matters here, as the value
+/// forwarded to origins and compared for `Vary`: `br, gzip`, `br`, `gzip`, or
+/// `identity`. Requests that accept the same codings share a variant.
+pub fn normalized_accept_encoding(req: &HeaderMap) -> &'static str {
+    match accepted(req) {
+        (true, true) => "br, gzip",
+        (true, false) => "br",
+        (false, true) => "gzip",
+        (false, false) => "identity",
+    }
+}
+
+/// Whether brotli and gzip are acceptable (q=0 excludes a coding, `*` covers the rest).
+fn accepted(req: &HeaderMap) -> (bool, bool) {
+    {
         let (mut br, mut gzip, mut star) = (None, None, None);
         for value in req.get_all(header::ACCEPT_ENCODING) {
             let Ok(value) = value.to_str() else { continue };
@@ -50,13 +73,7 @@ impl Encoding {
                 }
             }
         }
-        if br.or(star) == Some(true) {
-            Encoding::Brotli
-        } else if gzip.or(star) == Some(true) {
-            Encoding::Gzip
-        } else {
-            Encoding::Identity
-        }
+        (br.or(star) == Some(true), gzip.or(star) == Some(true))
     }
 }
 
@@ -125,6 +142,11 @@ mod tests {
         assert_eq!(ae("identity"), Encoding::Identity);
         assert_eq!(ae("*"), Encoding::Brotli);
         assert_eq!(Encoding::preferred(&HeaderMap::new()), Encoding::Identity);
+        let mut h = HeaderMap::new();
+        h.insert(header::ACCEPT_ENCODING, HeaderValue::from_static("gzip;q=0.5, deflate, br"));
+        assert_eq!(normalized_accept_encoding(&h), "br, gzip");
+        h.insert(header::ACCEPT_ENCODING, HeaderValue::from_static("gzip, br;q=0"));
+        assert_eq!(normalized_accept_encoding(&h), "gzip");
     }
 
     #[test]

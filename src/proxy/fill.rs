@@ -106,8 +106,9 @@ impl Edge {
     }
 
     /// The origin request for a fill: the viewer's end-to-end headers without
-    /// its conditionals, range and `Accept-Encoding` (the edge compresses
-    /// itself), and only the cookies in the cache key.
+    /// its conditionals and range, only the cookies in the cache key, and
+    /// `Accept-Encoding` normalized (or removed where the edge compresses itself,
+    /// so that one identity copy serves every viewer).
     fn fill_request(&self, parts: &Parts, ctx: &Ctx, stale: Option<&Arc<Object>>) -> OriginRequest {
         let mut h = self.forward_headers(&parts.headers, ctx.viewer);
         for name in [
@@ -124,6 +125,10 @@ impl Edge {
             h.remove(name);
         }
         let behavior = ctx.route.behavior();
+        let accept = crate::compress::normalized_accept_encoding(&parts.headers);
+        if !behavior.compress && accept != "identity" {
+            h.insert(header::ACCEPT_ENCODING, HeaderValue::from_static(accept));
+        }
         h.remove(header::COOKIE);
         if behavior.cache_key.cookies != crate::config::KeyList::None {
             let kept: Vec<&str> = key::cookie_pairs(&parts.headers)
@@ -212,6 +217,13 @@ impl Edge {
             if let Ok(v) = HeaderValue::from_str(&httpdate::fmt_http_date(response_time)) {
                 headers.insert(header::DATE, v);
             }
+        }
+        let encoded =
+            headers.get(header::CONTENT_ENCODING).is_some_and(|v| !v.as_bytes().eq_ignore_ascii_case(b"identity"));
+        if encoded && !crate::http::list_contains(&headers, &header::VARY, "accept-encoding") {
+            // An encoded body chosen by our Accept-Encoding must never reach a
+            // viewer that did not accept it, whatever the origin forgot to say.
+            headers.append(header::VARY, HeaderValue::from_static("Accept-Encoding"));
         }
         let vary = VaryKey::from_response(&headers, &parts.headers);
         crate::http::strip_hop_by_hop(&mut headers);
