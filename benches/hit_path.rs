@@ -40,10 +40,17 @@ fn object(len: usize) -> std::sync::Arc<Object> {
             stale_while_revalidate: Duration::ZERO,
             stale_if_error: Duration::ZERO,
             must_revalidate: false,
+            heuristic: false,
         },
         stored_at: Instant::now(),
     };
-    Object::new(head, StoredBody::complete(Bytes::from(vec![b'#'; len])), None, false)
+    Object::new(
+        head,
+        StoredBody::complete(Bytes::from(vec![b'#'; len])),
+        None,
+        false,
+        mediaedge::media::MediaKind::HlsPlaylist,
+    )
 }
 
 fn pieces(c: &mut Criterion) {

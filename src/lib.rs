@@ -9,6 +9,7 @@ pub mod compress;
 pub mod config;
 pub mod http;
 pub mod log;
+pub mod media;
 pub mod origin;
 pub mod proxy;
 pub mod routing;

@@ -22,12 +22,14 @@ fn varies_on_accept_encoding(headers: &http::HeaderMap) -> bool {
         .any(|t| t.trim().eq_ignore_ascii_case("accept-encoding"))
 }
 
-/// A live HLS playlist of about `segments` * 40 bytes.
+/// A VOD HLS playlist of about `segments` * 40 bytes (a day's TTL, so these
+/// tests are about compression, not expiry).
 fn playlist(segments: usize) -> Bytes {
     let mut s = String::from("#EXTM3U\n#EXT-X-VERSION:3\n#EXT-X-TARGETDURATION:2\n#EXT-X-MEDIA-SEQUENCE:1000\n");
     for i in 0..segments {
         s.push_str(&format!("#EXTINF:2.000,\nsegment_{:06}.ts\n", 1000 + i));
     }
+    s.push_str("#EXT-X-ENDLIST\n");
     s.into()
 }
 
@@ -157,7 +159,7 @@ async fn every_text_type_is_compressed() {
     ];
     for (path, ct) in types {
         let body = text(5000);
-        o.set(path, Script::ok(body.clone()).header("content-type", ct));
+        o.set(path, Script::ok(body.clone()).header("content-type", ct).header("cache-control", "max-age=3600"));
         fill(&c, &e, path, &body).await;
         let (s, x, hd, b) = get(&c, &url(&e, path), &[("accept-encoding", "gzip")]).await;
         assert_eq!((s, x.as_str(), h(&hd, "content-encoding")), (200, "Hit", "gzip"), "{ct}");
@@ -183,7 +185,7 @@ async fn media_segments_and_other_binary_types_are_never_compressed() {
         ("/s.aac", "audio/aac"),
         ("/bin", "application/octet-stream"),
     ] {
-        o.set(path, Script::ok(body.clone()).header("content-type", ct));
+        o.set(path, Script::ok(body.clone()).header("content-type", ct).header("cache-control", "max-age=3600"));
         fill(&c, &e, path, &body).await;
         let (s, x, hd, b) = get(&c, &url(&e, path), &[("accept-encoding", "br, gzip")]).await;
         assert_eq!((s, x.as_str(), h(&hd, "content-encoding")), (200, "Hit", ""), "{ct}");

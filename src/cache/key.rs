@@ -19,10 +19,11 @@ pub fn primary(dist_id: &str, path: &str, query: Option<&str>, policy: &KeyList)
     key.push_str(dist_id);
     key.push('\u{1f}');
     key.push_str(path);
-    if let Some(q) = query.filter(|q| !q.is_empty() && *policy != KeyList::None) {
+    if let Some(q) = query.filter(|q| !q.is_empty()) {
         let mut params: Vec<&str> = q
             .split('&')
-            .filter(|p| !p.is_empty() && policy.includes(p.split_once('=').map_or(*p, |(n, _)| n)))
+            // LL-HLS delivery directives select another response: always keyed.
+            .filter(|p| !p.is_empty() && (p.starts_with("_HLS_") || policy.includes(param_name(p))))
             .collect();
         // Order-insensitive (stable for repeated names).
         params.sort_by(|a, b| param_name(a).cmp(param_name(b)));
@@ -83,6 +84,7 @@ mod tests {
     #[test]
     fn query_policies() {
         assert_eq!(primary("E", "/a", Some("x=1&y=2"), &KeyList::None), "E\u{1f}/a");
+        assert_eq!(primary("E", "/a", Some("x=1&_HLS_msn=3"), &KeyList::None), "E\u{1f}/a?_HLS_msn=3");
         assert_eq!(primary("E", "/a", Some("y=2&x=1"), &KeyList::All), "E\u{1f}/a?x=1&y=2");
         assert_eq!(
             primary("E", "/a", Some("y=2&x=1&z"), &KeyList::Allow(vec!["z".into(), "y".into()])),

@@ -4,6 +4,8 @@
 use super::body::StoredBody;
 use super::policy::Freshness;
 use crate::compress::Encoding;
+use crate::media::policy::Manifest;
+use crate::media::MediaKind;
 use arc_swap::ArcSwap;
 use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
@@ -12,7 +14,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant, SystemTime};
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Head {
     pub status: StatusCode,
     /// End-to-end headers as they go to viewers (no hop-by-hop, no `Age`).
@@ -137,18 +139,30 @@ pub struct Object {
     pub vary: Option<VaryKey>,
     /// Whether this behavior compresses this response's content type.
     pub compressible: bool,
+    /// What the object is, for streaming rules.
+    pub media: MediaKind,
+    /// The parsed manifest (for playlists and MPDs), once the body is whole.
+    manifest: OnceLock<Option<Arc<Manifest>>>,
     invalidated: AtomicBool,
     brotli: OnceLock<Option<Bytes>>,
     gzip: OnceLock<Option<Bytes>>,
 }
 
 impl Object {
-    pub fn new(head: Head, body: Arc<StoredBody>, vary: Option<VaryKey>, compressible: bool) -> Arc<Object> {
+    pub fn new(
+        head: Head,
+        body: Arc<StoredBody>,
+        vary: Option<VaryKey>,
+        compressible: bool,
+        media: MediaKind,
+    ) -> Arc<Object> {
         Arc::new(Object {
             head: ArcSwap::from_pointee(head),
             body,
             vary,
             compressible,
+            media,
+            manifest: OnceLock::new(),
             invalidated: AtomicBool::new(false),
             brotli: OnceLock::new(),
             gzip: OnceLock::new(),
@@ -162,6 +176,29 @@ impl Object {
     /// Replaces the head after a 304 (RFC 9111 §4.3.4).
     pub fn refresh(&self, head: Head) {
         self.head.store(Arc::new(head));
+    }
+
+    /// Whether this is a playlist or an MPD.
+    pub fn is_manifest(&self) -> bool {
+        matches!(self.media, MediaKind::HlsPlaylist | MediaKind::DashMpd)
+    }
+
+    /// The manifest, parsed once from the complete body. A manifest that does
+    /// not parse is served untouched; the failure is logged once.
+    pub fn manifest(&self) -> Option<Arc<Manifest>> {
+        if !self.is_manifest() {
+            return None;
+        }
+        let body = self.body.bytes()?;
+        self.manifest
+            .get_or_init(|| match Manifest::parse(self.media, body) {
+                Ok(m) => Some(Arc::new(m)),
+                Err(e) => {
+                    tracing::warn!("manifest passed through unparsed: {e}");
+                    None
+                }
+            })
+            .clone()
     }
 
     pub fn invalidate(&self) {

@@ -102,6 +102,8 @@ pub struct Freshness {
     pub stale_if_error: Duration,
     /// must-revalidate, proxy-revalidate or s-maxage: never served stale.
     pub must_revalidate: bool,
+    /// The origin gave no freshness: `ttl` is this edge's default.
+    pub heuristic: bool,
 }
 
 /// Why a response is not stored.
@@ -128,11 +130,14 @@ fn heuristic_ttl(status: StatusCode, behavior: &Behavior, cache: &CacheConfig) -
 }
 
 /// Decides whether a response to a GET may be stored and how fresh it is.
+/// `media_default` replaces the behavior's default TTL for 2xx responses
+/// without explicit freshness (streaming-aware defaults).
 pub fn storability(
     status: StatusCode,
     headers: &HeaderMap,
     behavior: &Behavior,
     cache: &CacheConfig,
+    media_default: Option<Duration>,
     request_time: SystemTime,
     response_time: SystemTime,
 ) -> Result<Freshness, NoStore> {
@@ -166,6 +171,9 @@ pub fn storability(
     let ttl = match explicit {
         Some(ttl) => ttl.clamp(behavior.min_ttl, behavior.max_ttl.max(behavior.min_ttl)),
         None => match heuristic_ttl(status, behavior, cache) {
+            Some(_) if status.is_success() && media_default.is_some() => {
+                media_default.unwrap_or_default().clamp(behavior.min_ttl, behavior.max_ttl.max(behavior.min_ttl))
+            }
             Some(ttl) => ttl,
             None => return Err(NoStore::NotCacheable("status without explicit freshness")),
         },
@@ -178,6 +186,7 @@ pub fn storability(
         stale_while_revalidate: Duration::from_secs(d.stale_while_revalidate.unwrap_or(0)),
         stale_if_error: Duration::from_secs(d.stale_if_error.unwrap_or(0)),
         must_revalidate: d.must_revalidate || d.proxy_revalidate || d.s_maxage.is_some(),
+        heuristic: explicit.is_none(),
     })
 }
 
@@ -214,7 +223,7 @@ mod tests {
     fn decide(pairs: &[(&'static str, &'static str)]) -> Result<Freshness, NoStore> {
         let now = SystemTime::now();
         let b = Behavior::default_for(0);
-        storability(StatusCode::OK, &h(pairs), &b, &CacheConfig::default(), now, now)
+        storability(StatusCode::OK, &h(pairs), &b, &CacheConfig::default(), None, now, now)
     }
 
     #[test]

@@ -136,6 +136,41 @@ pub struct Behavior {
     pub max_ttl: Duration,
     pub compress: bool,
     pub cache_key: CacheKeyPolicy,
+    pub streaming: StreamingPolicy,
+}
+
+/// Streaming defaults of a behavior (see docs/streaming.md).
+#[derive(Debug, Clone)]
+pub struct StreamingPolicy {
+    /// Media-aware TTLs when the origin sends no freshness. On by default,
+    /// off when the behavior sets `default_ttl` (unless `media_ttls = true`).
+    pub media_ttls: bool,
+    pub master_playlist_ttl: Duration,
+    /// VOD media playlists and static MPDs.
+    pub vod_manifest_ttl: Duration,
+    /// Live media playlists; `None`: half the target duration (half the part
+    /// target for LL-HLS); dynamic MPDs use their minimumUpdatePeriod.
+    pub live_manifest_ttl: Option<Duration>,
+    /// Media and init segments.
+    pub segment_ttl: Duration,
+    /// Hold LL-HLS `_HLS_msn`/`_HLS_part` requests at the edge.
+    pub blocking_reload: bool,
+    /// Segments fetched ahead when a media playlist is filled.
+    pub prefetch_segments: usize,
+}
+
+impl Default for StreamingPolicy {
+    fn default() -> Self {
+        StreamingPolicy {
+            media_ttls: true,
+            master_playlist_ttl: Duration::from_secs(5),
+            vod_manifest_ttl: Duration::from_secs(86_400),
+            live_manifest_ttl: None,
+            segment_ttl: Duration::from_secs(31_536_000),
+            blocking_reload: true,
+            prefetch_segments: 0,
+        }
+    }
 }
 
 impl Behavior {
@@ -213,6 +248,7 @@ impl Behavior {
             max_ttl: DEFAULT_MAX_TTL,
             compress: false,
             cache_key: CacheKeyPolicy::default(),
+            streaming: StreamingPolicy::default(),
         }
     }
 }
@@ -298,18 +334,7 @@ aliases = ["*"]
 id = "test-media"
 folder = {root}
 
-[[distributions.behaviors]]
-path = "*.m3u8"
-origin = "test-media"
-default_ttl = "2s"
-compress = true
-
-[[distributions.behaviors]]
-path = "*.mpd"
-origin = "test-media"
-default_ttl = "2s"
-compress = true
-
+# Manifests and segments get streaming TTLs from what they are (docs/streaming.md).
 [distributions.default_behavior]
 origin = "test-media"
 compress = true

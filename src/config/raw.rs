@@ -94,6 +94,13 @@ struct RawBehavior {
     compress: bool,
     #[serde(default)]
     cache_key: RawKey,
+    media_ttls: Option<bool>,
+    master_playlist_ttl: Option<Secs>,
+    vod_manifest_ttl: Option<Secs>,
+    live_manifest_ttl: Option<Secs>,
+    segment_ttl: Option<Secs>,
+    blocking_reload: Option<bool>,
+    prefetch_segments: Option<Spanned<usize>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -378,6 +385,25 @@ fn resolve_behavior(
     let mut behavior = Behavior::default_for(origin);
     behavior.pattern = pattern;
     behavior.compress = b.compress;
+    let st = &mut behavior.streaming;
+    st.media_ttls = b.media_ttls.unwrap_or(b.default_ttl.is_none());
+    if let Some(t) = b.master_playlist_ttl {
+        st.master_playlist_ttl = t.0;
+    }
+    if let Some(t) = b.vod_manifest_ttl {
+        st.vod_manifest_ttl = t.0;
+    }
+    st.live_manifest_ttl = b.live_manifest_ttl.map(|t| t.0);
+    if let Some(t) = b.segment_ttl {
+        st.segment_ttl = t.0;
+    }
+    st.blocking_reload = b.blocking_reload.unwrap_or(true);
+    if let Some(n) = &b.prefetch_segments {
+        if *n.get_ref() > 32 {
+            return cx.err(n.span(), format!("{field}.prefetch_segments"), "at most 32 segments");
+        }
+        st.prefetch_segments = *n.get_ref();
+    }
     if let Some(methods) = &b.allowed_methods {
         let mut list = Vec::new();
         for m in methods.get_ref() {

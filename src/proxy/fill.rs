@@ -8,6 +8,8 @@ use crate::cache::key::{self, CacheKey};
 use crate::cache::object::{Head, Object, Staleness, VaryKey};
 use crate::cache::policy::{self, NoStore};
 use crate::cache::Lookup;
+use crate::media::policy::Directives;
+use crate::media::{self, MediaKind};
 use crate::origin::{OriginBody, OriginError, OriginRequest, OriginResponse, RequestBody};
 use crate::routing::Route;
 use http::header::{self, HeaderMap, HeaderValue};
@@ -23,10 +25,28 @@ const MAX_ROUNDS: usize = 4;
 impl Edge {
     pub(super) async fn cached(self: &Arc<Self>, req: Request<Incoming>, route: Route, viewer: Viewer) -> Served {
         let (parts, _body) = req.into_parts();
-        let behavior = route.behavior();
-        let key =
-            key::build(&route.dist.config.id, parts.uri.path(), parts.uri.query(), &parts.headers, &behavior.cache_key);
+        self.cached_parts(parts, route, viewer).await
+    }
+
+    /// The cache path for a request head (a viewer's, or the edge's own prefetch).
+    pub(super) async fn cached_parts(self: &Arc<Self>, parts: Parts, route: Route, viewer: Viewer) -> Served {
+        let key = key::build(
+            &route.dist.config.id,
+            parts.uri.path(),
+            parts.uri.query(),
+            &parts.headers,
+            &route.behavior().cache_key,
+        );
         let ctx = Ctx { route, viewer };
+        if ctx.route.behavior().streaming.blocking_reload
+            && media::classify(parts.uri.path(), None) == MediaKind::HlsPlaylist
+        {
+            match Directives::from_query(parts.uri.query()) {
+                Err(why) => return error(StatusCode::BAD_REQUEST, why),
+                Ok(Some(d)) if d.blocks() => return self.blocking_reload(parts, ctx, key, d).await,
+                Ok(_) => {}
+            }
+        }
         let mut stale: Option<Arc<Object>> = None;
         for _ in 0..MAX_ROUNDS {
             match self.cache.lookup(&key, &parts.headers) {
@@ -47,6 +67,12 @@ impl Edge {
             let collapse_key = self.cache.collapse_key(&key, &parts.headers);
             match self.cache.join(&collapse_key) {
                 Join::Lead(lead) => return self.lead(lead, key, parts, ctx, stale).await,
+                // A manifest may be served stale for at most one refresh while
+                // that refresh is under way: a burst never waits on the origin.
+                Join::Wait(_) if stale.as_ref().is_some_and(|o| within_one_refresh(o)) => {
+                    let obj = stale.take().unwrap_or_else(|| unreachable!("checked above"));
+                    return self.serve(&parts, &ctx, obj, ResultType::Hit, "StaleWhileRefresh").await;
+                }
                 Join::Wait(rx) => match inflight::wait(rx, self.cache.config.lock_timeout).await {
                     Ok(Some(Outcome::Stored { object, refreshed })) => {
                         if object.vary.as_ref().is_some_and(|v| !v.matches(&parts.headers)) {
@@ -109,7 +135,7 @@ impl Edge {
     /// its conditionals and range, only the cookies in the cache key, and
     /// `Accept-Encoding` normalized (or removed where the edge compresses itself,
     /// so that one identity copy serves every viewer).
-    fn fill_request(&self, parts: &Parts, ctx: &Ctx, stale: Option<&Arc<Object>>) -> OriginRequest {
+    pub(super) fn fill_request(&self, parts: &Parts, ctx: &Ctx, stale: Option<&Arc<Object>>) -> OriginRequest {
         let mut h = self.forward_headers(&parts.headers, ctx.viewer);
         for name in [
             header::RANGE,
@@ -189,11 +215,14 @@ impl Edge {
             }
         }
         let behavior = ctx.route.behavior();
+        let content_type = response.headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok());
+        let kind = media::classify(parts.uri.path(), content_type);
         let mut decision = policy::storability(
             response.status,
             &response.headers,
             behavior,
             &self.cache.config,
+            media::policy::default_at_headers(kind, &behavior.streaming),
             response.request_time,
             response.response_time,
         );
@@ -211,7 +240,39 @@ impl Edge {
                 return respond::from_origin(response, ResultType::Miss, "Pass", parts.method == Method::HEAD);
             }
         };
-        let OriginResponse { status, mut headers, body, response_time, request_time: _ } = response;
+        let OriginResponse { status, headers, body, response_time, request_time: _ } = response;
+        let (stored, writer) = StoredBody::filling(announced);
+        let object = self.admit(status, headers, response_time, freshness, kind, stored, &parts, &ctx);
+        self.cache.insert(&key, object.clone());
+        // The fill belongs to the cache: it runs on even if this viewer leaves.
+        tokio::spawn(pump(
+            self.clone(),
+            key,
+            object.clone(),
+            body,
+            writer,
+            announced,
+            ctx.route.clone(),
+            parts.uri.clone(),
+        ));
+        lead.publish(Outcome::Stored { object: object.clone(), refreshed: false });
+        self.serve(&parts, &ctx, object, ResultType::Miss, "Miss").await
+    }
+
+    /// Makes the stored object for a cacheable origin response head.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn admit(
+        &self,
+        status: StatusCode,
+        mut headers: HeaderMap,
+        response_time: std::time::SystemTime,
+        freshness: policy::Freshness,
+        kind: MediaKind,
+        body: Arc<StoredBody>,
+        parts: &Parts,
+        ctx: &Ctx,
+    ) -> Arc<Object> {
+        let behavior = ctx.route.behavior();
         if !headers.contains_key(header::DATE) {
             // RFC 9110 §6.6.1: a cache adds the Date the origin left out.
             if let Ok(v) = HeaderValue::from_str(&httpdate::fmt_http_date(response_time)) {
@@ -242,15 +303,9 @@ impl Edge {
             date: crate::http::date_header(&headers, &header::DATE),
             headers,
             freshness,
-            stored_at: now(),
+            stored_at: Instant::now(),
         };
-        let (stored, writer) = StoredBody::filling(announced);
-        let object = Object::new(head, stored, vary, compressible);
-        self.cache.insert(&key, object.clone());
-        // The fill belongs to the cache: it runs on even if this viewer leaves.
-        tokio::spawn(pump(self.clone(), key, object.clone(), body, writer, announced));
-        lead.publish(Outcome::Stored { object: object.clone(), refreshed: false });
-        self.serve(&parts, &ctx, object, ResultType::Miss, "Miss").await
+        Object::new(head, body, vary, compressible, kind)
     }
 
     /// A 304 for a stale object: its stored headers are updated (RFC 9111 §4.3.4).
@@ -281,11 +336,19 @@ impl Edge {
             }
         }
         let behavior = ctx.route.behavior();
+        let media_default = if behavior.streaming.media_ttls {
+            obj.manifest().map(|m| m.default_ttl(&behavior.streaming)).or_else(|| {
+                media::policy::default_at_headers(obj.media, &behavior.streaming).filter(|_| !obj.is_manifest())
+            })
+        } else {
+            None
+        };
         match policy::storability(
             old.status,
             &headers,
             behavior,
             &self.cache.config,
+            media_default,
             resp.request_time,
             resp.response_time,
         ) {
@@ -330,12 +393,20 @@ impl Edge {
     }
 }
 
+/// A stale manifest no older than one refresh past its lifetime.
+fn within_one_refresh(obj: &Object) -> bool {
+    let head = obj.head();
+    let f = &head.freshness;
+    obj.is_manifest() && !f.must_revalidate && !f.ttl.is_zero() && head.age(Instant::now()) < f.ttl * 2
+}
+
 fn content_length(headers: &HeaderMap) -> Option<u64> {
     headers.get(header::CONTENT_LENGTH)?.to_str().ok()?.trim().parse().ok()
 }
 
 /// Moves the origin body into the stored body. A failure, a short body or a
 /// body longer than announced fails every reader and stores nothing.
+#[allow(clippy::too_many_arguments)]
 async fn pump(
     edge: Arc<Edge>,
     key: CacheKey,
@@ -343,6 +414,8 @@ async fn pump(
     mut body: OriginBody,
     mut writer: BodyWriter,
     announced: Option<u64>,
+    route: Route,
+    uri: http::Uri,
 ) {
     let limit = edge.cache.max_object_bytes();
     let mut kept = true;
@@ -372,6 +445,9 @@ async fn pump(
                 writer.finish();
                 if kept {
                     edge.cache.fill_finished(&key, &object);
+                    if object.is_manifest() {
+                        edge.settle_manifest(&object, &route, &uri);
+                    }
                 }
                 return;
             }

@@ -9,6 +9,7 @@
 mod fill;
 mod pass;
 mod respond;
+mod streaming;
 
 use crate::cache::Cache;
 use crate::config::{Config, ServerConfig};
@@ -73,6 +74,8 @@ pub struct Edge {
     via: String,
     x_cache: [HeaderValue; 4],
     via_value: HeaderValue,
+    /// Bounds the segment prefetches running at once.
+    prefetch_permits: Arc<tokio::sync::Semaphore>,
 }
 
 impl Edge {
@@ -97,6 +100,7 @@ impl Edge {
             via_value: HeaderValue::from_str(&via).unwrap_or(HeaderValue::from_static("1.1 mediaedge")),
             via,
             x_cache: [x(ResultType::Hit), x(ResultType::RefreshHit), x(ResultType::Miss), x(ResultType::Error)],
+            prefetch_permits: Arc::new(tokio::sync::Semaphore::new(8)),
         }))
     }
 
