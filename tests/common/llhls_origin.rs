@@ -90,7 +90,14 @@ impl LlOrigin {
 
     /// Requests for a path, whatever the query.
     pub fn requests_for_path(&self, path: &str) -> usize {
-        self.state.requests.lock().unwrap().iter().filter(|(k, _)| k.split('?').next() == Some(path)).map(|(_, n)| n).sum()
+        self.state
+            .requests
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(k, _)| k.split('?').next() == Some(path))
+            .map(|(_, n)| n)
+            .sum()
     }
 
     pub fn part_duration(&self) -> Duration {
@@ -169,7 +176,10 @@ fn part_bytes(msn: u64, p: u64) -> Bytes {
     Bytes::from(vec![((msn * 7 + p) % 251) as u8; PART_BYTES])
 }
 
-async fn handle(st: Arc<State>, req: http::Request<hyper::body::Incoming>) -> Result<http::Response<Full<Bytes>>, Infallible> {
+async fn handle(
+    st: Arc<State>,
+    req: http::Request<hyper::body::Incoming>,
+) -> Result<http::Response<Full<Bytes>>, Infallible> {
     let pq = req.uri().path_and_query().map(|p| p.to_string()).unwrap_or_default();
     *st.requests.lock().unwrap().entry(pq.clone()).or_default() += 1;
     let path = req.uri().path().to_string();
@@ -194,7 +204,8 @@ async fn handle(st: Arc<State>, req: http::Request<hyper::body::Incoming>) -> Re
         return Ok(respond(200, "application/vnd.apple.mpegurl", Bytes::from(st.playlist(st.produced()))));
     }
     if let Some(name) = path.strip_prefix("/ll/part").and_then(|n| n.strip_suffix(".mp4")) {
-        let Some((msn, p)) = name.split_once('.').and_then(|(a, b)| Some((a.parse::<u64>().ok()?, b.parse::<u64>().ok()?)))
+        let Some((msn, p)) =
+            name.split_once('.').and_then(|(a, b)| Some((a.parse::<u64>().ok()?, b.parse::<u64>().ok()?)))
         else {
             return Ok(respond(404, "text/plain", Bytes::new()));
         };
