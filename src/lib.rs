@@ -4,6 +4,7 @@
 //! (`routing`), `cache` looks up and collapses, `origin` fetches, `cache::body`
 //! stores while streaming, `proxy::respond` answers. See docs/architecture.md.
 
+pub mod bench;
 pub mod cache;
 pub mod compress;
 pub mod config;

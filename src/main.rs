@@ -34,6 +34,53 @@ enum Command {
     },
     /// Validate a configuration file and exit (0 valid, 1 invalid).
     CheckConfig { file: PathBuf },
+    /// Benchmarks.
+    Bench {
+        #[command(subcommand)]
+        command: BenchCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum BenchCommand {
+    /// Behave like N HLS or DASH players and measure what they wait for:
+    /// playlist and segment TTFB and download time (p50/p95/p99/max), bytes,
+    /// errors and stalls. Exit code 0 when the run completes (errors are
+    /// reported), 1 when nothing could be fetched, 2 for bad arguments.
+    /// See docs/bench-players.md.
+    Players {
+        /// A master or media playlist (.m3u8), or an MPD (.mpd): http:// or https://.
+        url: String,
+        /// Simulated players, started over the first second.
+        #[arg(long, default_value_t = 10)]
+        players: usize,
+        /// Run length in seconds (VOD runs end sooner when every player is done).
+        #[arg(long, default_value_t = 30.0, value_name = "SECONDS")]
+        duration: f64,
+        /// Print the report as JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+        /// Which variant (HLS) or video representation (DASH) players pick:
+        /// lowest or highest bandwidth, or an index (from 0) in manifest order.
+        #[arg(long, default_value = "lowest", value_name = "lowest|highest|N")]
+        rendition: mediaedge::bench::Rendition,
+        /// Most requests in flight at once, over all players (default: no limit).
+        #[arg(long, value_name = "N")]
+        concurrency_limit: Option<usize>,
+        /// Per-request timeout in seconds, headers and body (blocking playlist
+        /// reloads get three target durations more).
+        #[arg(long, default_value_t = 10.0, value_name = "SECONDS")]
+        timeout: f64,
+        /// Requests one player may make in the whole run.
+        #[arg(long, default_value_t = 50_000, value_name = "N")]
+        max_requests: u64,
+        /// VOD: start over at the end instead of stopping, until --duration.
+        #[arg(long = "loop")]
+        loop_vod: bool,
+        /// No progress line on stderr.
+        #[arg(long, short)]
+        quiet: bool,
+    },
 }
 
 fn main() -> ExitCode {
@@ -50,6 +97,38 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+        Command::Bench {
+            command:
+                BenchCommand::Players {
+                    url,
+                    players,
+                    duration,
+                    json,
+                    rendition,
+                    concurrency_limit,
+                    timeout,
+                    max_requests,
+                    loop_vod,
+                    quiet,
+                },
+        } => {
+            let (Some(duration), Some(timeout)) = (seconds(duration), seconds(timeout)) else {
+                eprintln!("mediaedge bench players: --duration and --timeout must be positive numbers of seconds");
+                return ExitCode::from(2);
+            };
+            mediaedge::bench::players(mediaedge::bench::PlayersOptions {
+                url,
+                players,
+                duration,
+                json,
+                rendition,
+                concurrency_limit,
+                timeout,
+                max_requests,
+                loop_vod,
+                quiet,
+            })
+        }
         Command::Serve { config, origin, listen, access_log } => {
             let loaded = match (&config, &origin) {
                 (Some(file), _) => Config::load(file).map(|mut c| {
@@ -100,6 +179,11 @@ fn serve(cfg: Config) -> ExitCode {
             _ = tokio::signal::ctrl_c() => ExitCode::SUCCESS,
         }
     })
+}
+
+/// A positive, finite number of seconds (at most a year).
+fn seconds(s: f64) -> Option<std::time::Duration> {
+    (s.is_finite() && s > 0.0 && s <= 31_536_000.0).then(|| std::time::Duration::from_secs_f64(s))
 }
 
 /// `test-media/` in the working directory, else next to the sources.

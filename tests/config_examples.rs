@@ -18,6 +18,31 @@ fn documented_examples_are_valid() {
     assert!(n > 0, "no examples found");
 }
 
+/// Every complete configuration shown in the docs (a ```toml block with a
+/// distribution) is valid.
+#[test]
+fn configurations_in_the_docs_are_valid() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("docs");
+    let mut n = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().and_then(|e| e.to_str()) != Some("md") {
+            continue;
+        }
+        let text = std::fs::read_to_string(&path).unwrap();
+        for block in text.split("```toml\n").skip(1) {
+            let block = block.split("```").next().unwrap_or("");
+            if !block.contains("[[distributions]]") {
+                continue;
+            }
+            let cfg = mediaedge::Config::parse(block, &path).unwrap_or_else(|e| panic!("{e}\n{block}"));
+            assert!(!cfg.distributions.is_empty());
+            n += 1;
+        }
+    }
+    assert!(n >= 3, "found {n} configurations in docs/");
+}
+
 #[test]
 fn the_demo_config_builds() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("test-media");
