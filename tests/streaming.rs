@@ -202,19 +202,23 @@ fn next_part(playlist: &str) -> (u64, u64) {
     (m.next_msn(), m.ll.pending_parts.len() as u64)
 }
 
-async fn wait_produced(o: &LlOrigin, n: u64) {
-    while o.produced() < n {
+/// An edge before an LL-HLS origin that has produced a few parts, with the
+/// playlist the edge serves now and the (msn, part) after its newest part.
+async fn ll_live(blocking: bool) -> (mediaedge::RunningEdge, LlOrigin, reqwest::Client, String, (u64, u64)) {
+    let (e, o) = ll_edge(blocking).await;
+    while o.produced() < 5 {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+    let c = client();
+    let (_, _, _, b) = get(&c, &url(&e, "/ll/index.m3u8"), &[]).await;
+    let text = String::from_utf8_lossy(&b).to_string();
+    let next = next_part(&text);
+    (e, o, c, text, next)
 }
 
 #[tokio::test]
 async fn a_blocking_reload_is_held_until_the_part_exists_and_shared_by_every_viewer() {
-    let (e, o) = ll_edge(true).await;
-    wait_produced(&o, 5).await;
-    let c = client();
-    let (_, _, _, b) = get(&c, &url(&e, "/ll/index.m3u8"), &[]).await;
-    let (msn, part) = next_part(&String::from_utf8_lossy(&b));
+    let (e, o, c, _, (msn, part)) = ll_live(true).await;
     let q = format!("/ll/index.m3u8?_HLS_msn={msn}&_HLS_part={part}");
     let mut viewers = Vec::new();
     for _ in 0..30 {
@@ -237,11 +241,7 @@ async fn a_blocking_reload_is_held_until_the_part_exists_and_shared_by_every_vie
 
 #[tokio::test]
 async fn an_msn_without_a_part_waits_for_the_whole_segment() {
-    let (e, o) = ll_edge(true).await;
-    wait_produced(&o, 5).await;
-    let c = client();
-    let (_, _, _, b) = get(&c, &url(&e, "/ll/index.m3u8"), &[]).await;
-    let (msn, _) = next_part(&String::from_utf8_lossy(&b));
+    let (e, o, c, _, (msn, _)) = ll_live(true).await;
     let (s, _, _, b) = get(&c, &url(&e, &format!("/ll/index.m3u8?_HLS_msn={msn}")), &[]).await;
     assert_eq!(s, 200);
     let text = String::from_utf8_lossy(&b);
@@ -250,11 +250,7 @@ async fn an_msn_without_a_part_waits_for_the_whole_segment() {
 
 #[tokio::test]
 async fn the_edge_holds_blocking_reloads_itself_when_the_origin_cannot() {
-    let (e, o) = ll_edge(false).await;
-    wait_produced(&o, 5).await;
-    let c = client();
-    let (_, _, _, b) = get(&c, &url(&e, "/ll/index.m3u8"), &[]).await;
-    let (msn, part) = next_part(&String::from_utf8_lossy(&b));
+    let (e, o, c, _, (msn, part)) = ll_live(false).await;
     let q = format!("/ll/index.m3u8?_HLS_msn={msn}&_HLS_part={part}");
     let mut viewers = Vec::new();
     for _ in 0..10 {
@@ -273,12 +269,8 @@ async fn the_edge_holds_blocking_reloads_itself_when_the_origin_cannot() {
 
 #[tokio::test]
 async fn an_unsatisfied_blocking_reload_ends_in_503_after_three_target_durations() {
-    let (e, o) = ll_edge(false).await;
-    wait_produced(&o, 5).await;
-    let c = client();
-    let (_, _, _, b) = get(&c, &url(&e, "/ll/index.m3u8"), &[]).await;
+    let (e, o, c, _, (msn, part)) = ll_live(false).await;
     o.freeze();
-    let (msn, part) = next_part(&String::from_utf8_lossy(&b));
     let started = Instant::now();
     let (s, x, _, _) = get(&c, &url(&e, &format!("/ll/index.m3u8?_HLS_msn={msn}&_HLS_part={}", part + 1)), &[]).await;
     let waited = started.elapsed();
@@ -289,11 +281,7 @@ async fn an_unsatisfied_blocking_reload_ends_in_503_after_three_target_durations
 
 #[tokio::test]
 async fn bad_delivery_directives_get_400() {
-    let (e, o) = ll_edge(true).await;
-    wait_produced(&o, 5).await;
-    let c = client();
-    let (_, _, _, b) = get(&c, &url(&e, "/ll/index.m3u8"), &[]).await;
-    let (msn, _) = next_part(&String::from_utf8_lossy(&b));
+    let (e, o, c, _, (msn, _)) = ll_live(true).await;
     assert_eq!(get(&c, &url(&e, "/ll/index.m3u8?_HLS_part=1"), &[]).await.0, 400);
     assert_eq!(get(&c, &url(&e, "/ll/index.m3u8?_HLS_msn=abc"), &[]).await.0, 400);
     assert_eq!(get(&c, &url(&e, &format!("/ll/index.m3u8?_HLS_msn={}", msn + 10)), &[]).await.0, 400);
@@ -302,11 +290,7 @@ async fn bad_delivery_directives_get_400() {
 
 #[tokio::test]
 async fn skip_requests_are_keyed_apart_from_full_playlists() {
-    let (e, o) = ll_edge(true).await;
-    wait_produced(&o, 5).await;
-    let c = client();
-    let (_, _, _, b) = get(&c, &url(&e, "/ll/index.m3u8"), &[]).await;
-    let (msn, part) = next_part(&String::from_utf8_lossy(&b));
+    let (e, o, c, _, (msn, part)) = ll_live(true).await;
     let full = format!("/ll/index.m3u8?_HLS_msn={msn}&_HLS_part={part}");
     let delta = format!("{full}&_HLS_skip=YES");
     assert_eq!(get(&c, &url(&e, &full), &[]).await.0, 200);
@@ -317,14 +301,9 @@ async fn skip_requests_are_keyed_apart_from_full_playlists() {
 
 #[tokio::test]
 async fn a_preload_hinted_part_streams_to_every_viewer_from_one_origin_request() {
-    let (e, o) = ll_edge(true).await;
-    wait_produced(&o, 5).await;
-    let c = client();
-    let (_, _, _, b) = get(&c, &url(&e, "/ll/index.m3u8"), &[]).await;
-    let text = String::from_utf8_lossy(&b).to_string();
+    let (e, o, c, text, (msn, part)) = ll_live(true).await;
     let hint =
         text.split("#EXT-X-PRELOAD-HINT:TYPE=PART,URI=\"").nth(1).unwrap().split('"').next().unwrap().to_string();
-    let (msn, part) = next_part(&text);
     assert_eq!(hint, format!("part{msn}.{part}.mp4"));
     let path = format!("/ll/{hint}");
     let mut viewers = Vec::new();

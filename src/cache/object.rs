@@ -39,6 +39,19 @@ pub enum Staleness {
 }
 
 impl Head {
+    /// A head stored now, its validators read from `headers`.
+    pub fn new(status: StatusCode, headers: HeaderMap, freshness: Freshness) -> Head {
+        Head {
+            status,
+            etag: headers.get(header::ETAG).cloned(),
+            last_modified: crate::http::date_header(&headers, &header::LAST_MODIFIED),
+            date: crate::http::date_header(&headers, &header::DATE),
+            headers,
+            freshness,
+            stored_at: Instant::now(),
+        }
+    }
+
     /// current_age of RFC 9111 §4.2.3.
     pub fn age(&self, now: Instant) -> Duration {
         self.freshness.initial_age + now.saturating_duration_since(self.stored_at)

@@ -296,16 +296,7 @@ impl Edge {
                 .get(header::CONTENT_TYPE)
                 .and_then(|v| v.to_str().ok())
                 .is_some_and(crate::compress::is_compressible_type);
-        let head = Head {
-            status,
-            etag: headers.get(header::ETAG).cloned(),
-            last_modified: crate::http::date_header(&headers, &header::LAST_MODIFIED),
-            date: crate::http::date_header(&headers, &header::DATE),
-            headers,
-            freshness,
-            stored_at: Instant::now(),
-        };
-        Object::new(head, body, vary, compressible, kind)
+        Object::new(Head::new(status, headers, freshness), body, vary, compressible, kind)
     }
 
     /// A 304 for a stale object: its stored headers are updated (RFC 9111 §4.3.4).
@@ -353,15 +344,7 @@ impl Edge {
             resp.response_time,
         ) {
             Ok(freshness) => {
-                obj.refresh(Head {
-                    status: old.status,
-                    etag: headers.get(header::ETAG).cloned(),
-                    last_modified: crate::http::date_header(&headers, &header::LAST_MODIFIED),
-                    date: crate::http::date_header(&headers, &header::DATE),
-                    headers,
-                    freshness,
-                    stored_at: Instant::now(),
-                });
+                obj.refresh(Head::new(old.status, headers, freshness));
                 drop(old);
                 lead.publish(Outcome::Stored { object: obj.clone(), refreshed: true });
             }
