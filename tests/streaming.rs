@@ -241,7 +241,7 @@ async fn a_blocking_reload_is_held_until_the_part_exists_and_shared_by_every_vie
 
 #[tokio::test]
 async fn an_msn_without_a_part_waits_for_the_whole_segment() {
-    let (e, o, c, _, (msn, _)) = ll_live(true).await;
+    let (e, _o, c, _, (msn, _)) = ll_live(true).await;
     let (s, _, _, b) = get(&c, &url(&e, &format!("/ll/index.m3u8?_HLS_msn={msn}")), &[]).await;
     assert_eq!(s, 200);
     let text = String::from_utf8_lossy(&b);

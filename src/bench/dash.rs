@@ -20,8 +20,9 @@ use std::time::{Duration, Instant, SystemTime};
 /// Most timeline entries walked to find a segment (a hostile `r` is huge).
 const TIMELINE_WALK: usize = 1_000_000;
 
-/// Shortest MPD refresh interval honoured.
+/// Shortest and longest MPD refresh interval honoured.
 const MIN_REFRESH: Duration = Duration::from_millis(500);
+const MAX_REFRESH: Duration = Duration::from_secs(3600);
 
 /// The representation players play, with where it lives.
 pub(super) struct Chosen<'a> {
@@ -284,10 +285,20 @@ impl Live<'_> {
         let elapsed = now.duration_since(self.zero).unwrap_or(Duration::ZERO);
         let elapsed = self.length.map_or(elapsed, |l| elapsed.min(l));
         if !self.template.timeline.is_empty() {
-            let all: Vec<Address> = timeline(self.template, TIMELINE_WALK).collect();
-            let available = all.iter().filter(|a| a.end <= elapsed).count();
-            let first = all.get(available.saturating_sub(3)).or(all.first())?;
-            return Some(Position::Time(first.time));
+            // The timeline is in time order: keep the last three available.
+            let mut first = None;
+            let mut last = std::collections::VecDeque::with_capacity(3);
+            for a in timeline(self.template, TIMELINE_WALK) {
+                first.get_or_insert(a.time);
+                if a.end > elapsed {
+                    break;
+                }
+                if last.len() == 3 {
+                    last.pop_front();
+                }
+                last.push_back(a.time);
+            }
+            return last.front().copied().or(first).map(Position::Time);
         }
         let d = self.template.duration.filter(|d| *d > 0)?;
         let available = elapsed.as_nanos().saturating_mul(u128::from(self.template.timescale))
@@ -308,15 +319,17 @@ impl Live<'_> {
 
     fn after(&self, at: Position, a: &Address) -> Position {
         match at {
-            Position::Index(k) => Position::Index(k + 1),
+            Position::Index(k) => Position::Index(k.saturating_add(1)),
             Position::Time(_) => Position::Time(a.time.saturating_add(1)),
         }
     }
 }
 
-/// When `at` (wall clock) falls on the monotonic clock.
+/// When `at` (wall clock) falls on the monotonic clock (at most a day ahead:
+/// the player looks again then).
 fn instant_of(at: SystemTime) -> Instant {
-    Instant::now() + at.duration_since(SystemTime::now()).unwrap_or(Duration::ZERO)
+    let ahead = at.duration_since(SystemTime::now()).unwrap_or(Duration::ZERO);
+    Instant::now() + ahead.min(Duration::from_secs(86_400))
 }
 
 async fn live(p: &mut Player, url: &Uri, mut mpd: Mpd, mut loaded: Instant) -> Result<(), Done> {
@@ -324,7 +337,7 @@ async fn live(p: &mut Player, url: &Uri, mut mpd: Mpd, mut loaded: Instant) -> R
     let mut playing: Option<(usize, Option<String>, String)> = None;
     let mut position: Option<Position> = None;
     loop {
-        let refresh_at = mpd.minimum_update_period.map(|m| loaded + m.max(MIN_REFRESH));
+        let refresh_at = mpd.minimum_update_period.map(|m| loaded + m.clamp(MIN_REFRESH, MAX_REFRESH));
         if refresh_at.is_some_and(|r| Instant::now() >= r) {
             loaded = Instant::now();
             if let Some(next) = load(p, url).await? {

@@ -253,7 +253,7 @@ async fn live(p: &mut Player, uri: &Uri, mut media: Media, mut began: Instant) -
                 continue;
             }
             fetch(p, uri, &unit).await?;
-            cursor = unit.msn + 1;
+            cursor = unit.msn.saturating_add(1);
         }
         if !media.is_live() {
             return Ok(());
@@ -298,7 +298,7 @@ fn normalize(m: &Media, mut c: Cursor) -> Cursor {
         if c.part < listed {
             break;
         }
-        c = Cursor { msn: c.msn + 1, part: 0 };
+        c = Cursor { msn: c.msn.saturating_add(1), part: 0 };
     }
     c
 }
@@ -328,8 +328,8 @@ async fn fetch_new_units(p: &mut Player, uri: &Uri, media: &Media, cursor: &mut 
         }
         fetch(p, uri, unit).await?;
         *cursor = match unit.part {
-            Some(i) => Cursor { msn: unit.msn, part: i + 1 },
-            None => Cursor { msn: unit.msn + 1, part: 0 },
+            Some(i) => Cursor { msn: unit.msn, part: i.saturating_add(1) },
+            None => Cursor { msn: unit.msn.saturating_add(1), part: 0 },
         };
     }
     *cursor = normalize(media, *cursor);
@@ -419,7 +419,8 @@ seg11.mp4
         assert_eq!(normalize(&m, Cursor { msn: 11, part: 4 }), Cursor { msn: 12, part: 0 });
         assert_eq!(normalize(&m, Cursor { msn: 11, part: 2 }), Cursor { msn: 11, part: 2 });
         assert_eq!(normalize(&m, Cursor { msn: 12, part: 1 }), Cursor { msn: 12, part: 1 });
-        assert_eq!(normalize(&m, Cursor { msn: 10, part: 1 }), Cursor { msn: 12, part: 0 });
+        // Segment 10 lists no parts: past it, segment 11 from its first part.
+        assert_eq!(normalize(&m, Cursor { msn: 10, part: 1 }), Cursor { msn: 11, part: 0 });
         assert!(!low_latency(&media("#EXTM3U\n#EXT-X-TARGETDURATION:2\n#EXTINF:2,\na.ts\n")));
     }
 

@@ -246,11 +246,12 @@ fn check(opts: &PlayersOptions) -> Result<Uri, BenchError> {
     if opts.players > 100_000 {
         return usage("--players must be at most 100000".into());
     }
-    if opts.duration.is_zero() {
-        return usage("--duration must be more than 0 seconds".into());
+    const YEAR: Duration = Duration::from_secs(365 * 86_400);
+    if opts.duration.is_zero() || opts.duration > YEAR {
+        return usage("--duration must be more than 0 seconds and at most a year".into());
     }
-    if opts.timeout.is_zero() {
-        return usage("--timeout must be more than 0 seconds".into());
+    if opts.timeout.is_zero() || opts.timeout > YEAR {
+        return usage("--timeout must be more than 0 seconds and at most a year".into());
     }
     if opts.max_requests == 0 {
         return usage("--max-requests must be at least 1".into());

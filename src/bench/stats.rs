@@ -612,6 +612,7 @@ mod tests {
         assert!(table.contains("errors: 404 ×1, parse ×1"), "{table}");
         let (requests, errors, p50) = shared.progress();
         assert_eq!((requests, errors), (5, 2));
-        assert_eq!(p50, Some(800));
+        // 800 µs, to the bucket's precision (8 µs wide there).
+        assert!(p50.is_some_and(|v| (800..808).contains(&v)), "{p50:?}");
     }
 }

@@ -111,7 +111,9 @@ impl Media {
 
     /// The msn after the last complete segment: the one being produced.
     pub fn next_msn(&self) -> u64 {
-        self.segments.last().map_or(self.media_sequence + self.ll.skipped_segments, |s| s.msn + 1)
+        self.segments
+            .last()
+            .map_or(self.media_sequence.saturating_add(self.ll.skipped_segments), |s| s.msn.saturating_add(1))
     }
 
     /// Whether this playlist satisfies a blocking reload for `msn` (and `part`):
@@ -125,7 +127,7 @@ impl Media {
             // part, or with old parts trimmed) a later part already exists.
             Some(p) if msn < next => {
                 let listed = self.segments.iter().find(|s| s.msn == msn).map_or(0, |s| s.parts.len() as u64);
-                p < listed || listed == 0 || msn + 1 < next || pending > 0
+                p < listed || listed == 0 || msn.saturating_add(1) < next || pending > 0
             }
             Some(p) => msn == next && p < pending,
         }
@@ -192,7 +194,7 @@ fn master(m: m3u8_rs::MasterPlaylist) -> Master {
 
 fn media(m: m3u8_rs::MediaPlaylist, text: &str) -> Result<Media, MediaError> {
     let ll = scan_low_latency(text);
-    let first = m.media_sequence + ll.tags.skipped_segments;
+    let first = m.media_sequence.saturating_add(ll.tags.skipped_segments);
     let mut segments = Vec::with_capacity(m.segments.len());
     let mut map_uri = None;
     let mut key_uri = None;
@@ -205,7 +207,7 @@ fn media(m: m3u8_rs::MediaPlaylist, text: &str) -> Result<Media, MediaError> {
             key_uri = key.uri.clone();
         }
         segments.push(Segment {
-            msn: first + i as u64,
+            msn: first.saturating_add(i as u64),
             duration: f64::from(s.duration),
             byte_range: s.byte_range.as_ref().map(|b| ByteRange { length: b.length, offset: b.offset }),
             map_uri: map_uri.clone(),
@@ -438,6 +440,14 @@ fileSequence267.mp4
             let _ = parse(bad);
         }
         assert!(parse(b"<html>").is_err());
+        let huge = format!(
+            "#EXTM3U\n#EXT-X-TARGETDURATION:2\n#EXT-X-MEDIA-SEQUENCE:{}\n#EXTINF:2,\na.ts\n#EXTINF:2,\nb.ts\n",
+            u64::MAX
+        );
+        if let Ok(Playlist::Media(m)) = parse(huge.as_bytes()) {
+            assert_eq!(m.next_msn(), u64::MAX);
+            assert!(!m.contains(u64::MAX, Some(0)));
+        }
         let attrs: Vec<_> = attributes("A=1,B=\"x,y\",C=YES").collect();
         assert_eq!(attrs, vec![("A", "1"), ("B", "x,y"), ("C", "YES")]);
     }

@@ -132,7 +132,7 @@ impl Edge {
         let limit = base_manifest.as_ref().and_then(|m| m.blocking_limit()).unwrap_or(DEFAULT_BLOCKING_LIMIT);
         if let (Some(obj), Some(m), Some(msn)) = (&base, base_manifest.as_ref().and_then(|m| m.media_playlist()), d.msn)
         {
-            if msn > m.next_msn() + 2 {
+            if msn > m.next_msn().saturating_add(2) {
                 return error(StatusCode::BAD_REQUEST, "_HLS_msn is more than two segments past the playlist");
             }
             if !d.skip && m.contains(msn, d.part) {
