@@ -22,6 +22,7 @@ cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 
 trap cleanup EXIT
 
 mkdir -p "$TMP/www/live" "$TMP/nginx"
+chmod 755 "$TMP" "$TMP/www" "$TMP/www/live"   # nginx workers may run as another user
 # A 2-rendition live HLS stream, 2 s segments, sliding window of 6.
 ffmpeg -nostdin -v error -re -f lavfi -i "testsrc2=size=640x360:rate=25" -f lavfi -i "sine=frequency=440:sample_rate=48000" \
     -filter_complex "[0:v]split=2[a][b];[a]scale=320:180[v0];[b]scale=640:360[v1]" \
