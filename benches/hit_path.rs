@@ -6,6 +6,12 @@
 //!   in-process edge, for a 1.5 KB playlist and a 1 MiB segment, next to a
 //!   bare hyper server answering the same bytes from memory (the stack's
 //!   ceiling), so the ratio says what the edge adds.
+//! - `edge_hit/playlist_1500B/signed_edge`: the same playlist hit through a
+//!   behavior with a trusted key group, by a canned signed URL (the signature
+//!   is verified once, then found in the verified-signature cache). Skipped
+//!   when the openssl command (which makes the key) is missing.
+//! - `signed_check/canned_hit`: the signature check alone for that URL, a
+//!   repeat (found in the verified-signature cache, no RSA).
 //!
 //! Run: `cargo bench --bench hit_path`.
 
@@ -18,8 +24,11 @@ use mediaedge::cache::body::StoredBody;
 use mediaedge::cache::object::{Head, Object, Staleness};
 use mediaedge::cache::policy::Freshness;
 use mediaedge::cache::{key, Cache, Lookup};
+use mediaedge::config::KeyGroup;
 use mediaedge::config::{CacheConfig, CacheKeyPolicy};
+use mediaedge::security::{sign, SignedRequest};
 use std::convert::Infallible;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 fn object(len: usize) -> std::sync::Arc<Object> {
@@ -104,6 +113,47 @@ async fn bare_server(body: Bytes) -> std::net::SocketAddr {
     addr
 }
 
+/// An edge over the same folder whose default behavior trusts a key group,
+/// and a signed URL for the playlist on it; `None` without openssl.
+async fn signed_edge(folder: &std::path::Path) -> Option<(mediaedge::RunningEdge, String, Vec<Arc<KeyGroup>>)> {
+    let key = folder.join("bench-key.pem");
+    let public = folder.join("bench-key.pub.pem");
+    let openssl =
+        |args: &[&str]| std::process::Command::new("openssl").args(args).output().is_ok_and(|o| o.status.success());
+    if !openssl(&["genrsa", "-out", key.to_str()?, "2048"])
+        || !openssl(&["rsa", "-in", key.to_str()?, "-pubout", "-out", public.to_str()?])
+    {
+        eprintln!("openssl not found: skipping edge_hit/playlist_1500B/signed_edge");
+        return None;
+    }
+    let text = r#"
+[[distributions]]
+id = "EBENCH"
+aliases = ["*"]
+
+[[distributions.origins]]
+id = "o"
+folder = "."
+
+[[distributions.key_groups]]
+id = "kg"
+keys = [{ id = "KBENCH", public_key = "bench-key.pub.pem" }]
+
+[distributions.default_behavior]
+origin = "o"
+trusted_key_groups = ["kg"]
+"#;
+    let mut cfg = mediaedge::Config::parse(text, &folder.join("bench.toml")).unwrap();
+    cfg.server.listen = vec!["127.0.0.1:0".parse().unwrap()];
+    cfg.server.access_log = None;
+    let edge = mediaedge::start(&cfg).await.unwrap();
+    let key = sign::PrivateKey::from_pem(&std::fs::read_to_string(&key).unwrap()).unwrap();
+    let expires = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() + 86_400;
+    let url = format!("http://{}/p.m3u8", edge.addr());
+    let url = sign::signed_url(&url, "KBENCH", &key, &sign::Terms::Canned { expires }).unwrap();
+    Some((edge, url, cfg.distributions[0].default_behavior.trusted_key_groups.clone()))
+}
+
 fn end_to_end(c: &mut Criterion) {
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
     let folder = std::env::temp_dir().join(format!("mediaedge-bench-{}", std::process::id()));
@@ -112,12 +162,12 @@ fn end_to_end(c: &mut Criterion) {
     let segment = Bytes::from(vec![7u8; 1 << 20]);
     std::fs::write(folder.join("p.m3u8"), &playlist).unwrap();
     std::fs::write(folder.join("s.m4s"), &segment).unwrap();
-    let (edge, bare_p, bare_s) = rt.block_on(async {
+    let (edge, bare_p, bare_s, signed) = rt.block_on(async {
         let mut cfg =
             mediaedge::Config::single_origin(folder.to_str().unwrap(), Some("127.0.0.1:0".parse().unwrap())).unwrap();
         cfg.server.access_log = None;
         let edge = mediaedge::start(&cfg).await.unwrap();
-        (edge, bare_server(playlist.clone()).await, bare_server(segment.clone()).await)
+        (edge, bare_server(playlist.clone()).await, bare_server(segment.clone()).await, signed_edge(&folder).await)
     });
     let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
         .build_http::<http_body_util::Empty<Bytes>>();
@@ -134,19 +184,40 @@ fn end_to_end(c: &mut Criterion) {
         }
     };
     let mut g = c.benchmark_group("edge_hit");
-    for (name, url, len) in [
+    let mut cases = vec![
         ("playlist_1500B/edge", format!("http://{}/p.m3u8", edge.addr()), playlist.len()),
         ("playlist_1500B/bare_hyper", format!("http://{bare_p}/p.m3u8"), playlist.len()),
-        ("segment_1MiB/edge", format!("http://{}/s.m4s", edge.addr()), segment.len()),
-        ("segment_1MiB/bare_hyper", format!("http://{bare_s}/s.m4s"), segment.len()),
-    ] {
+    ];
+    if let Some((_, url, _)) = &signed {
+        cases.push(("playlist_1500B/signed_edge", url.clone(), playlist.len()));
+    }
+    cases.push(("segment_1MiB/edge", format!("http://{}/s.m4s", edge.addr()), segment.len()));
+    cases.push(("segment_1MiB/bare_hyper", format!("http://{bare_s}/s.m4s"), segment.len()));
+    for (name, url, len) in cases {
         let f = fetch(url);
         assert_eq!(rt.block_on(f()), len);
         g.throughput(Throughput::Bytes(len as u64));
         g.bench_function(name, |b| b.iter(|| rt.block_on(f())));
     }
     g.finish();
+    if let Some((signed_edge, url, groups)) = &signed {
+        let uri: http::Uri = url.parse().unwrap();
+        let headers = HeaderMap::new();
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+        let req = SignedRequest {
+            scheme: "http",
+            authority: uri.authority().unwrap().as_str(),
+            path: uri.path(),
+            query: uri.query(),
+            headers: &headers,
+            client_ip: std::net::IpAddr::from([127, 0, 0, 1]),
+            now,
+        };
+        assert_eq!(signed_edge.edge.signed.check(groups, &req), Ok(()));
+        c.bench_function("signed_check/canned_hit", |b| b.iter(|| signed_edge.edge.signed.check(groups, &req)));
+    }
     drop(edge);
+    drop(signed);
     let _ = std::fs::remove_dir_all(folder);
 }
 

@@ -14,6 +14,7 @@ pub mod media;
 pub mod origin;
 pub mod proxy;
 pub mod routing;
+pub mod security;
 pub mod server;
 
 pub use config::Config;

@@ -34,6 +34,12 @@ enum Command {
     },
     /// Validate a configuration file and exit (0 valid, 1 invalid).
     CheckConfig { file: PathBuf },
+    /// Sign a URL or cookies for a behavior with trusted key groups
+    /// (CloudFront-compatible; see docs/private-content.md).
+    Sign {
+        #[command(subcommand)]
+        command: mediaedge::security::sign::SignCommand,
+    },
     /// Benchmarks.
     Bench {
         #[command(subcommand)]
@@ -87,6 +93,16 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     init_tracing();
     match cli.command.unwrap_or(Command::Serve { config: None, origin: None, listen: None, access_log: None }) {
+        Command::Sign { command } => match mediaedge::security::sign::run(&command) {
+            Ok(out) => {
+                println!("{out}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("mediaedge sign: {}", e.message);
+                ExitCode::from(e.code)
+            }
+        },
         Command::CheckConfig { file } => match Config::load(&file) {
             Ok(c) => {
                 println!("{}: valid ({} distribution(s))", file.display(), c.distributions.len());

@@ -21,13 +21,13 @@ fn live(td: u64) -> String {
 async fn manifests_and_segments_get_streaming_ttls_when_the_origin_is_silent() {
     let (e, o) = edge_and_origin("").await;
     let c = client();
-    o.set("/live/index.m3u8", Script::ok(live(2)).no_revalidate());
-    o.set("/vod/index.m3u8", Script::ok(format!("{}#EXT-X-ENDLIST\n", live(2))).no_revalidate());
+    o.set("/live/index.m3u8", Script::ok(live(6)).no_revalidate());
+    o.set("/vod/index.m3u8", Script::ok(format!("{}#EXT-X-ENDLIST\n", live(6))).no_revalidate());
     o.set("/master.m3u8", Script::ok("#EXTM3U\n#EXT-X-STREAM-INF:BANDWIDTH=100000\nlive/index.m3u8\n").no_revalidate());
-    o.set("/headers/index.m3u8", Script::ok(live(2)).header("cache-control", "max-age=30").no_revalidate());
+    o.set("/headers/index.m3u8", Script::ok(live(6)).header("cache-control", "max-age=30").no_revalidate());
     o.set(
         "/dash/live.mpd",
-        Script::ok(r#"<?xml version="1.0"?><MPD xmlns="urn:mpeg:dash:schema:mpd:2011" type="dynamic" minimumUpdatePeriod="PT1S" availabilityStartTime="2026-01-01T00:00:00Z"><Period id="1"/></MPD>"#)
+        Script::ok(r#"<?xml version="1.0"?><MPD xmlns="urn:mpeg:dash:schema:mpd:2011" type="dynamic" minimumUpdatePeriod="PT3S" availabilityStartTime="2026-01-01T00:00:00Z"><Period id="1"/></MPD>"#)
             .no_revalidate(),
     );
     o.set(
@@ -51,8 +51,8 @@ async fn manifests_and_segments_get_streaming_ttls_when_the_origin_is_silent() {
     for p in paths {
         assert_eq!(get(&c, &url(&e, p), &[]).await.1, "Hit", "{p}");
     }
-    // Live playlist (target 2 s) lives 1 s; the dynamic MPD its 1 s update period.
-    tokio::time::sleep(Duration::from_millis(1300)).await;
+    // Live playlist (target 6 s) lives 3 s; the dynamic MPD its 3 s update period.
+    tokio::time::sleep(Duration::from_millis(3300)).await;
     for (p, expect) in [
         ("/live/index.m3u8", "Miss"),
         ("/dash/live.mpd", "Miss"),
@@ -66,15 +66,15 @@ async fn manifests_and_segments_get_streaming_ttls_when_the_origin_is_silent() {
     }
     // An explicit default_ttl on the behavior turns media TTLs off.
     let (e, o) = edge_and_origin("default_ttl = 60").await;
-    o.set("/live/index.m3u8", Script::ok(live(2)).no_revalidate());
+    o.set("/live/index.m3u8", Script::ok(live(6)).no_revalidate());
     get(&c, &url(&e, "/live/index.m3u8"), &[]).await;
-    tokio::time::sleep(Duration::from_millis(1300)).await;
+    tokio::time::sleep(Duration::from_millis(3300)).await;
     assert_eq!(get(&c, &url(&e, "/live/index.m3u8"), &[]).await.1, "Hit");
     // And live_manifest_ttl overrides the computed one.
     let (e, o) = edge_and_origin("live_manifest_ttl = 30").await;
-    o.set("/live/index.m3u8", Script::ok(live(2)).no_revalidate());
+    o.set("/live/index.m3u8", Script::ok(live(6)).no_revalidate());
     get(&c, &url(&e, "/live/index.m3u8"), &[]).await;
-    tokio::time::sleep(Duration::from_millis(1300)).await;
+    tokio::time::sleep(Duration::from_millis(3300)).await;
     assert_eq!(get(&c, &url(&e, "/live/index.m3u8"), &[]).await.1, "Hit");
 }
 

@@ -77,6 +77,23 @@ pub struct Distribution {
     /// Ordered; the first match wins.
     pub behaviors: Vec<Behavior>,
     pub default_behavior: Behavior,
+    /// Public keys for signed URLs and cookies, named by behaviors.
+    pub key_groups: Vec<Arc<KeyGroup>>,
+}
+
+/// A trusted key group: public keys whose signatures a behavior accepts.
+/// Several keys let a key be replaced without downtime.
+#[derive(Debug, Clone)]
+pub struct KeyGroup {
+    pub id: String,
+    pub keys: Vec<TrustedKey>,
+}
+
+/// A public key and its id (the `Key-Pair-Id` that signed URLs name).
+#[derive(Debug, Clone)]
+pub struct TrustedKey {
+    pub id: String,
+    pub key: crate::security::signature::PublicKey,
 }
 
 impl Distribution {
@@ -137,6 +154,9 @@ pub struct Behavior {
     pub compress: bool,
     pub cache_key: CacheKeyPolicy,
     pub streaming: StreamingPolicy,
+    /// Non-empty: every request needs a valid signed URL or signed cookies by
+    /// a key of one of these groups (see docs/private-content.md).
+    pub trusted_key_groups: Vec<Arc<KeyGroup>>,
 }
 
 /// Streaming defaults of a behavior (see docs/streaming.md).
@@ -249,6 +269,7 @@ impl Behavior {
             compress: false,
             cache_key: CacheKeyPolicy::default(),
             streaming: StreamingPolicy::default(),
+            trusted_key_groups: Vec::new(),
         }
     }
 }

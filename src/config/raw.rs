@@ -61,6 +61,26 @@ struct RawDistribution {
     #[serde(default)]
     behaviors: Vec<Spanned<RawBehavior>>,
     default_behavior: Option<Spanned<RawBehavior>>,
+    #[serde(default)]
+    key_groups: Vec<Spanned<RawKeyGroup>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawKeyGroup {
+    id: Option<Spanned<String>>,
+    #[serde(default)]
+    #[allow(dead_code)]
+    comment: String,
+    #[serde(default)]
+    keys: Vec<Spanned<RawTrustedKey>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTrustedKey {
+    id: Option<Spanned<String>>,
+    public_key: Option<Spanned<String>>,
 }
 
 fn yes() -> bool {
@@ -101,6 +121,8 @@ struct RawBehavior {
     segment_ttl: Option<Secs>,
     blocking_reload: Option<bool>,
     prefetch_segments: Option<Spanned<usize>>,
+    #[serde(default)]
+    trusted_key_groups: Vec<Spanned<String>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -126,7 +148,11 @@ struct Ctx<'a> {
 
 impl Ctx<'_> {
     fn err<T>(&self, span: std::ops::Range<usize>, field: String, msg: impl Into<String>) -> Result<T, ConfigError> {
-        Err(ConfigError::at(self.file, self.text, span.start, Some(field), msg))
+        Err(self.error(span, field, msg))
+    }
+
+    fn error(&self, span: std::ops::Range<usize>, field: String, msg: impl Into<String>) -> ConfigError {
+        ConfigError::at(self.file, self.text, span.start, Some(field), msg)
     }
 }
 
@@ -291,6 +317,7 @@ fn resolve_distribution(
         origins.push(Arc::new(OriginConfig { id: o.id.into_inner(), kind, headers }));
     }
 
+    let key_groups = resolve_key_groups(cx, i, d.key_groups)?;
     let mut behaviors = Vec::new();
     for (j, b) in d.behaviors.into_iter().enumerate() {
         let bf = f(&format!("behaviors[{j}]"));
@@ -300,7 +327,7 @@ fn resolve_distribution(
             return cx.err(span, format!("{bf}.path"), "a cache behavior needs a path pattern");
         };
         let pattern = PathPattern::parse(path.get_ref()).or_else(|e| cx.err(path.span(), format!("{bf}.path"), e))?;
-        behaviors.push(resolve_behavior(cx, &bf, span, b, Some(pattern), &origins)?);
+        behaviors.push(resolve_behavior(cx, &bf, span, b, Some(pattern), &origins, &key_groups)?);
     }
     let default_behavior = match d.default_behavior {
         Some(b) => {
@@ -313,7 +340,7 @@ fn resolve_distribution(
                     "the default behavior matches every path and takes no pattern",
                 );
             }
-            resolve_behavior(cx, &f("default_behavior"), span, b, None, &origins)?
+            resolve_behavior(cx, &f("default_behavior"), span, b, None, &origins, &key_groups)?
         }
         None => Behavior::default_for(0),
     };
@@ -326,7 +353,78 @@ fn resolve_distribution(
         origins,
         behaviors,
         default_behavior,
+        key_groups,
     })
+}
+
+/// Key groups: ids, and public keys read (relative to the config file) and
+/// checked at load. One key id names one key across the distribution.
+fn resolve_key_groups(cx: &Ctx, i: usize, raw: Vec<Spanned<RawKeyGroup>>) -> Result<Vec<Arc<KeyGroup>>, ConfigError> {
+    let mut groups: Vec<Arc<KeyGroup>> = Vec::new();
+    let mut all_keys: Vec<TrustedKey> = Vec::new();
+    for (j, g) in raw.into_iter().enumerate() {
+        let gspan = g.span();
+        let g = g.into_inner();
+        let gf = |name: &str| format!("distributions[{i}].key_groups[{j}].{name}");
+        let Some(id) = g.id else {
+            return cx.err(gspan, gf("id"), "is missing");
+        };
+        if !valid_id(id.get_ref(), 64, b"-_") {
+            return cx.err(id.span(), gf("id"), "must be 1 to 64 letters, digits, '-' or '_'");
+        }
+        if groups.iter().any(|x| x.id == *id.get_ref()) {
+            return cx.err(id.span(), gf("id"), format!("key group id {:?} is used twice", id.get_ref()));
+        }
+        if g.keys.is_empty() {
+            return cx.err(gspan, gf("keys"), "a key group needs at least one public key");
+        }
+        let mut keys: Vec<TrustedKey> = Vec::new();
+        for (k, key) in g.keys.into_iter().enumerate() {
+            let kspan = key.span();
+            let key = key.into_inner();
+            let kf = |name: &str| gf(&format!("keys[{k}].{name}"));
+            let Some(kid) = key.id else {
+                return cx.err(kspan, kf("id"), "is missing");
+            };
+            if !valid_id(kid.get_ref(), 128, b"-_.") {
+                return cx.err(kid.span(), kf("id"), "must be 1 to 128 letters, digits, '-', '_' or '.'");
+            }
+            if keys.iter().any(|x| x.id == *kid.get_ref()) {
+                return cx.err(kid.span(), kf("id"), format!("key id {:?} is in this group twice", kid.get_ref()));
+            }
+            let Some(path) = key.public_key else {
+                return cx.err(kspan, kf("public_key"), "is missing (the path of a PEM public key)");
+            };
+            let file = relative_to(cx.file, path.get_ref());
+            let text = std::fs::read_to_string(&file)
+                .map_err(|e| cx.error(path.span(), kf("public_key"), format!("cannot read {}: {e}", file.display())))?;
+            let public = crate::security::signature::PublicKey::from_pem(&text).map_err(|e| {
+                cx.error(path.span(), kf("public_key"), format!("{} is not an RSA public key: {e}", file.display()))
+            })?;
+            let trusted = match all_keys.iter().find(|x| x.id == *kid.get_ref()) {
+                Some(prev) if prev.key.same_key(&public) => prev.clone(),
+                Some(_) => {
+                    return cx.err(
+                        kid.span(),
+                        kf("id"),
+                        format!("key id {:?} names a different public key in another key group", kid.get_ref()),
+                    )
+                }
+                None => {
+                    let t = TrustedKey { id: kid.into_inner(), key: public };
+                    all_keys.push(t.clone());
+                    t
+                }
+            };
+            keys.push(trusted);
+        }
+        groups.push(Arc::new(KeyGroup { id: id.into_inner(), keys }));
+    }
+    Ok(groups)
+}
+
+fn valid_id(s: &str, max: usize, extra: &[u8]) -> bool {
+    !s.is_empty() && s.len() <= max && s.bytes().all(|b| b.is_ascii_alphanumeric() || extra.contains(&b))
 }
 
 fn parse_origin_url(
@@ -368,6 +466,7 @@ fn resolve_behavior(
     b: RawBehavior,
     pattern: Option<PathPattern>,
     origins: &[Arc<OriginConfig>],
+    key_groups: &[Arc<KeyGroup>],
 ) -> Result<Behavior, ConfigError> {
     let origin = match &b.origin {
         Some(name) => match origins.iter().position(|o| o.id == *name.get_ref()) {
@@ -449,6 +548,19 @@ fn resolve_behavior(
                     h.span(),
                     format!("{field}.cache_key.headers[{k}]"),
                     format!("{:?} is not a header name", h.get_ref()),
+                )
+            }
+        }
+    }
+    for (k, name) in b.trusted_key_groups.iter().enumerate() {
+        match key_groups.iter().find(|g| g.id == *name.get_ref()) {
+            Some(g) if behavior.trusted_key_groups.iter().any(|x| Arc::ptr_eq(x, g)) => {}
+            Some(g) => behavior.trusted_key_groups.push(g.clone()),
+            None => {
+                return cx.err(
+                    name.span(),
+                    format!("{field}.trusted_key_groups[{k}]"),
+                    format!("no key group has the id {:?}", name.get_ref()),
                 )
             }
         }
@@ -568,5 +680,27 @@ mod tests {
         let e = parse(&format!("{BASE}[distributions.default_behavior]\norigin = \"o\"\ncache_key.query = [{q}]\n"))
             .unwrap_err();
         assert!(e.message.contains("at most 10"), "{e}");
+    }
+
+    #[test]
+    fn key_group_errors_name_line_and_field() {
+        let e = parse(&format!(
+            "{BASE}[[distributions.key_groups]]\nid = \"kg1\"\nkeys = [{{ id = \"K1\", public_key = \"no/such.pem\" }}]\n"
+        ))
+        .unwrap_err();
+        assert_eq!((e.line, e.field.as_deref()), (9, Some("distributions[0].key_groups[0].keys[0].public_key")), "{e}");
+        assert!(e.message.contains("cannot read") && e.message.contains("such.pem"), "{e}");
+
+        let e = parse(&format!("{BASE}[[distributions.key_groups]]\nid = \"kg1\"\n")).unwrap_err();
+        assert_eq!(e.field.as_deref(), Some("distributions[0].key_groups[0].keys"), "{e}");
+
+        let e =
+            parse(&format!("{BASE}[distributions.default_behavior]\norigin = \"o\"\ntrusted_key_groups = [\"kg9\"]\n"))
+                .unwrap_err();
+        assert_eq!(
+            (e.line, e.field.as_deref()),
+            (9, Some("distributions[0].default_behavior.trusted_key_groups[0]")),
+            "{e}"
+        );
     }
 }

@@ -76,6 +76,8 @@ pub struct Edge {
     via_value: HeaderValue,
     /// Bounds the segment prefetches running at once.
     prefetch_permits: Arc<tokio::sync::Semaphore>,
+    /// Signed URLs and cookies, with the verified signatures it remembers.
+    pub signed: crate::security::Verifier,
 }
 
 impl Edge {
@@ -101,6 +103,7 @@ impl Edge {
             via,
             x_cache: [x(ResultType::Hit), x(ResultType::RefreshHit), x(ResultType::Miss), x(ResultType::Error)],
             prefetch_permits: Arc::new(tokio::sync::Semaphore::new(8)),
+            signed: crate::security::Verifier::default(),
         }))
     }
 
@@ -118,7 +121,7 @@ impl Edge {
         self.finish(served, pending)
     }
 
-    async fn route(self: &Arc<Self>, req: Request<Incoming>, viewer: Viewer) -> Served {
+    async fn route(self: &Arc<Self>, mut req: Request<Incoming>, viewer: Viewer) -> Served {
         let Some(host) = request_host(&req) else {
             return respond::error(StatusCode::BAD_REQUEST, "the request names no host");
         };
@@ -141,6 +144,29 @@ impl Edge {
         if !route.behavior().allows(&method) {
             return respond::error(StatusCode::FORBIDDEN, &format!("method {method} is not allowed for this path"));
         }
+        // Private content: a valid signed URL or signed cookies, else 403 before
+        // the cache and the origin. Then the signing parameters and cookies go,
+        // so that neither the cache key nor the origin request sees them.
+        let groups = &route.behavior().trusted_key_groups;
+        if !groups.is_empty() {
+            if let Err(denied) = self.check_signed(&req, viewer, groups) {
+                let mut served = respond::error(StatusCode::FORBIDDEN, denied.reason());
+                served.detail = denied.log_reason();
+                return served;
+            }
+            if crate::security::has_signing_params(req.uri().query()) {
+                let uri = req.uri();
+                let query = crate::security::query_without_signing(uri.query().unwrap_or(""));
+                let target = if query.is_empty() { uri.path().to_string() } else { format!("{}?{query}", uri.path()) };
+                let mut parts = uri.clone().into_parts();
+                parts.path_and_query = target.parse().ok();
+                match http::Uri::from_parts(parts) {
+                    Ok(u) => *req.uri_mut() = u,
+                    Err(_) => return respond::error(StatusCode::BAD_REQUEST, "the request target is not valid"),
+                }
+            }
+            crate::security::remove_signing_cookies(req.headers_mut());
+        }
         let cacheable_request =
             (method == Method::GET || method == Method::HEAD) && !req.headers().contains_key(header::AUTHORIZATION);
         if cacheable_request {
@@ -148,6 +174,30 @@ impl Edge {
         } else {
             self.pass(req, &route, viewer, "Pass").await
         }
+    }
+
+    /// Checks a request to a behavior with trusted key groups.
+    fn check_signed<B>(
+        &self,
+        req: &Request<B>,
+        viewer: Viewer,
+        groups: &[Arc<crate::config::KeyGroup>],
+    ) -> Result<(), crate::security::Denial> {
+        let authority = match req.uri().authority() {
+            Some(a) => a.as_str(),
+            None => req.headers().get(header::HOST).and_then(|h| h.to_str().ok()).map_or("", str::trim),
+        };
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+        let signed = crate::security::SignedRequest {
+            scheme: if viewer.tls { "https" } else { "http" },
+            authority,
+            path: req.uri().path(),
+            query: req.uri().query(),
+            headers: req.headers(),
+            client_ip: viewer.addr.ip(),
+            now,
+        };
+        self.signed.check(groups, &signed)
     }
 
     /// Adds the headers every response carries and attaches the log line.
