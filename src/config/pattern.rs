@@ -33,30 +33,39 @@ impl PathPattern {
     }
 }
 
-/// Iterative wildcard matching with single-star backtracking: O(p * s) worst case,
-/// no recursion, no allocation.
-pub fn wildcard_match(pattern: &[u8], subject: &[u8]) -> bool {
-    let (mut p, mut s) = (0usize, 0usize);
+/// `*` matches any run of characters (none included), `?` exactly one; every
+/// other character matches itself. Greedy with backtracking to the last `*`:
+/// at worst O(pattern × text), and only run on signed patterns.
+pub fn wildcard_match(pattern: &[u8], text: &[u8]) -> bool {
+    let (mut p, mut t) = (0, 0);
     let mut star: Option<(usize, usize)> = None;
-    while s < subject.len() {
-        if p < pattern.len() && (pattern[p] == b'?' || pattern[p] == subject[s]) {
-            p += 1;
-            s += 1;
-        } else if p < pattern.len() && pattern[p] == b'*' {
-            star = Some((p, s));
-            p += 1;
-        } else if let Some((sp, ss)) = star {
-            p = sp + 1;
-            s = ss + 1;
-            star = Some((sp, ss + 1));
-        } else {
-            return false;
+    while t < text.len() {
+        match pattern.get(p) {
+            Some(b'*') => {
+                star = Some((p, t));
+                p += 1;
+            }
+            Some(&c) if c == b'?' || c == text[t] => {
+                // `?` stands for one character; UTF-8 continuation bytes go with it.
+                p += 1;
+                t += 1;
+                if c == b'?' {
+                    while t < text.len() && text[t] & 0xc0 == 0x80 {
+                        t += 1;
+                    }
+                }
+            }
+            _ => match star {
+                Some((sp, st)) => {
+                    p = sp + 1;
+                    t = st + 1;
+                    star = Some((sp, st + 1));
+                }
+                None => return false,
+            },
         }
     }
-    while p < pattern.len() && pattern[p] == b'*' {
-        p += 1;
-    }
-    p == pattern.len()
+    pattern[p.min(pattern.len())..].iter().all(|&c| c == b'*')
 }
 
 /// A viewer host name a distribution answers for: an exact name, a `*.suffix`

@@ -183,40 +183,7 @@ struct RawIp {
     source_ip: String,
 }
 
-/// `*` matches any run of characters (none included), `?` exactly one; every
-/// other character matches itself. Greedy with backtracking to the last `*`:
-/// at worst O(pattern × text), and only run on signed patterns.
-pub fn wildcard_match(pattern: &[u8], text: &[u8]) -> bool {
-    let (mut p, mut t) = (0, 0);
-    let mut star: Option<(usize, usize)> = None;
-    while t < text.len() {
-        match pattern.get(p) {
-            Some(b'*') => {
-                star = Some((p, t));
-                p += 1;
-            }
-            Some(&c) if c == b'?' || c == text[t] => {
-                // `?` stands for one character; UTF-8 continuation bytes go with it.
-                p += 1;
-                t += 1;
-                if c == b'?' {
-                    while t < text.len() && text[t] & 0xc0 == 0x80 {
-                        t += 1;
-                    }
-                }
-            }
-            _ => match star {
-                Some((sp, st)) => {
-                    p = sp + 1;
-                    t = st + 1;
-                    star = Some((sp, st + 1));
-                }
-                None => return false,
-            },
-        }
-    }
-    pattern[p.min(pattern.len())..].iter().all(|&c| c == b'*')
-}
+pub use crate::config::pattern::wildcard_match;
 
 /// An address range: `192.0.2.0/24`, `2001:db8::/32`, or one address.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
