@@ -160,7 +160,12 @@ fn serve_refuses_an_invalid_config_file() {
 #[tokio::test]
 async fn serve_with_an_origin_url_caches() {
     let o = TestOrigin::start().await;
-    o.set("/cli/a.m3u8", Script::ok("#EXTM3U\n#from-origin\n").header("content-type", "application/vnd.apple.mpegurl"));
+    o.set(
+        "/cli/a.m3u8",
+        Script::ok("#EXTM3U\n#from-origin\n")
+            .header("content-type", "application/vnd.apple.mpegurl")
+            .header("cache-control", "max-age=600"),
+    );
     let addr = format!("127.0.0.1:{}", free_port());
     let mut child = spawn_serve(&["--origin", &o.url(), "--listen", &addr]);
     wait_until_serving(&mut child, &format!("http://{addr}/ready")).await;

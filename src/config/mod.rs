@@ -41,6 +41,41 @@ pub struct ServerConfig {
     pub header_read_timeout: Duration,
     /// Largest request head accepted (431 beyond).
     pub max_header_bytes: usize,
+    /// HTTPS listeners (TLS 1.2 and 1.3, HTTP/2 and HTTP/1.1 by ALPN).
+    pub https_listen: Vec<SocketAddr>,
+    /// Certificates for the HTTPS listeners, chosen by SNI.
+    pub certificates: Vec<CertificateConfig>,
+}
+
+/// One certificate and key (PEM files), and the host names it serves.
+#[derive(Debug, Clone)]
+pub struct CertificateConfig {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    /// Lower-case names; `*.example.com` covers one label under example.com.
+    pub hosts: Vec<String>,
+    /// Used when SNI matches no host or is absent.
+    pub default: bool,
+}
+
+/// How a behavior treats viewers on plain HTTP.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum ViewerProtocolPolicy {
+    #[default]
+    AllowAll,
+    /// 301 to the same URL on HTTPS.
+    RedirectToHttps,
+    /// 403.
+    HttpsOnly,
+}
+
+/// Which protocol the edge uses towards an HTTP origin.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OriginProtocolPolicy {
+    HttpOnly,
+    HttpsOnly,
+    /// HTTPS when the viewer came over TLS, HTTP otherwise.
+    MatchViewer,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -134,6 +169,13 @@ pub struct HttpOriginConfig {
     /// How long an idle pooled connection is kept.
     pub keepalive_timeout: Duration,
     pub max_idle_per_host: usize,
+    /// Verify the origin's certificate against this PEM bundle instead of the system roots.
+    pub ca_file: Option<PathBuf>,
+    /// The URL's scheme unless `protocol_policy` says otherwise.
+    pub protocol_policy: OriginProtocolPolicy,
+    /// Ports for match-viewer (default: the URL's port).
+    pub http_port: Option<u16>,
+    pub https_port: Option<u16>,
 }
 
 #[derive(Debug, Clone)]
@@ -157,6 +199,7 @@ pub struct Behavior {
     /// Non-empty: every request needs a valid signed URL or signed cookies by
     /// a key of one of these groups (see docs/private-content.md).
     pub trusted_key_groups: Vec<Arc<KeyGroup>>,
+    pub viewer_protocol_policy: ViewerProtocolPolicy,
 }
 
 /// Streaming defaults of a behavior (see docs/streaming.md).
@@ -239,6 +282,8 @@ impl Default for ServerConfig {
             log_cookies: false,
             header_read_timeout: Duration::from_secs(10),
             max_header_bytes: 64 * 1024,
+            https_listen: Vec::new(),
+            certificates: Vec::new(),
         }
     }
 }
@@ -270,6 +315,7 @@ impl Behavior {
             cache_key: CacheKeyPolicy::default(),
             streaming: StreamingPolicy::default(),
             trusted_key_groups: Vec::new(),
+            viewer_protocol_policy: ViewerProtocolPolicy::AllowAll,
         }
     }
 }

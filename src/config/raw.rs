@@ -27,6 +27,20 @@ struct RawServer {
     log_cookies: Option<bool>,
     header_read_timeout: Option<Secs>,
     max_header_bytes: Option<ByteSize>,
+    https_listen: Option<Spanned<OneOrMany>>,
+    #[serde(default)]
+    certificates: Vec<Spanned<RawCertificate>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCertificate {
+    cert: Option<Spanned<String>>,
+    key: Option<Spanned<String>>,
+    #[serde(default)]
+    hosts: Vec<Spanned<String>>,
+    #[serde(default)]
+    default: bool,
 }
 
 #[derive(Deserialize)]
@@ -99,6 +113,10 @@ struct RawOrigin {
     max_idle: Option<usize>,
     #[serde(default)]
     headers: BTreeMap<String, Spanned<String>>,
+    ca_file: Option<Spanned<String>>,
+    protocol_policy: Option<Spanned<String>>,
+    http_port: Option<u16>,
+    https_port: Option<u16>,
 }
 
 #[derive(Deserialize)]
@@ -123,6 +141,7 @@ struct RawBehavior {
     prefetch_segments: Option<Spanned<usize>>,
     #[serde(default)]
     trusted_key_groups: Vec<Spanned<String>>,
+    viewer_protocol_policy: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -187,6 +206,32 @@ pub(super) fn resolve(text: &str, file: &Path) -> Result<Config, ConfigError> {
     if let Some(loc) = raw.server.edge_location {
         server.edge_location = loc;
     }
+    if let Some(listen) = raw.server.https_listen {
+        let span = listen.span();
+        let list = match listen.into_inner() {
+            OneOrMany::One(s) => vec![s],
+            OneOrMany::Many(v) => v,
+        };
+        for a in list {
+            match a.parse::<SocketAddr>() {
+                Ok(addr) => server.https_listen.push(addr),
+                Err(_) => {
+                    return cx.err(
+                        span,
+                        "server.https_listen".into(),
+                        format!("{a:?} is not an address such as \"127.0.0.1:8443\" or \"[::1]:8443\""),
+                    )
+                }
+            }
+        }
+        if server.https_listen.is_empty() {
+            return cx.err(span, "server.https_listen".into(), "needs at least one address");
+        }
+        if raw.server.certificates.is_empty() {
+            return cx.err(span, "server.certificates".into(), "HTTPS listeners need at least one certificate");
+        }
+    }
+    server.certificates = resolve_certificates(&cx, raw.server.certificates)?;
     if let Some(dom) = raw.server.edge_domain {
         if HostPattern::parse(dom.get_ref()).is_err() || dom.get_ref().starts_with('*') {
             return cx.err(dom.span(), "server.edge_domain".into(), "is not a domain name");
@@ -423,6 +468,55 @@ fn resolve_key_groups(cx: &Ctx, i: usize, raw: Vec<Spanned<RawKeyGroup>>) -> Res
     Ok(groups)
 }
 
+/// Viewer certificates: files read (relative to the config file) and checked
+/// at load, host names validated, at most one default.
+fn resolve_certificates(cx: &Ctx, raw: Vec<Spanned<RawCertificate>>) -> Result<Vec<CertificateConfig>, ConfigError> {
+    let mut out: Vec<CertificateConfig> = Vec::new();
+    for (i, c) in raw.into_iter().enumerate() {
+        let span = c.span();
+        let c = c.into_inner();
+        let f = |name: &str| format!("server.certificates[{i}].{name}");
+        let Some(cert) = c.cert else {
+            return cx.err(span, f("cert"), "is missing (the path of a PEM certificate chain)");
+        };
+        let Some(key) = c.key else {
+            return cx.err(span, f("key"), "is missing (the path of a PEM private key)");
+        };
+        let mut hosts = Vec::new();
+        for (j, h) in c.hosts.iter().enumerate() {
+            let name = h.get_ref().to_ascii_lowercase();
+            let bare = name.strip_prefix("*.").unwrap_or(&name);
+            let ok = !bare.is_empty()
+                && bare.len() <= 253
+                && bare.split('.').all(|l| {
+                    !l.is_empty() && l.len() <= 63 && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                });
+            if !ok {
+                return cx.err(
+                    h.span(),
+                    f(&format!("hosts[{j}]")),
+                    format!("{:?} is not a host name such as \"a.example.com\" or \"*.example.com\"", h.get_ref()),
+                );
+            }
+            hosts.push(name);
+        }
+        if hosts.is_empty() && !c.default {
+            return cx.err(span, f("hosts"), "a certificate needs host names, or `default = true`");
+        }
+        if c.default && out.iter().any(|x| x.default) {
+            return cx.err(span, f("default"), "only one certificate can be the default");
+        }
+        let cert_path = relative_to(cx.file, cert.get_ref());
+        let key_path = relative_to(cx.file, key.get_ref());
+        if let Err(e) = crate::server::tls::load_pair(&cert_path, &key_path) {
+            let s = if e.in_key { key.span() } else { cert.span() };
+            return cx.err(s, f(if e.in_key { "key" } else { "cert" }), e.message);
+        }
+        out.push(CertificateConfig { cert: cert_path, key: key_path, hosts, default: c.default });
+    }
+    Ok(out)
+}
+
 fn valid_id(s: &str, max: usize, extra: &[u8]) -> bool {
     !s.is_empty() && s.len() <= max && s.bytes().all(|b| b.is_ascii_alphanumeric() || extra.contains(&b))
 }
@@ -448,9 +542,39 @@ fn parse_origin_url(
         return cx.err(url.span(), field, "an origin URL cannot carry a query string");
     }
     let path_prefix = uri.path().trim_end_matches('/').to_string();
+    let protocol_policy = match &o.protocol_policy {
+        None if scheme == "https" => OriginProtocolPolicy::HttpsOnly,
+        None => OriginProtocolPolicy::HttpOnly,
+        Some(p) => match p.get_ref().as_str() {
+            "http-only" => OriginProtocolPolicy::HttpOnly,
+            "https-only" => OriginProtocolPolicy::HttpsOnly,
+            "match-viewer" => OriginProtocolPolicy::MatchViewer,
+            other => {
+                return cx.err(
+                    p.span(),
+                    field.replace(".url", ".protocol_policy"),
+                    format!("{other:?}: expected \"http-only\", \"https-only\" or \"match-viewer\""),
+                )
+            }
+        },
+    };
+    let ca_file = match &o.ca_file {
+        None => None,
+        Some(ca) => {
+            let path = relative_to(cx.file, ca.get_ref());
+            if let Err(e) = crate::origin::load_roots(&path) {
+                return cx.err(ca.span(), field.replace(".url", ".ca_file"), e);
+            }
+            Some(path)
+        }
+    };
     Ok(HttpOriginConfig {
         scheme,
         authority: authority.as_str().to_string(),
+        ca_file,
+        protocol_policy,
+        http_port: o.http_port,
+        https_port: o.https_port,
         path_prefix,
         connect_timeout: o.connect_timeout.map_or(Duration::from_secs(10), |s| s.0),
         read_timeout: o.read_timeout.map_or(Duration::from_secs(30), |s| s.0),
@@ -551,6 +675,20 @@ fn resolve_behavior(
                 )
             }
         }
+    }
+    if let Some(p) = &b.viewer_protocol_policy {
+        behavior.viewer_protocol_policy = match p.get_ref().as_str() {
+            "allow-all" => ViewerProtocolPolicy::AllowAll,
+            "redirect-to-https" => ViewerProtocolPolicy::RedirectToHttps,
+            "https-only" => ViewerProtocolPolicy::HttpsOnly,
+            other => {
+                return cx.err(
+                    p.span(),
+                    format!("{field}.viewer_protocol_policy"),
+                    format!("{other:?}: expected \"allow-all\", \"redirect-to-https\" or \"https-only\""),
+                )
+            }
+        };
     }
     for (k, name) in b.trusted_key_groups.iter().enumerate() {
         match key_groups.iter().find(|g| g.id == *name.get_ref()) {

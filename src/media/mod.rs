@@ -9,6 +9,7 @@ use std::fmt;
 pub mod dash;
 pub mod hls;
 pub mod policy;
+pub mod rewrite;
 
 /// A manifest could not be parsed.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -1,7 +1,7 @@
 //! HTTP and HTTPS origins through hyper-util's pooled client.
 
 use super::{OriginBody, OriginError, OriginRequest, OriginResponse, RequestBody};
-use crate::config::HttpOriginConfig;
+use crate::config::{HttpOriginConfig, OriginProtocolPolicy};
 use http::header::{self, HeaderValue};
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
@@ -13,7 +13,22 @@ type Connector = hyper_rustls::HttpsConnector<HttpConnector>;
 pub struct HttpOrigin {
     client: Client<Connector, RequestBody>,
     config: HttpOriginConfig,
-    host: HeaderValue,
+    /// `http://authority` and its `Host`, then the same for https.
+    plain: (String, HeaderValue),
+    secure: (String, HeaderValue),
+}
+
+/// `scheme://host[:port]` for one protocol, and the `Host` header that goes with it.
+fn base(config: &HttpOriginConfig, scheme: &str, port: Option<u16>) -> Result<(String, HeaderValue), String> {
+    let authority = match port {
+        None => config.authority.clone(),
+        Some(p) => {
+            let a: http::uri::Authority = config.authority.parse().map_err(|e| format!("origin host: {e}"))?;
+            format!("{}:{p}", a.host())
+        }
+    };
+    let host = HeaderValue::from_str(&authority).map_err(|e| format!("origin host: {e}"))?;
+    Ok((format!("{scheme}://{authority}"), host))
 }
 
 impl HttpOrigin {
@@ -24,13 +39,25 @@ impl HttpOrigin {
         http.set_connect_timeout(Some(config.connect_timeout));
         http.set_keepalive(Some(std::time::Duration::from_secs(30)));
         let builder = hyper_rustls::HttpsConnectorBuilder::new();
-        let builder = match builder.with_native_roots() {
-            Ok(b) => b,
-            Err(_) => hyper_rustls::HttpsConnectorBuilder::new().with_tls_config(
-                rustls::ClientConfig::builder()
-                    .with_root_certificates(rustls::RootCertStore::empty())
-                    .with_no_client_auth(),
-            ),
+        let builder = match &config.ca_file {
+            Some(path) => {
+                let roots = super::load_roots(path)?;
+                let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+                let tls = rustls::ClientConfig::builder_with_provider(provider)
+                    .with_safe_default_protocol_versions()
+                    .map_err(|e| format!("origin TLS configuration: {e}"))?
+                    .with_root_certificates(roots)
+                    .with_no_client_auth();
+                builder.with_tls_config(tls)
+            }
+            None => match builder.with_native_roots() {
+                Ok(b) => b,
+                Err(_) => hyper_rustls::HttpsConnectorBuilder::new().with_tls_config(
+                    rustls::ClientConfig::builder()
+                        .with_root_certificates(rustls::RootCertStore::empty())
+                        .with_no_client_auth(),
+                ),
+            },
         };
         let connector = builder.https_or_http().enable_http1().wrap_connector(http);
         let client = Client::builder(TokioExecutor::new())
@@ -39,18 +66,25 @@ impl HttpOrigin {
             .pool_timer(hyper_util::rt::TokioTimer::new())
             .timer(hyper_util::rt::TokioTimer::new())
             .build(connector);
-        let host = HeaderValue::from_str(&config.authority).map_err(|e| format!("origin host: {e}"))?;
-        Ok(HttpOrigin { client, config, host })
+        let plain = base(&config, "http", config.http_port)?;
+        let secure = base(&config, "https", config.https_port)?;
+        Ok(HttpOrigin { client, config, plain, secure })
     }
 
     pub async fn send(&self, req: OriginRequest) -> Result<OriginResponse, OriginError> {
         let c = &self.config;
-        let uri = format!("{}://{}{}{}", c.scheme, c.authority, c.path_prefix, req.path_and_query);
+        let https = match c.protocol_policy {
+            OriginProtocolPolicy::HttpOnly => false,
+            OriginProtocolPolicy::HttpsOnly => true,
+            OriginProtocolPolicy::MatchViewer => super::VIEWER_TLS.try_with(|tls| *tls).unwrap_or(false),
+        };
+        let (base, host) = if https { &self.secure } else { &self.plain };
+        let uri = format!("{base}{}{}", c.path_prefix, req.path_and_query);
         let mut builder = http::Request::builder().method(req.method).uri(uri);
         if let Some(h) = builder.headers_mut() {
             *h = req.headers;
             if !h.contains_key(header::HOST) {
-                h.insert(header::HOST, self.host.clone());
+                h.insert(header::HOST, host.clone());
             }
         }
         let request = builder
@@ -60,7 +94,10 @@ impl HttpOrigin {
         let response = match tokio::time::timeout(c.read_timeout, self.client.request(request)).await {
             Ok(Ok(r)) => r,
             Ok(Err(e)) => {
-                let msg = error_chain(&e);
+                let mut msg = error_chain(&e);
+                if https && msg.contains("certificate") {
+                    msg = format!("the origin's TLS certificate did not verify: {msg}");
+                }
                 return Err(if e.is_connect() { OriginError::Connect(msg) } else { OriginError::Protocol(msg) });
             }
             Err(_) => {

@@ -78,6 +78,8 @@ pub struct Edge {
     prefetch_permits: Arc<tokio::sync::Semaphore>,
     /// Signed URLs and cookies, with the verified signatures it remembers.
     pub signed: crate::security::Verifier,
+    /// Where `redirect-to-https` sends plain-HTTP viewers (the first HTTPS listener).
+    https_port: std::sync::atomic::AtomicU16,
 }
 
 impl Edge {
@@ -104,7 +106,13 @@ impl Edge {
             x_cache: [x(ResultType::Hit), x(ResultType::RefreshHit), x(ResultType::Miss), x(ResultType::Error)],
             prefetch_permits: Arc::new(tokio::sync::Semaphore::new(8)),
             signed: crate::security::Verifier::default(),
+            https_port: std::sync::atomic::AtomicU16::new(config.server.https_listen.first().map_or(443, |a| a.port())),
         }))
+    }
+
+    /// The port `redirect-to-https` names (set once the HTTPS listener is bound).
+    pub fn set_https_port(&self, port: u16) {
+        self.https_port.store(port, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// Replaces the routing table; requests in flight keep the one they started with.
@@ -139,6 +147,24 @@ impl Edge {
         };
         if !route.dist.config.enabled {
             return respond::error(StatusCode::FORBIDDEN, "this distribution is disabled");
+        }
+        if !viewer.tls {
+            match route.behavior().viewer_protocol_policy {
+                crate::config::ViewerProtocolPolicy::AllowAll => {}
+                crate::config::ViewerProtocolPolicy::HttpsOnly => {
+                    return respond::error(StatusCode::FORBIDDEN, "this path is served over HTTPS only")
+                }
+                crate::config::ViewerProtocolPolicy::RedirectToHttps => {
+                    let port = self.https_port.load(std::sync::atomic::Ordering::Relaxed);
+                    let port = if port == 443 { String::new() } else { format!(":{port}") };
+                    let target = req.uri().path_and_query().map_or("/", |p| p.as_str());
+                    let mut served = respond::error(StatusCode::MOVED_PERMANENTLY, "this path is served over HTTPS");
+                    if let Ok(v) = HeaderValue::from_str(&format!("https://{host}{port}{target}")) {
+                        served.response.headers_mut().insert(header::LOCATION, v);
+                    }
+                    return served;
+                }
+            }
         }
         let method = req.method().clone();
         if !route.behavior().allows(&method) {

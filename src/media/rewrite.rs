@@ -1,0 +1,146 @@
+//! Carrying a viewer's signing parameters into the URIs a manifest lists, so a
+//! stream protected by one signed URL plays in players that keep no cookies
+//! and drop query strings. The cached manifest is never changed: each viewer's
+//! copy is made from it.
+
+/// Appends `params` (already `name=value&...`) to a URI's query, before any
+/// fragment. `data:` URIs and empty ones are left alone.
+pub fn with_params(uri: &str, params: &str) -> String {
+    if uri.is_empty() || params.is_empty() || uri.starts_with("data:") {
+        return uri.to_string();
+    }
+    let (base, fragment) = match uri.split_once('#') {
+        Some((b, f)) => (b, Some(f)),
+        None => (uri, None),
+    };
+    let sep = if base.contains('?') {
+        if base.ends_with('?') || base.ends_with('&') {
+            ""
+        } else {
+            "&"
+        }
+    } else {
+        "?"
+    };
+    let mut out = format!("{base}{sep}{params}");
+    if let Some(f) = fragment {
+        out.push('#');
+        out.push_str(f);
+    }
+    out
+}
+
+/// An HLS playlist with every URI carrying `params`: segment and variant URI
+/// lines, and the `URI="..."` attribute of every tag (keys, maps, parts,
+/// preload hints, rendition reports, alternate renditions, I-frame playlists).
+pub fn hls(playlist: &str, params: &str) -> String {
+    let mut out = String::with_capacity(playlist.len() + 64);
+    for line in playlist.split_inclusive('\n') {
+        let (text, end) = match line.strip_suffix('\n') {
+            Some(t) => (t.strip_suffix('\r').unwrap_or(t), &line[t.strip_suffix('\r').unwrap_or(t).len()..]),
+            None => (line, ""),
+        };
+        let trimmed = text.trim();
+        if trimmed.is_empty() {
+            out.push_str(line);
+        } else if !trimmed.starts_with('#') {
+            out.push_str(&with_params(trimmed, params));
+            out.push_str(end);
+        } else {
+            out.push_str(&rewrite_attr(text, "URI=\"", '"', params));
+            out.push_str(end);
+        }
+    }
+    out
+}
+
+/// A DASH MPD with `params` on every `SegmentTemplate` `media` and
+/// `initialization` pattern and every file `BaseURL` (a directory BaseURL,
+/// ending in `/`, is left alone: URLs resolved against it would lose a query).
+/// The ampersands are written as `&amp;`, as XML attributes need.
+pub fn dash(mpd: &str, params: &str) -> String {
+    let escaped = params.replace('&', "&amp;");
+    let mut s = rewrite_attr(mpd, "media=\"", '"', &escaped);
+    s = rewrite_attr(&s, "initialization=\"", '"', &escaped);
+    s = rewrite_attr(&s, "sourceURL=\"", '"', &escaped);
+    let mut out = String::with_capacity(s.len() + 64);
+    let mut rest = s.as_str();
+    while let Some(open) = rest.find("<BaseURL") {
+        let Some(gt) = rest[open..].find('>') else { break };
+        let content_start = open + gt + 1;
+        let Some(close) = rest[content_start..].find("</BaseURL>") else { break };
+        let url = &rest[content_start..content_start + close];
+        out.push_str(&rest[..content_start]);
+        if url.trim().ends_with('/') || url.trim().is_empty() {
+            out.push_str(url);
+        } else {
+            out.push_str(&with_params(url.trim(), &escaped));
+        }
+        rest = &rest[content_start + close..];
+    }
+    out.push_str(rest);
+    out
+}
+
+/// Rewrites every `key...quote` value in `text` (a value starting with `$`
+/// inside a template is still a URI pattern and is rewritten too).
+fn rewrite_attr(text: &str, key: &str, quote: char, params: &str) -> String {
+    let mut out = String::with_capacity(text.len() + 32);
+    let mut rest = text;
+    while let Some(at) = rest.find(key) {
+        // Only a whole attribute name: preceded by a separator.
+        let ok = at == 0 || matches!(rest.as_bytes()[at - 1], b',' | b' ' | b':' | b'\t' | b'\n');
+        let start = at + key.len();
+        let Some(len) = rest[start..].find(quote) else { break };
+        out.push_str(&rest[..start]);
+        let value = &rest[start..start + len];
+        if ok {
+            out.push_str(&with_params(value, params));
+        } else {
+            out.push_str(value);
+        }
+        rest = &rest[start + len..];
+    }
+    out.push_str(rest);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const P: &str = "Policy=abc&Signature=def&Key-Pair-Id=K1";
+
+    #[test]
+    fn uris() {
+        assert_eq!(with_params("a.ts", P), format!("a.ts?{P}"));
+        assert_eq!(with_params("a.ts?x=1", P), format!("a.ts?x=1&{P}"));
+        assert_eq!(with_params("a.ts#t=1", P), format!("a.ts?{P}#t=1"));
+        assert_eq!(with_params("data:text/plain,x", P), "data:text/plain,x");
+    }
+
+    #[test]
+    fn hls_playlists() {
+        let pl = "#EXTM3U\n#EXT-X-MAP:URI=\"init.mp4\"\n#EXT-X-KEY:METHOD=AES-128,URI=\"k.key\",IV=0x1\n#EXTINF:2,\nseg1.ts\n#EXT-X-PART:DURATION=0.5,URI=\"p.0.mp4\"\n#EXT-X-PRELOAD-HINT:TYPE=PART,URI=\"p.1.mp4\"\n#EXT-X-RENDITION-REPORT:URI=\"../b/index.m3u8\",LAST-MSN=3\r\n";
+        let out = hls(pl, P);
+        for u in ["init.mp4", "k.key", "seg1.ts", "p.0.mp4", "p.1.mp4", "../b/index.m3u8"] {
+            assert!(out.contains(&format!("{u}?{P}")), "{u} in\n{out}");
+        }
+        assert!(out.ends_with("LAST-MSN=3\r\n"));
+        assert!(out.contains("IV=0x1"));
+        let master = "#EXTM3U\n#EXT-X-MEDIA:TYPE=AUDIO,GROUP-ID=\"a\",NAME=\"en\",URI=\"audio/en.m3u8\"\n#EXT-X-STREAM-INF:BANDWIDTH=1\nv0/index.m3u8\n";
+        let out = hls(master, P);
+        assert!(out.contains(&format!("audio/en.m3u8?{P}")) && out.contains(&format!("v0/index.m3u8?{P}")));
+    }
+
+    #[test]
+    fn dash_manifests() {
+        let mpd = r#"<MPD><BaseURL>https://cdn/a/</BaseURL><Period><AdaptationSet><SegmentTemplate media="c-$Number$.m4s" initialization="init.m4s"/><Representation id="1"><BaseURL>file.mp4</BaseURL></Representation></AdaptationSet></Period></MPD>"#;
+        let out = dash(mpd, P);
+        let e = P.replace('&', "&amp;");
+        assert!(out.contains(&format!("media=\"c-$Number$.m4s?{e}\"")), "{out}");
+        assert!(out.contains(&format!("initialization=\"init.m4s?{e}\"")));
+        assert!(out.contains(&format!("<BaseURL>file.mp4?{e}</BaseURL>")));
+        assert!(out.contains("<BaseURL>https://cdn/a/</BaseURL>"));
+    }
+}
