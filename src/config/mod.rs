@@ -199,6 +199,9 @@ pub struct Behavior {
     /// Non-empty: every request needs a valid signed URL or signed cookies by
     /// a key of one of these groups (see docs/private-content.md).
     pub trusted_key_groups: Vec<Arc<KeyGroup>>,
+    /// Carry the viewer's signing query parameters into the URIs of the
+    /// manifests this behavior serves (see docs/private-content.md).
+    pub propagate_tokens: bool,
     pub viewer_protocol_policy: ViewerProtocolPolicy,
 }
 
@@ -315,6 +318,7 @@ impl Behavior {
             cache_key: CacheKeyPolicy::default(),
             streaming: StreamingPolicy::default(),
             trusted_key_groups: Vec::new(),
+            propagate_tokens: false,
             viewer_protocol_policy: ViewerProtocolPolicy::AllowAll,
         }
     }

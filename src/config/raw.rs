@@ -141,6 +141,7 @@ struct RawBehavior {
     prefetch_segments: Option<Spanned<usize>>,
     #[serde(default)]
     trusted_key_groups: Vec<Spanned<String>>,
+    propagate_tokens: Option<Spanned<bool>>,
     viewer_protocol_policy: Option<Spanned<String>>,
 }
 
@@ -702,6 +703,16 @@ fn resolve_behavior(
                 )
             }
         }
+    }
+    if let Some(p) = &b.propagate_tokens {
+        if *p.get_ref() && behavior.trusted_key_groups.is_empty() {
+            return cx.err(
+                p.span(),
+                format!("{field}.propagate_tokens"),
+                "needs trusted_key_groups on the same behavior",
+            );
+        }
+        behavior.propagate_tokens = *p.get_ref();
     }
     Ok(behavior)
 }

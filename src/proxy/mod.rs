@@ -180,6 +180,11 @@ impl Edge {
                 served.detail = denied.log_reason();
                 return served;
             }
+            if route.behavior().propagate_tokens {
+                if let Some(tokens) = crate::security::signing_params(req.uri().query()) {
+                    req.extensions_mut().insert(crate::security::ViewerTokens(tokens));
+                }
+            }
             if crate::security::has_signing_params(req.uri().query()) {
                 let uri = req.uri();
                 let query = crate::security::query_without_signing(uri.query().unwrap_or(""));

@@ -39,6 +39,12 @@ impl Edge {
         }
         let is_head = parts.method == Method::HEAD;
         let served = |resp: Response<EdgeBody>| Served::new(resp, result, detail);
+        if let Some(tokens) = parts.extensions.get::<crate::security::ViewerTokens>() {
+            if obj.is_manifest() && head.status == StatusCode::OK {
+                drop(head);
+                return served(with_tokens(&obj, headers, &tokens.0, is_head).await);
+            }
+        }
         if head.status != StatusCode::OK {
             let len = obj.body.total_len();
             return served(body_response(head.status, headers, &obj, 0, len, is_head));
@@ -200,6 +206,28 @@ fn body_response(
         EdgeBody::stored(obj.body.clone(), start, None)
     };
     with(status, headers, body)
+}
+
+/// A manifest whose URIs carry this viewer's signing parameters, made from the
+/// stored copy (which stays as the origin sent it). Private to the viewer.
+async fn with_tokens(obj: &Arc<Object>, mut headers: HeaderMap, tokens: &str, is_head: bool) -> Response<EdgeBody> {
+    let body = match obj.body.wait_complete().await {
+        Ok(b) => b,
+        Err(e) => return error(StatusCode::BAD_GATEWAY, &e.to_string()).response,
+    };
+    let text = String::from_utf8_lossy(&body);
+    let rewritten = match obj.media {
+        crate::media::MediaKind::DashMpd => crate::media::rewrite::dash(&text, tokens),
+        _ => crate::media::rewrite::hls(&text, tokens),
+    };
+    let rewritten = Bytes::from(rewritten);
+    for name in [header::ETAG, header::LAST_MODIFIED, header::ACCEPT_RANGES, header::CONTENT_ENCODING] {
+        headers.remove(name);
+    }
+    headers.remove(header::VARY);
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("private, no-cache"));
+    headers.insert(header::CONTENT_LENGTH, HeaderValue::from(rewritten.len()));
+    with(StatusCode::OK, headers, if is_head { EdgeBody::empty() } else { EdgeBody::full(rewritten) })
 }
 
 /// 304: only the headers RFC 9110 §15.4.5 lists.

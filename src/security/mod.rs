@@ -258,6 +258,17 @@ fn is_signing_param(pair: &str) -> bool {
     SIGNING_PARAMS.contains(&name)
 }
 
+/// The signing parameters of a query string, in their order (`None` if none).
+pub fn signing_params(query: Option<&str>) -> Option<String> {
+    let kept: Vec<&str> = query?.split('&').filter(|p| is_signing_param(p)).collect();
+    (!kept.is_empty()).then(|| kept.join("&"))
+}
+
+/// The signing parameters a viewer's request carried, kept (in the request's
+/// extensions) after they are stripped, for manifests that pass them on.
+#[derive(Debug, Clone)]
+pub struct ViewerTokens(pub String);
+
 /// Whether the query string carries any signing parameter.
 pub fn has_signing_params(query: Option<&str>) -> bool {
     query.is_some_and(|q| q.split('&').any(is_signing_param))
