@@ -50,14 +50,7 @@ impl HttpOrigin {
                     .with_no_client_auth();
                 builder.with_tls_config(tls)
             }
-            None => match builder.with_native_roots() {
-                Ok(b) => b,
-                Err(_) => hyper_rustls::HttpsConnectorBuilder::new().with_tls_config(
-                    rustls::ClientConfig::builder()
-                        .with_root_certificates(rustls::RootCertStore::empty())
-                        .with_no_client_auth(),
-                ),
-            },
+            None => system_roots(),
         };
         let connector = builder.https_or_http().enable_http1().wrap_connector(http);
         let client = Client::builder(TokioExecutor::new())
@@ -116,6 +109,19 @@ impl HttpOrigin {
             request_time,
             response_time,
         })
+    }
+}
+
+/// A TLS connector builder that trusts the system's roots (none, when they
+/// cannot be read: every HTTPS connection then fails verification, clearly).
+pub fn system_roots() -> hyper_rustls::HttpsConnectorBuilder<hyper_rustls::builderstates::WantsSchemes> {
+    match hyper_rustls::HttpsConnectorBuilder::new().with_native_roots() {
+        Ok(b) => b,
+        Err(_) => hyper_rustls::HttpsConnectorBuilder::new().with_tls_config(
+            rustls::ClientConfig::builder()
+                .with_root_certificates(rustls::RootCertStore::empty())
+                .with_no_client_auth(),
+        ),
     }
 }
 

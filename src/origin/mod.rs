@@ -5,6 +5,8 @@
 mod folder;
 mod http_origin;
 
+pub use http_origin::system_roots;
+
 use crate::config::{OriginConfig, OriginKind};
 use bytes::Bytes;
 use http::{HeaderMap, Method, StatusCode};
