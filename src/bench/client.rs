@@ -135,7 +135,7 @@ impl Client {
         let mut bytes = 0u64;
         let exchange = async {
             let response = self.http.request(request).await.map_err(|e| {
-                let message = error_chain(&e);
+                let message = crate::origin::error_chain(&e);
                 if e.is_connect() {
                     Failure::Connect(message)
                 } else {
@@ -147,7 +147,7 @@ impl Client {
             let mut kept = BytesMut::new();
             let mut ttfb = None;
             while let Some(frame) = body.frame().await {
-                let frame = frame.map_err(|e| Failure::Io { message: error_chain(&e), bytes })?;
+                let frame = frame.map_err(|e| Failure::Io { message: crate::origin::error_chain(&e), bytes })?;
                 let Ok(data) = frame.into_data() else { continue };
                 if data.is_empty() {
                     continue;
@@ -172,17 +172,6 @@ impl Client {
             Err(_) => Err(Failure::Timeout { bytes }),
         }
     }
-}
-
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut msg = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        msg.push_str(": ");
-        msg.push_str(&s.to_string());
-        source = s.source();
-    }
-    msg
 }
 
 /// Characters a manifest may write in a URI that `http::Uri` refuses.

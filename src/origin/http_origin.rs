@@ -125,7 +125,8 @@ pub fn system_roots() -> hyper_rustls::HttpsConnectorBuilder<hyper_rustls::build
     }
 }
 
-fn error_chain(e: &dyn std::error::Error) -> String {
+/// An error with its sources, `outer: inner: ...`.
+pub fn error_chain(e: &dyn std::error::Error) -> String {
     let mut msg = e.to_string();
     let mut source = e.source();
     while let Some(s) = source {

@@ -5,7 +5,7 @@
 mod folder;
 mod http_origin;
 
-pub use http_origin::system_roots;
+pub use http_origin::{error_chain, system_roots};
 
 use crate::config::{OriginConfig, OriginKind};
 use bytes::Bytes;
