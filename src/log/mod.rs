@@ -1,13 +1,16 @@
 //! Access logs in CloudFront's standard-log layout (tab-separated, one line a
 //! request), written by a background thread so requests never wait on disk.
+//! A file log rotates by size and age (see `writer`).
 
-use crate::config::LogTarget;
-use std::io::Write;
+mod writer;
+
+use crate::config::{LogRotation, LogTarget};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
+use writer::Sink;
 
 pub const FIELDS: &str = "date time x-edge-location sc-bytes c-ip cs-method cs(Host) cs-uri-stem sc-status cs(Referer) cs(User-Agent) cs-uri-query cs(Cookie) x-edge-result-type x-edge-request-id x-host-header cs-protocol cs-bytes time-taken x-forwarded-for ssl-protocol ssl-cipher x-edge-response-result-type cs-protocol-version fle-status fle-encrypted-fields c-port time-to-first-byte x-edge-detailed-result-type sc-content-type sc-content-len sc-range-start sc-range-end";
 
@@ -19,31 +22,29 @@ pub struct AccessLog {
 }
 
 impl AccessLog {
-    pub fn open(target: &LogTarget, edge_location: String, log_cookies: bool) -> std::io::Result<Arc<AccessLog>> {
-        let mut out: Box<dyn Write + Send> = match target {
-            LogTarget::Stdout => Box::new(std::io::stdout()),
-            LogTarget::File(p) => {
-                let fresh = std::fs::metadata(p).map(|m| m.len() == 0).unwrap_or(true);
-                let mut f = std::fs::OpenOptions::new().create(true).append(true).open(p)?;
-                if fresh {
-                    writeln!(f, "#Version: 1.0\n#Fields: {FIELDS}")?;
-                }
-                Box::new(f)
-            }
+    /// Starts the writer thread. A file target is appended to (with the header
+    /// lines when it is new) and rotated as `rotation` says; stdout never rotates.
+    pub fn open(
+        target: &LogTarget,
+        edge_location: String,
+        log_cookies: bool,
+        rotation: &LogRotation,
+    ) -> std::io::Result<Arc<AccessLog>> {
+        let sink = match target {
+            LogTarget::Stdout => Sink::stdout(),
+            LogTarget::File(p) => Sink::file(p, rotation)?,
         };
         let (tx, rx) = mpsc::sync_channel::<String>(65_536);
-        std::thread::Builder::new().name("access-log".into()).spawn(move || {
-            let mut w = std::io::BufWriter::with_capacity(64 * 1024, &mut out);
-            while let Ok(line) = rx.recv() {
-                let _ = w.write_all(line.as_bytes());
-                // Drain what is queued, then flush once.
-                while let Ok(line) = rx.try_recv() {
-                    let _ = w.write_all(line.as_bytes());
-                }
-                let _ = w.flush();
-            }
-        })?;
+        std::thread::Builder::new().name("access-log".into()).spawn(move || sink.run(rx))?;
         Ok(Arc::new(AccessLog { tx, edge_location, log_cookies, dropped: AtomicU64::new(0) }))
+    }
+
+    /// Queues a line (ending in a newline) without waiting; counts it as
+    /// dropped when the writer has fallen behind.
+    fn send(&self, line: String) {
+        if self.tx.try_send(line).is_err() {
+            self.dropped.fetch_add(1, Ordering::Relaxed);
+        }
     }
 
     /// Lines lost because the writer fell behind.
@@ -135,9 +136,7 @@ impl Pending {
         ];
         let mut line = f.join("\t");
         line.push('\n');
-        if self.log.tx.try_send(line).is_err() {
-            self.log.dropped.fetch_add(1, Ordering::Relaxed);
-        }
+        self.log.send(line);
     }
 }
 
@@ -162,6 +161,12 @@ fn field(s: &str) -> String {
 /// `YYYY-MM-DD` and `HH:MM:SS` in UTC.
 fn iso_date_time(t: SystemTime) -> Option<(String, String)> {
     let secs = t.duration_since(SystemTime::UNIX_EPOCH).ok()?.as_secs();
+    let (y, m, d, hh, mm, ss) = civil(secs);
+    Some((format!("{y:04}-{m:02}-{d:02}"), format!("{hh:02}:{mm:02}:{ss:02}")))
+}
+
+/// Year, month, day, hour, minute and second (UTC) of seconds since the epoch.
+fn civil(secs: u64) -> (i64, i64, i64, u64, u64, u64) {
     let (days, rem) = (secs / 86_400, secs % 86_400);
     // Civil-from-days (Howard Hinnant's algorithm).
     let z = days as i64 + 719_468;
@@ -173,7 +178,7 @@ fn iso_date_time(t: SystemTime) -> Option<(String, String)> {
     let d = doy - (153 * mp + 2) / 5 + 1;
     let m = if mp < 10 { mp + 3 } else { mp - 9 };
     let y = yoe + era * 400 + i64::from(m <= 2);
-    Some((format!("{y:04}-{m:02}-{d:02}"), format!("{:02}:{:02}:{:02}", rem / 3600, rem % 3600 / 60, rem % 60)))
+    (y, m, d, rem / 3600, rem % 3600 / 60, rem % 60)
 }
 
 /// A short unique request id (base-62).

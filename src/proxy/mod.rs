@@ -87,8 +87,13 @@ impl Edge {
         let routes = Routes::build(config)?;
         let log = match &config.server.access_log {
             Some(target) => Some(
-                AccessLog::open(target, config.server.edge_location.clone(), config.server.log_cookies)
-                    .map_err(|e| format!("access log: {e}"))?,
+                AccessLog::open(
+                    target,
+                    config.server.edge_location.clone(),
+                    config.server.log_cookies,
+                    &config.server.access_log_rotation,
+                )
+                .map_err(|e| format!("access log: {e}"))?,
             ),
             None => None,
         };
