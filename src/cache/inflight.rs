@@ -65,6 +65,14 @@ impl InFlight {
         Join::Lead(Lead { inflight: self.clone(), key: key.into(), id, tx })
     }
 
+    /// Forgets the leaders of matching keys: later requests lead a new fill
+    /// (the forgotten leaders still answer the requests already waiting).
+    pub fn forget(&self, matches: impl Fn(&str) -> bool) {
+        for shard in self.shards.iter() {
+            shard.lock().unwrap_or_else(|e| e.into_inner()).retain(|k, _| !matches(k));
+        }
+    }
+
     pub fn len(&self) -> usize {
         self.shards.iter().map(|s| s.lock().map(|m| m.len()).unwrap_or(0)).sum()
     }

@@ -6,6 +6,7 @@
 
 pub mod body;
 pub mod inflight;
+pub mod invalidate;
 pub mod key;
 pub mod object;
 pub mod policy;
@@ -15,7 +16,8 @@ use crate::config::CacheConfig;
 use http::HeaderMap;
 use inflight::InFlight;
 use object::Object;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 use store::{Entry, MemoryStore, Slot, Storage};
 
@@ -26,7 +28,15 @@ pub struct Cache {
     inflight: Arc<InFlight>,
     pub config: CacheConfig,
     max_object_bytes: u64,
+    /// Bumped by every invalidation; fills note it when they start.
+    epoch: AtomicU64,
+    /// Invalidations of the last hour, for fills that started before them.
+    recent: Mutex<Vec<invalidate::Recent>>,
 }
+
+/// The invalidation epoch a fill started in (see `Cache::insert`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Epoch(u64);
 
 /// What storage holds for a request.
 pub enum Lookup {
@@ -47,7 +57,14 @@ impl Cache {
             inflight: InFlight::new(),
             config,
             max_object_bytes,
+            epoch: AtomicU64::new(0),
+            recent: Mutex::new(Vec::new()),
         }
+    }
+
+    /// Noted by a fill before it asks the origin.
+    pub fn epoch(&self) -> Epoch {
+        Epoch(self.epoch.load(Ordering::SeqCst))
     }
 
     /// Objects larger than this are passed through, never stored.
@@ -93,11 +110,50 @@ impl Cache {
         }
     }
 
-    /// Stores an object (possibly still filling).
-    pub fn insert(&self, key: &CacheKey, obj: Arc<Object>) {
+    /// Stores an object (possibly still filling) whose fill started in `since`.
+    /// An invalidation that ran since then and covers the key wins: the object
+    /// serves the requests already waiting for it and is not kept. (Stored
+    /// first, checked after: an invalidation bumps the epoch before it walks
+    /// the store, so one of the two always sees the other.)
+    pub fn insert(&self, key: &CacheKey, obj: Arc<Object>, since: Epoch) {
         let slot = self.slot(&key.primary);
-        slot.upsert(key.secondary.as_str().into(), Entry::Object(obj));
+        slot.upsert(key.secondary.as_str().into(), Entry::Object(obj.clone()));
         self.store.put(&key.primary, slot);
+        if self.epoch.load(Ordering::SeqCst) != since.0 && self.invalidated_since(&key.primary, since) {
+            self.remove_object(key, &obj);
+        }
+    }
+
+    fn invalidated_since(&self, primary: &str, since: Epoch) -> bool {
+        let recent = self.recent.lock().unwrap_or_else(|e| e.into_inner());
+        recent.iter().filter(|r| r.epoch > since.0).any(|r| invalidate::covers(&r.distribution, &r.paths, primary))
+    }
+
+    /// Invalidates every object of a distribution these paths cover, in every
+    /// variant, and frees covered keys from the collapsing map, so the next
+    /// request for them goes to the origin. Returns the keys invalidated.
+    pub fn invalidate(&self, distribution: &str, paths: &[invalidate::PathMatch]) -> usize {
+        let paths: Arc<[invalidate::PathMatch]> = paths.into();
+        let epoch = self.epoch.fetch_add(1, Ordering::SeqCst) + 1;
+        {
+            let mut recent = self.recent.lock().unwrap_or_else(|e| e.into_inner());
+            recent.retain(|r| r.at.elapsed() < invalidate::REMEMBER);
+            recent.push(invalidate::Recent {
+                epoch,
+                distribution: distribution.to_string(),
+                paths: paths.clone(),
+                at: Instant::now(),
+            });
+        }
+        self.inflight.forget(|k| invalidate::covers(distribution, &paths, k));
+        let prefix = format!("{distribution}\u{1f}");
+        let mut n = 0;
+        for k in self.store.keys_with_prefix(&prefix) {
+            if invalidate::covers(distribution, &paths, &k) && self.purge(&k) {
+                n += 1;
+            }
+        }
+        n
     }
 
     /// Re-weighs an object whose fill finished, unless it was dropped meanwhile.
@@ -160,5 +216,10 @@ impl Cache {
 
     pub fn fills_in_flight(&self) -> usize {
         self.inflight.len()
+    }
+
+    /// Slots evicted to make room, since start.
+    pub fn evictions(&self) -> u64 {
+        self.store.evictions()
     }
 }

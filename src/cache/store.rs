@@ -10,6 +10,7 @@ use arc_swap::ArcSwap;
 use http::HeaderMap;
 use quick_cache::sync::Cache as QuickCache;
 use quick_cache::Weighter;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -129,6 +130,25 @@ pub trait Storage: Send + Sync + 'static {
     /// Bytes held.
     fn used_bytes(&self) -> u64;
     fn entry_count(&self) -> usize;
+    /// The primary keys starting with `prefix` (a walk of the store: for
+    /// invalidations, never for requests).
+    fn keys_with_prefix(&self, prefix: &str) -> Vec<Box<str>>;
+    /// Slots pushed out to make room, since start.
+    fn evictions(&self) -> u64;
+}
+
+/// Counts evictions (quick_cache tells the lifecycle about each one).
+#[derive(Clone, Default)]
+struct EvictionCounter(Arc<AtomicU64>);
+
+impl quick_cache::Lifecycle<Box<str>, Weighed> for EvictionCounter {
+    type RequestState = ();
+
+    fn begin_request(&self) {}
+
+    fn on_evict(&self, _state: &mut (), _key: Box<str>, _val: Weighed) {
+        self.0.fetch_add(1, Ordering::Relaxed);
+    }
 }
 
 #[derive(Clone)]
@@ -152,7 +172,8 @@ impl Weighter<Box<str>, Weighed> for SlotWeighter {
 /// One-off objects (a scan of segments) pass through its small queue without
 /// pushing out objects that are hit again; reads take only a shard's read lock.
 pub struct MemoryStore {
-    inner: QuickCache<Box<str>, Weighed, SlotWeighter>,
+    inner: QuickCache<Box<str>, Weighed, SlotWeighter, quick_cache::DefaultHashBuilder, EvictionCounter>,
+    evictions: Arc<AtomicU64>,
 }
 
 impl MemoryStore {
@@ -164,7 +185,9 @@ impl MemoryStore {
             .shards(shards.max(1).next_power_of_two())
             .build()
             .unwrap_or_else(|_| unreachable!("valid quick_cache options"));
-        MemoryStore { inner: QuickCache::with_options(options, SlotWeighter, Default::default(), Default::default()) }
+        let counter = EvictionCounter::default();
+        let evictions = counter.0.clone();
+        MemoryStore { inner: QuickCache::with_options(options, SlotWeighter, Default::default(), counter), evictions }
     }
 }
 
@@ -188,5 +211,13 @@ impl Storage for MemoryStore {
 
     fn entry_count(&self) -> usize {
         self.inner.len()
+    }
+
+    fn keys_with_prefix(&self, prefix: &str) -> Vec<Box<str>> {
+        self.inner.iter().filter(|(k, _)| k.starts_with(prefix)).map(|(k, _)| k).collect()
+    }
+
+    fn evictions(&self) -> u64 {
+        self.evictions.load(Ordering::Relaxed)
     }
 }

@@ -24,7 +24,50 @@ use std::time::Duration;
 pub struct Config {
     pub server: ServerConfig,
     pub cache: CacheConfig,
+    pub admin: AdminConfig,
     pub distributions: Vec<Arc<Distribution>>,
+    /// The file's tables other than `distributions` (for `export-config`).
+    pub base_document: toml::Table,
+}
+
+/// The control plane: admin API listener, its token, and the durable state.
+#[derive(Debug, Clone)]
+pub struct AdminConfig {
+    /// The admin API listener; `None`: no admin API.
+    pub listen: Option<SocketAddr>,
+    /// Bearer token every admin call must carry. `None`: a random token is made
+    /// at start and written to `<state_dir>/admin.token` (loopback listeners only).
+    pub token: Option<String>,
+    /// Where the durable state lives (`state.redb`, `admin.token`).
+    pub state_dir: PathBuf,
+}
+
+impl Default for AdminConfig {
+    fn default() -> Self {
+        AdminConfig {
+            listen: Some(SocketAddr::from(([127, 0, 0, 1], 8081))),
+            token: None,
+            state_dir: PathBuf::from(DEFAULT_STATE_DIR),
+        }
+    }
+}
+
+/// The environment variable read for the admin token when the file sets none.
+pub const ADMIN_TOKEN_ENV: &str = "MEDIAEDGE_ADMIN_TOKEN";
+
+/// The state directory when the configuration names none (in the working directory).
+pub const DEFAULT_STATE_DIR: &str = ".mediaedge";
+
+/// When the access log file is rotated: by size, by age, or both; rotated
+/// files are named `<file>.<UTC timestamp>` and the newest `keep` are kept.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LogRotation {
+    /// Rotate once the file reaches this many bytes.
+    pub max_bytes: Option<u64>,
+    /// Rotate when the file is this old (wall clock, from its opening).
+    pub interval: Option<Duration>,
+    /// Rotated files kept (older ones are deleted); 0 keeps all.
+    pub keep: usize,
 }
 
 #[derive(Debug, Clone)]
@@ -35,6 +78,8 @@ pub struct ServerConfig {
     /// Generated distribution domains are `d<id>.<edge_domain>`.
     pub edge_domain: String,
     pub access_log: Option<LogTarget>,
+    /// Rotation of a file access log.
+    pub access_log_rotation: LogRotation,
     /// Whether the access log records the `Cookie` header.
     pub log_cookies: bool,
     /// A viewer must send its request head within this time.
@@ -114,6 +159,9 @@ pub struct Distribution {
     pub default_behavior: Behavior,
     /// Public keys for signed URLs and cookies, named by behaviors.
     pub key_groups: Vec<Arc<KeyGroup>>,
+    /// The `[[distributions]]` table this was made from, standing on its own
+    /// (absolute paths, inline keys): what the store keeps and the API shows.
+    pub document: Arc<toml::Table>,
 }
 
 /// A trusted key group: public keys whose signatures a behavior accepts.
@@ -282,6 +330,7 @@ impl Default for ServerConfig {
             edge_location: "EDGE1".into(),
             edge_domain: "edge.mediaedge.invalid".into(),
             access_log: None,
+            access_log_rotation: LogRotation::default(),
             log_cookies: false,
             header_read_timeout: Duration::from_secs(10),
             max_header_bytes: 64 * 1024,
@@ -366,6 +415,49 @@ impl Config {
     /// relative folder origins.
     pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
         raw::resolve(text, path)
+    }
+
+    /// Resolves one distribution document (a `[[distributions]]` table, as the
+    /// admin API receives it) with the same checks as the file. Errors name the
+    /// field within the distribution (`behaviors[0].origin`); `source` names
+    /// where it came from in messages.
+    pub fn distribution_from_document(
+        doc: &toml::Table,
+        edge_domain: &str,
+        source: &str,
+    ) -> Result<Distribution, ConfigError> {
+        let mut server = toml::Table::new();
+        server.insert("edge_domain".into(), toml::Value::String(edge_domain.into()));
+        let mut whole = toml::Table::new();
+        whole.insert("server".into(), toml::Value::Table(server));
+        whole.insert("distributions".into(), toml::Value::Array(vec![toml::Value::Table(doc.clone())]));
+        let text = toml::to_string(&whole)
+            .map_err(|e| ConfigError::whole_file(Path::new(source), format!("cannot be written as TOML: {e}")))?;
+        let strip = |mut e: ConfigError| {
+            e.file = PathBuf::from(source);
+            e.line = 0;
+            e.column = 0;
+            e.field = e.field.map(|f| f.strip_prefix("distributions[0].").map(str::to_string).unwrap_or(f));
+            e
+        };
+        let mut cfg = raw::resolve(&text, Path::new(source)).map_err(strip)?;
+        match cfg.distributions.pop() {
+            Some(d) if cfg.distributions.is_empty() => Ok(Arc::unwrap_or_clone(d)),
+            _ => Err(ConfigError::whole_file(Path::new(source), "holds no distribution")),
+        }
+    }
+
+    /// Two distributions with one id, or an alternate domain name claimed twice.
+    pub fn conflicts(distributions: &[Arc<Distribution>]) -> Option<String> {
+        raw::conflicts(distributions)
+    }
+
+    /// The configuration as a TOML file: the base settings and these distributions.
+    pub fn export_toml(&self) -> String {
+        let mut whole = self.base_document.clone();
+        let docs = self.distributions.iter().map(|d| toml::Value::Table((*d.document).clone())).collect();
+        whole.insert("distributions".into(), toml::Value::Array(docs));
+        toml::to_string_pretty(&whole).unwrap_or_else(|e| format!("# cannot write the configuration as TOML: {e}\n"))
     }
 
     /// One distribution answering every host, in front of one origin URL or folder.

@@ -14,7 +14,20 @@ struct RawConfig {
     #[serde(default)]
     cache: RawCache,
     #[serde(default)]
+    admin: RawAdmin,
+    #[serde(default)]
     distributions: Vec<Spanned<RawDistribution>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawAdmin {
+    /// An address, or "off".
+    listen: Option<Spanned<String>>,
+    token: Option<Spanned<String>>,
+    /// The environment variable holding the token (default MEDIAEDGE_ADMIN_TOKEN).
+    token_env: Option<Spanned<String>>,
+    state_dir: Option<String>,
 }
 
 #[derive(Deserialize, Default)]
@@ -24,6 +37,9 @@ struct RawServer {
     edge_location: Option<String>,
     edge_domain: Option<Spanned<String>>,
     access_log: Option<String>,
+    access_log_max_size: Option<Spanned<ByteSize>>,
+    access_log_rotate_every: Option<Spanned<Secs>>,
+    access_log_keep: Option<usize>,
     log_cookies: Option<bool>,
     header_read_timeout: Option<Secs>,
     max_header_bytes: Option<ByteSize>,
@@ -247,6 +263,19 @@ pub(super) fn resolve(text: &str, file: &Path) -> Result<Config, ConfigError> {
         }
     });
     server.log_cookies = raw.server.log_cookies.unwrap_or(false);
+    if let Some(m) = raw.server.access_log_max_size {
+        if m.get_ref().0 < 4096 {
+            return cx.err(m.span(), "server.access_log_max_size".into(), "must be at least 4KiB");
+        }
+        server.access_log_rotation.max_bytes = Some(m.get_ref().0);
+    }
+    if let Some(t) = raw.server.access_log_rotate_every {
+        if t.get_ref().0 < Duration::from_secs(1) {
+            return cx.err(t.span(), "server.access_log_rotate_every".into(), "must be at least 1s");
+        }
+        server.access_log_rotation.interval = Some(t.get_ref().0);
+    }
+    server.access_log_rotation.keep = raw.server.access_log_keep.unwrap_or(0);
     if let Some(t) = raw.server.header_read_timeout {
         server.header_read_timeout = t.0;
     }
@@ -274,26 +303,140 @@ pub(super) fn resolve(text: &str, file: &Path) -> Result<Config, ConfigError> {
         cache.error_ttl = t.0;
     }
 
+    let admin = resolve_admin(&cx, raw.admin)?;
+
+    // The documents: each distribution's table as written (paths made
+    // absolute, keys inlined), and the rest of the file.
+    let mut base_document: toml::Table = toml::from_str(text).map_err(|e| toml_error(file, text, &e))?;
+    let tables = match base_document.remove("distributions") {
+        Some(toml::Value::Array(a)) => a,
+        _ => Vec::new(),
+    };
     let mut distributions = Vec::new();
-    let mut ids = HashSet::new();
-    let mut hosts: HashSet<String> = HashSet::new();
-    for (i, d) in raw.distributions.into_iter().enumerate() {
-        let dist = resolve_distribution(&cx, i, d, &server.edge_domain)?;
-        if !ids.insert(dist.id.clone()) {
-            return Err(ConfigError::whole_file(file, format!("two distributions have the id {:?}", dist.id)));
-        }
-        for a in &dist.aliases {
-            let key = format!("{a:?}");
-            if !hosts.insert(key) {
-                return Err(ConfigError::whole_file(
-                    file,
-                    format!("the alternate domain name {a:?} belongs to two distributions"),
-                ));
-            }
-        }
+    for (i, (d, table)) in raw.distributions.into_iter().zip(tables).enumerate() {
+        let mut dist = resolve_distribution(&cx, i, d, &server.edge_domain)?;
+        let mut document = match table {
+            toml::Value::Table(t) => t,
+            _ => toml::Table::new(),
+        };
+        normalize_document(&mut document, file);
+        dist.document = Arc::new(document);
         distributions.push(Arc::new(dist));
     }
-    Ok(Config { server, cache, distributions })
+    if let Some(conflict) = conflicts(&distributions) {
+        return Err(ConfigError::whole_file(file, conflict));
+    }
+    Ok(Config { server, cache, admin, distributions, base_document })
+}
+
+/// Two distributions with one id, or one alternate domain name claimed twice.
+pub(super) fn conflicts(distributions: &[Arc<Distribution>]) -> Option<String> {
+    let mut ids = HashSet::new();
+    let mut hosts: HashSet<String> = HashSet::new();
+    for dist in distributions {
+        if !ids.insert(dist.id.as_str()) {
+            return Some(format!("two distributions have the id {:?}", dist.id));
+        }
+        for a in &dist.aliases {
+            if !hosts.insert(format!("{a:?}")) {
+                return Some(format!("the alternate domain name {a} belongs to two distributions"));
+            }
+        }
+    }
+    None
+}
+
+/// Makes a distribution document stand on its own: folder and CA paths
+/// absolute, public keys inlined as PEM text.
+fn normalize_document(doc: &mut toml::Table, file: &Path) {
+    let absolute = |p: &str| {
+        let path = relative_to(file, p);
+        std::path::absolute(&path).unwrap_or(path).to_string_lossy().into_owned()
+    };
+    if let Some(toml::Value::Array(origins)) = doc.get_mut("origins") {
+        for o in origins.iter_mut().filter_map(toml::Value::as_table_mut) {
+            for field in ["folder", "ca_file"] {
+                if let Some(toml::Value::String(p)) = o.get_mut(field) {
+                    *p = absolute(p);
+                }
+            }
+        }
+    }
+    if let Some(toml::Value::Array(groups)) = doc.get_mut("key_groups") {
+        for g in groups.iter_mut().filter_map(toml::Value::as_table_mut) {
+            if let Some(toml::Value::Array(keys)) = g.get_mut("keys") {
+                for k in keys.iter_mut().filter_map(toml::Value::as_table_mut) {
+                    if let Some(toml::Value::String(p)) = k.get_mut("public_key") {
+                        if !is_inline_pem(p) {
+                            if let Ok(pem) = std::fs::read_to_string(relative_to(file, p)) {
+                                *p = pem;
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn is_inline_pem(s: &str) -> bool {
+    s.trim_start().starts_with("-----BEGIN")
+}
+
+fn resolve_admin(cx: &Ctx, raw: RawAdmin) -> Result<AdminConfig, ConfigError> {
+    let mut admin = AdminConfig::default();
+    if let Some(listen) = &raw.listen {
+        let l = listen.get_ref().trim();
+        admin.listen = if l == "off" {
+            None
+        } else {
+            Some(l.parse::<SocketAddr>().or_else(|_| {
+                cx.err(
+                    listen.span(),
+                    "admin.listen".into(),
+                    format!("{l:?} is not an address such as \"127.0.0.1:8081\", or \"off\""),
+                )
+            })?)
+        };
+    }
+    if let Some(dir) = raw.state_dir {
+        admin.state_dir = relative_to(cx.file, &dir);
+    }
+    let token = match (&raw.token, &raw.token_env) {
+        (Some(t), Some(_)) => return cx.err(t.span(), "admin.token".into(), "give `token` or `token_env`, not both"),
+        (Some(t), None) => Some((t.get_ref().clone(), t.span(), "admin.token")),
+        (None, Some(var)) => match std::env::var(var.get_ref()) {
+            Ok(v) => Some((v, var.span(), "admin.token_env")),
+            Err(_) => {
+                return cx.err(
+                    var.span(),
+                    "admin.token_env".into(),
+                    format!("the environment variable {:?} is not set", var.get_ref()),
+                )
+            }
+        },
+        (None, None) => std::env::var(ADMIN_TOKEN_ENV).ok().filter(|t| !t.is_empty()).map(|t| (t, 0..0, "admin.token")),
+    };
+    if let Some((t, span, field)) = token {
+        if t.len() < 16 || !t.bytes().all(|b| b.is_ascii_graphic()) {
+            return cx.err(span, field.into(), "the admin token must be at least 16 visible ASCII characters");
+        }
+        admin.token = Some(t);
+    }
+    if let (Some(addr), None) = (admin.listen, &admin.token) {
+        if !addr.ip().is_loopback() {
+            let span = raw.listen.as_ref().map_or(0..0, |l| l.span());
+            return cx.err(
+                span,
+                "admin.listen".into(),
+                format!(
+                    "the admin API would listen on {addr}, which is not a loopback address, without a token: \
+                     set admin.token or the {ADMIN_TOKEN_ENV} environment variable"
+                ),
+            );
+        }
+    }
+    Ok(admin)
 }
 
 fn resolve_distribution(
@@ -400,6 +543,7 @@ fn resolve_distribution(
         behaviors,
         default_behavior,
         key_groups,
+        document: Arc::default(),
     })
 }
 
@@ -442,8 +586,13 @@ fn resolve_key_groups(cx: &Ctx, i: usize, raw: Vec<Spanned<RawKeyGroup>>) -> Res
                 return cx.err(kspan, kf("public_key"), "is missing (the path of a PEM public key)");
             };
             let file = relative_to(cx.file, path.get_ref());
-            let text = std::fs::read_to_string(&file)
-                .map_err(|e| cx.error(path.span(), kf("public_key"), format!("cannot read {}: {e}", file.display())))?;
+            let text = if is_inline_pem(path.get_ref()) {
+                path.get_ref().clone()
+            } else {
+                std::fs::read_to_string(&file).map_err(|e| {
+                    cx.error(path.span(), kf("public_key"), format!("cannot read {}: {e}", file.display()))
+                })?
+            };
             let public = crate::security::signature::PublicKey::from_pem(&text).map_err(|e| {
                 cx.error(path.span(), kf("public_key"), format!("{} is not an RSA public key: {e}", file.display()))
             })?;

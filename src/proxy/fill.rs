@@ -198,6 +198,7 @@ impl Edge {
         stale: Option<Arc<Object>>,
     ) -> Served {
         let request = self.fill_request(&parts, &ctx, stale.as_ref());
+        let epoch = self.cache.epoch();
         let now = Instant::now;
         let response = match ctx.route.origin().send(request).await {
             Ok(r) => r,
@@ -243,7 +244,7 @@ impl Edge {
         let OriginResponse { status, headers, body, response_time, request_time: _ } = response;
         let (stored, writer) = StoredBody::filling(announced);
         let object = self.admit(status, headers, response_time, freshness, kind, stored, &parts, &ctx);
-        self.cache.insert(&key, object.clone());
+        self.cache.insert(&key, object.clone(), epoch);
         // The fill belongs to the cache: it runs on even if this viewer leaves.
         tokio::spawn(pump(
             self.clone(),

@@ -191,6 +191,7 @@ impl Edge {
                 return blocking_timeout();
             }
             let request = self.fill_request(&parts, &ctx, None);
+            let epoch = self.cache.epoch();
             let response = match tokio::time::timeout(left, ctx.route.origin().send(request)).await {
                 Ok(Ok(r)) => r,
                 Ok(Err(e)) => {
@@ -267,10 +268,10 @@ impl Edge {
                 &parts,
                 &ctx,
             );
-            self.cache.insert(&key, object.clone());
+            self.cache.insert(&key, object.clone(), epoch);
             if !d.skip {
                 // The newest full playlist: regular pollers get it too.
-                self.cache.insert(&base_key, object.clone());
+                self.cache.insert(&base_key, object.clone(), epoch);
             }
             self.settle_manifest(&object, &ctx.route, &parts.uri);
             lead.publish(Outcome::Stored { object: object.clone(), refreshed: false });
