@@ -31,6 +31,13 @@ enum Command {
         /// Access log: a file, or - for standard output.
         #[arg(long)]
         access_log: Option<String>,
+        /// Admin API listener (default 127.0.0.1:8081), or `off`.
+        #[arg(long, value_name = "ADDR|off")]
+        admin_listen: Option<String>,
+        /// Directory of the durable state: distributions, keys, invalidations,
+        /// usage (default .mediaedge in the working directory).
+        #[arg(long, value_name = "DIR")]
+        state_dir: Option<PathBuf>,
     },
     /// Validate a configuration file and exit (0 valid, 1 invalid).
     CheckConfig { file: PathBuf },
@@ -92,7 +99,14 @@ enum BenchCommand {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_tracing();
-    match cli.command.unwrap_or(Command::Serve { config: None, origin: None, listen: None, access_log: None }) {
+    match cli.command.unwrap_or(Command::Serve {
+        config: None,
+        origin: None,
+        listen: None,
+        access_log: None,
+        admin_listen: None,
+        state_dir: None,
+    }) {
         Command::Sign { command } => match mediaedge::security::sign::run(&command) {
             Ok(out) => {
                 println!("{out}");
@@ -145,7 +159,7 @@ fn main() -> ExitCode {
                 quiet,
             })
         }
-        Command::Serve { config, origin, listen, access_log } => {
+        Command::Serve { config, origin, listen, access_log, admin_listen, state_dir } => {
             let loaded = match (&config, &origin) {
                 (Some(file), _) => Config::load(file).map(|mut c| {
                     if let Some(l) = listen {
@@ -166,6 +180,27 @@ fn main() -> ExitCode {
             if let Some(a) = access_log {
                 cfg.server.access_log = Some(if a == "-" { LogTarget::Stdout } else { LogTarget::File(a.into()) });
             }
+            if let Some(dir) = state_dir {
+                cfg.admin.state_dir = dir;
+            }
+            match admin_listen.as_deref() {
+                None => {}
+                Some("off") => cfg.admin.listen = None,
+                Some(a) => match a.parse::<SocketAddr>() {
+                    Ok(addr) if addr.ip().is_loopback() || cfg.admin.token.is_some() => cfg.admin.listen = Some(addr),
+                    Ok(addr) => {
+                        eprintln!(
+                            "--admin-listen {addr}: not a loopback address, and no admin token is configured \
+                             (set [admin] token or MEDIAEDGE_ADMIN_TOKEN)"
+                        );
+                        return ExitCode::from(2);
+                    }
+                    Err(_) => {
+                        eprintln!("--admin-listen {a:?}: not an address such as 127.0.0.1:8081, or off");
+                        return ExitCode::from(2);
+                    }
+                },
+            }
             serve(cfg)
         }
     }
@@ -180,21 +215,40 @@ fn serve(cfg: Config) -> ExitCode {
         }
     };
     runtime.block_on(async move {
-        let running = match mediaedge::start(&cfg).await {
+        let edge = match mediaedge::admin::start(cfg).await {
             Ok(r) => r,
             Err(e) => {
                 eprintln!("{e}");
                 return ExitCode::FAILURE;
             }
         };
-        for d in &cfg.distributions {
-            tracing::info!(id = %d.id, domain = %d.domain_name, "distribution ready");
+        for d in edge.running.edge.distributions() {
+            tracing::info!(id = %d.id, domain = %d.domain_name, enabled = d.enabled, "distribution ready");
         }
-        tokio::select! {
-            _ = running.wait() => ExitCode::FAILURE,
-            _ = tokio::signal::ctrl_c() => ExitCode::SUCCESS,
-        }
+        let code = tokio::select! {
+            _ = edge.running.wait_ref() => ExitCode::FAILURE,
+            _ = shutdown_signal() => ExitCode::SUCCESS,
+        };
+        // Usage counted since the last flush goes to the store before exit.
+        edge.flush_usage();
+        code
     })
+}
+
+/// Ctrl-C, or SIGTERM where there is one.
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        if let Ok(mut term) = signal(SignalKind::terminate()) {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+            return;
+        }
+    }
+    let _ = tokio::signal::ctrl_c().await;
 }
 
 /// A positive, finite number of seconds (at most a year).

@@ -373,6 +373,19 @@ impl Behavior {
     }
 }
 
+/// A configuration file: the base settings and these distribution documents.
+pub fn export_toml(base: &toml::Table, distributions: Vec<toml::Table>) -> String {
+    // The settings first, then the distributions (TOML allows either order;
+    // people read this one).
+    let mut dists = toml::Table::new();
+    dists.insert("distributions".into(), toml::Value::Array(distributions.into_iter().map(toml::Value::Table).collect()));
+    match (toml::to_string_pretty(base), toml::to_string_pretty(&dists)) {
+        (Ok(a), Ok(b)) if a.is_empty() => b,
+        (Ok(a), Ok(b)) => format!("{a}\n{b}"),
+        (Err(e), _) | (_, Err(e)) => format!("# cannot write the configuration as TOML: {e}\n"),
+    }
+}
+
 /// `d` + 13 lower-case characters derived from the id + the edge domain.
 pub fn domain_name_for(id: &str, edge_domain: &str) -> String {
     // FNV-1a over the id, then base-36: stable across restarts for a given id.
@@ -454,10 +467,7 @@ impl Config {
 
     /// The configuration as a TOML file: the base settings and these distributions.
     pub fn export_toml(&self) -> String {
-        let mut whole = self.base_document.clone();
-        let docs = self.distributions.iter().map(|d| toml::Value::Table((*d.document).clone())).collect();
-        whole.insert("distributions".into(), toml::Value::Array(docs));
-        toml::to_string_pretty(&whole).unwrap_or_else(|e| format!("# cannot write the configuration as TOML: {e}\n"))
+        export_toml(&self.base_document, self.distributions.iter().map(|d| (*d.document).clone()).collect())
     }
 
     /// One distribution answering every host, in front of one origin URL or folder.

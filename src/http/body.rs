@@ -4,6 +4,7 @@
 
 use crate::cache::body::StoredBody;
 use crate::log::Pending;
+use crate::metrics::DistStats;
 use crate::origin::OriginBody;
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
@@ -21,6 +22,9 @@ pub struct EdgeBody {
     /// when the connection stops polling right after the last byte.
     expected: Option<u64>,
     log: Option<Box<Pending>>,
+    /// The distribution's statistics and this response's head size: bytes to
+    /// viewers are counted when the body ends (or is dropped).
+    meter: Option<(Arc<DistStats>, u64)>,
 }
 
 enum Kind {
@@ -33,7 +37,7 @@ enum Kind {
 
 impl EdgeBody {
     fn of(kind: Kind) -> EdgeBody {
-        EdgeBody { kind, sent: 0, expected: None, log: None }
+        EdgeBody { kind, sent: 0, expected: None, log: None, meter: None }
     }
 
     pub fn empty() -> EdgeBody {
@@ -64,9 +68,16 @@ impl EdgeBody {
         self.expected = expected;
     }
 
+    pub fn attach_meter(&mut self, stats: Arc<DistStats>, head_bytes: u64) {
+        self.meter = Some((stats, head_bytes));
+    }
+
     fn finish_log(&mut self, complete: bool) {
         if let Some(log) = self.log.take() {
             log.finish(self.sent, complete);
+        }
+        if let Some((stats, head)) = self.meter.take() {
+            stats.record_bytes_out(head, self.sent);
         }
     }
 }

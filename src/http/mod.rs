@@ -81,3 +81,10 @@ mod tests {
         assert!(h.contains_key(header::CONTENT_TYPE));
     }
 }
+
+/// The size of an HTTP/1.1 head: the request or status line (`line_len`
+/// bytes plus framing) and the header fields.
+pub fn head_size(line_len: usize, headers: &http::HeaderMap) -> u64 {
+    let fields: usize = headers.iter().map(|(k, v)| k.as_str().len() + v.len() + 4).sum();
+    (line_len + 12 + fields + 2) as u64
+}

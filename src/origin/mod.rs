@@ -8,6 +8,7 @@ mod http_origin;
 pub use http_origin::{error_chain, system_roots};
 
 use crate::config::{OriginConfig, OriginKind};
+use crate::metrics::{DistStats, OriginErrorKind};
 use bytes::Bytes;
 use http::{HeaderMap, Method, StatusCode};
 use http_body::{Body, Frame, SizeHint};
@@ -20,6 +21,8 @@ use std::time::{Duration, SystemTime};
 pub struct Origin {
     pub config: Arc<OriginConfig>,
     kind: Kind,
+    /// The distribution's statistics: requests, latency, bytes, failures.
+    stats: Arc<DistStats>,
 }
 
 enum Kind {
@@ -113,6 +116,9 @@ pub enum OriginBody {
     Full(Option<Bytes>),
     Http { inner: Incoming, read_timeout: Duration, timer: Pin<Box<tokio::time::Sleep>> },
     File(tokio_util::io::ReaderStream<tokio::fs::File>),
+    /// A body whose bytes are counted as they arrive; a failure mid-body is
+    /// counted as a protocol or timeout error.
+    Metered(Box<OriginBody>, Arc<DistStats>),
 }
 
 impl OriginBody {
@@ -150,6 +156,16 @@ impl OriginBody {
                     }
                 }
             },
+            OriginBody::Metered(inner, stats) => {
+                let next = inner.poll_chunk(cx);
+                match &next {
+                    Poll::Ready(Some(Ok(b))) => stats.record_origin_bytes(b.len() as u64),
+                    Poll::Ready(Some(Err(OriginError::Timeout(_)))) => stats.record_origin_error(OriginErrorKind::Timeout),
+                    Poll::Ready(Some(Err(_))) => stats.record_origin_error(OriginErrorKind::Protocol),
+                    _ => {}
+                }
+                next
+            }
             OriginBody::File(stream) => match futures_core::Stream::poll_next(Pin::new(stream), cx) {
                 Poll::Ready(Some(Ok(b))) => Poll::Ready(Some(Ok(b))),
                 Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(OriginError::Protocol(format!("file read: {e}"))))),
@@ -189,22 +205,46 @@ pub fn load_roots(path: &std::path::Path) -> Result<rustls::RootCertStore, Strin
 }
 
 impl Origin {
-    pub fn new(config: Arc<OriginConfig>) -> Result<Origin, String> {
+    pub fn new(config: Arc<OriginConfig>, stats: Arc<DistStats>) -> Result<Origin, String> {
         let kind = match &config.kind {
             OriginKind::Http(h) => Kind::Http(Box::new(http_origin::HttpOrigin::new(h.clone())?)),
             OriginKind::Folder(f) => Kind::Folder(folder::FolderOrigin::new(f.root.clone())),
         };
-        Ok(Origin { config, kind })
+        Ok(Origin { config, kind, stats })
     }
 
-    /// Sends a request. The origin's custom headers are added here.
+    /// Sends a request. The origin's custom headers are added here, and the
+    /// exchange is counted in the distribution's statistics.
     pub async fn send(&self, mut req: OriginRequest) -> Result<OriginResponse, OriginError> {
         for (name, value) in &self.config.headers {
             req.headers.insert(name.clone(), value.clone());
         }
-        match &self.kind {
+        let head_bytes = crate::http::head_size(req.method.as_str().len() + req.path_and_query.len(), &req.headers);
+        let body_bytes = match &req.body {
+            RequestBody::Empty => 0,
+            RequestBody::Viewer(b) => b.size_hint().exact().unwrap_or(0),
+        };
+        self.stats.record_origin_request(head_bytes + body_bytes);
+        let sent = std::time::Instant::now();
+        let result = match &self.kind {
             Kind::Http(h) => h.send(req).await,
             Kind::Folder(f) => f.send(req).await,
+        };
+        match result {
+            Ok(mut resp) => {
+                self.stats.record_origin_latency(sent.elapsed());
+                let body = std::mem::replace(&mut resp.body, OriginBody::Empty);
+                resp.body = OriginBody::Metered(Box::new(body), self.stats.clone());
+                Ok(resp)
+            }
+            Err(e) => {
+                self.stats.record_origin_error(match e {
+                    OriginError::Connect(_) => OriginErrorKind::Connect,
+                    OriginError::Timeout(_) => OriginErrorKind::Timeout,
+                    OriginError::Protocol(_) => OriginErrorKind::Protocol,
+                });
+                Err(e)
+            }
         }
     }
 }

@@ -79,7 +79,7 @@ impl Edge {
                             continue;
                         }
                         let (result, detail) = if refreshed {
-                            (ResultType::RefreshHit, "RefreshHit")
+                            (ResultType::RefreshHit, "CollapsedRefreshHit")
                         } else {
                             (ResultType::Miss, "CollapsedMiss")
                         };

@@ -15,6 +15,7 @@ use crate::cache::Cache;
 use crate::config::{Config, ServerConfig};
 use crate::http::body::EdgeBody;
 use crate::log::{AccessLog, Pending};
+use crate::metrics::{CacheResult, DistStats, Registry};
 use crate::routing::{request_host, Route, Routes};
 use arc_swap::ArcSwap;
 use http::header::{self, HeaderValue};
@@ -80,11 +81,14 @@ pub struct Edge {
     pub signed: crate::security::Verifier,
     /// Where `redirect-to-https` sends plain-HTTP viewers (the first HTTPS listener).
     https_port: std::sync::atomic::AtomicU16,
+    /// Per-distribution statistics (each route holds its distribution's).
+    pub stats: Arc<Registry>,
 }
 
 impl Edge {
     pub fn new(config: &Config) -> Result<Arc<Edge>, String> {
-        let routes = Routes::build(config)?;
+        let stats = Arc::new(Registry::new());
+        let routes = Routes::build(config, &stats, None)?;
         let log = match &config.server.access_log {
             Some(target) => Some(
                 AccessLog::open(
@@ -112,6 +116,7 @@ impl Edge {
             prefetch_permits: Arc::new(tokio::sync::Semaphore::new(8)),
             signed: crate::security::Verifier::default(),
             https_port: std::sync::atomic::AtomicU16::new(config.server.https_listen.first().map_or(443, |a| a.port())),
+            stats,
         }))
     }
 
@@ -122,19 +127,42 @@ impl Edge {
 
     /// Replaces the routing table; requests in flight keep the one they started with.
     pub fn reconfigure(&self, config: &Config) -> Result<(), String> {
-        self.routes.store(Arc::new(Routes::build(config)?));
+        let routes = self.prepare(config)?;
+        self.install(routes);
         Ok(())
+    }
+
+    /// Builds the routing table for a configuration (origins are checked
+    /// here) without installing it.
+    pub fn prepare(&self, config: &Config) -> Result<Routes, String> {
+        Routes::build(config, &self.stats, Some(&self.routes.load()))
+    }
+
+    /// Installs a routing table: new requests use it at once.
+    pub fn install(&self, routes: Routes) {
+        self.routes.store(Arc::new(routes));
+    }
+
+    /// The distributions the edge serves now.
+    pub fn distributions(&self) -> Vec<Arc<crate::config::Distribution>> {
+        self.routes.load().distributions()
     }
 
     /// Answers one viewer request.
     pub async fn handle(self: &Arc<Self>, req: Request<Incoming>, viewer: Viewer) -> Response<EdgeBody> {
         let start = Instant::now();
         let pending = self.log.as_ref().map(|l| self.begin_log(l, &req, viewer, start));
-        let served = self.route(req, viewer).await;
-        self.finish(served, pending)
+        let mut stats = None;
+        let served = self.route(req, viewer, &mut stats).await;
+        self.finish(served, pending, stats, viewer)
     }
 
-    async fn route(self: &Arc<Self>, mut req: Request<Incoming>, viewer: Viewer) -> Served {
+    async fn route(
+        self: &Arc<Self>,
+        mut req: Request<Incoming>,
+        viewer: Viewer,
+        stats: &mut Option<Arc<DistStats>>,
+    ) -> Served {
         let Some(host) = request_host(&req) else {
             return respond::error(StatusCode::BAD_REQUEST, "the request names no host");
         };
@@ -150,6 +178,7 @@ impl Edge {
                 )
             }
         };
+        *stats = Some(route.dist.stats.clone());
         if !route.dist.config.enabled {
             return respond::error(StatusCode::FORBIDDEN, "this distribution is disabled");
         }
@@ -236,8 +265,15 @@ impl Edge {
         self.signed.check(groups, &signed)
     }
 
-    /// Adds the headers every response carries and attaches the log line.
-    fn finish(&self, served: Served, pending: Option<Box<Pending>>) -> Response<EdgeBody> {
+    /// Adds the headers every response carries, counts the response, and
+    /// attaches the log line.
+    fn finish(
+        &self,
+        served: Served,
+        pending: Option<Box<Pending>>,
+        stats: Option<Arc<DistStats>>,
+        viewer: Viewer,
+    ) -> Response<EdgeBody> {
         let Served { mut response, result, detail, range } = served;
         let h = response.headers_mut();
         h.insert(
@@ -254,6 +290,22 @@ impl Edge {
             crate::http::append_list(h, header::VIA, &self.via);
         } else {
             h.insert(header::VIA, self.via_value.clone());
+        }
+        if let Some(stats) = stats {
+            let cache_result = match result {
+                ResultType::Hit => CacheResult::Hit,
+                ResultType::RefreshHit => CacheResult::RefreshHit,
+                ResultType::Miss => CacheResult::Miss,
+                ResultType::Error => CacheResult::Error,
+            };
+            stats.record_response(response.status().as_u16(), cache_result, viewer.tls);
+            if matches!(detail, "CollapsedMiss" | "CollapsedRefreshHit" | "StaleWhileRefresh" | "BlockingReloadCollapsed")
+            {
+                stats.record_collapsed();
+            }
+            let reason = response.status().canonical_reason().map_or(0, str::len);
+            let head = crate::http::head_size(reason + 4, response.headers());
+            response.body_mut().attach_meter(stats, head);
         }
         if let Some(mut p) = pending {
             p.status = response.status().as_u16();

@@ -1,14 +1,16 @@
 //! Routing: viewer host name → distribution → cache behavior → origin.
 
 use crate::config::{Behavior, Config, Distribution, HostPattern};
+use crate::metrics::{DistStats, Registry};
 use crate::origin::Origin;
 use std::collections::HashMap;
 use std::sync::Arc;
 
-/// A distribution with its live origin clients.
+/// A distribution with its live origin clients and its statistics.
 pub struct DistRuntime {
     pub config: Arc<Distribution>,
     pub origins: Vec<Arc<Origin>>,
+    pub stats: Arc<DistStats>,
 }
 
 /// The routing table, swapped whole when the configuration changes.
@@ -40,16 +42,25 @@ impl Route {
 }
 
 impl Routes {
-    pub fn build(config: &Config) -> Result<Routes, String> {
+    /// The table for a configuration. A distribution unchanged since
+    /// `previous` keeps its runtime (and its origins' warm connection pools).
+    pub fn build(config: &Config, stats: &Registry, previous: Option<&Routes>) -> Result<Routes, String> {
         let mut routes = Routes { exact: HashMap::new(), suffix: Vec::new(), any: None };
         for d in &config.distributions {
-            let origins = d
-                .origins
-                .iter()
-                .map(|o| Origin::new(o.clone()).map(Arc::new))
-                .collect::<Result<Vec<_>, _>>()
-                .map_err(|e| format!("distribution {}: {e}", d.id))?;
-            let rt = Arc::new(DistRuntime { config: d.clone(), origins });
+            let reused = previous.and_then(|p| p.runtime(&d.id)).filter(|rt| Arc::ptr_eq(&rt.config, d));
+            let rt = match reused {
+                Some(rt) => rt,
+                None => {
+                    let dist_stats = stats.get_or_create(&d.id);
+                    let origins = d
+                        .origins
+                        .iter()
+                        .map(|o| Origin::new(o.clone(), dist_stats.clone()).map(Arc::new))
+                        .collect::<Result<Vec<_>, _>>()
+                        .map_err(|e| format!("distribution {}: {e}", d.id))?;
+                    Arc::new(DistRuntime { config: d.clone(), origins, stats: dist_stats })
+                }
+            };
             for a in &d.aliases {
                 match a {
                     HostPattern::Exact(h) => {
@@ -63,6 +74,25 @@ impl Routes {
         // Longest suffix first, so `*.a.example.com` wins over `*.example.com`.
         routes.suffix.sort_by_key(|(s, _)| std::cmp::Reverse(s.len()));
         Ok(routes)
+    }
+
+    /// Every distribution in the table, by id.
+    pub fn distributions(&self) -> Vec<Arc<Distribution>> {
+        let mut all: Vec<Arc<Distribution>> = self
+            .exact
+            .values()
+            .chain(self.suffix.iter().map(|(_, d)| d))
+            .chain(self.any.iter())
+            .map(|d| d.config.clone())
+            .collect();
+        all.sort_by(|a, b| a.id.cmp(&b.id));
+        all.dedup_by(|a, b| a.id == b.id);
+        all
+    }
+
+    /// A distribution's runtime by id.
+    fn runtime(&self, id: &str) -> Option<Arc<DistRuntime>> {
+        self.exact.values().chain(self.suffix.iter().map(|(_, d)| d)).chain(self.any.iter()).find(|d| d.config.id == id).cloned()
     }
 
     /// The distribution for a host (lower-case, without port).

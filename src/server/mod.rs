@@ -38,6 +38,16 @@ impl RunningEdge {
             let _ = t.await;
         }
     }
+
+    /// Waits until a listener stops, without taking the edge.
+    pub async fn wait_ref(&self) {
+        loop {
+            if self.tasks.iter().any(|t| t.is_finished()) {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+        }
+    }
 }
 
 impl Drop for RunningEdge {

@@ -1,0 +1,506 @@
+//! The control plane: the admin API (`api`), the durable state behind it
+//! (`crate::state`), and live changes to the running edge.
+//!
+//! ```text
+//! admin request → api::handle → ControlPlane (validate → store commit → routes swap)
+//!                                     └→ invalidations: store → cache.invalidate → Completed
+//! ```
+//!
+//! At start the configuration file seeds the store (a distribution whose text
+//! in the file changed is updated; one the API changed since is kept), and the
+//! edge serves what the store holds. Every accepted change is committed before
+//! the API answers, so a crash loses nothing that was acknowledged.
+
+mod api;
+pub mod cli;
+mod views;
+
+use crate::cache::invalidate::PathMatch;
+use crate::config::{Config, ConfigError, Distribution};
+use crate::metrics::Registry;
+use crate::proxy::Edge;
+use crate::server::RunningEdge;
+use crate::state::{DistributionRecord, InvalidationRecord, StateError, StateStore, UsageCounters};
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::task::JoinHandle;
+
+/// How often usage counters move from memory to the store.
+const USAGE_FLUSH: Duration = Duration::from_secs(5);
+
+/// The running edge with its control plane.
+pub struct ControlledEdge {
+    pub running: RunningEdge,
+    pub control: Option<Arc<ControlPlane>>,
+    /// The admin API's bound address.
+    pub admin_addr: Option<SocketAddr>,
+    _tasks: Tasks,
+}
+
+/// Background tasks, stopped on drop.
+struct Tasks(Vec<JoinHandle<()>>);
+
+impl Drop for Tasks {
+    fn drop(&mut self) {
+        for t in &self.0 {
+            t.abort();
+        }
+    }
+}
+
+impl ControlledEdge {
+    /// Runs until the listeners stop.
+    pub async fn wait(self) {
+        self.running.wait().await
+    }
+
+    /// Moves usage counters still in memory to the store (at shutdown).
+    pub fn flush_usage(&self) {
+        if let Some(c) = &self.control {
+            c.flush_usage();
+        }
+    }
+}
+
+/// Why a control-plane call failed, as the API reports it.
+#[derive(Debug)]
+pub struct Failure {
+    pub status: u16,
+    pub code: &'static str,
+    pub message: String,
+    pub field: Option<String>,
+}
+
+impl Failure {
+    pub fn new(status: u16, code: &'static str, message: impl Into<String>) -> Failure {
+        Failure { status, code, message: message.into(), field: None }
+    }
+
+    fn invalid(e: ConfigError) -> Failure {
+        Failure { status: 400, code: "InvalidArgument", message: e.message, field: e.field }
+    }
+
+    fn no_distribution(id: &str) -> Failure {
+        Failure::new(404, "NoSuchDistribution", format!("no distribution has the id {id:?}"))
+    }
+}
+
+impl From<StateError> for Failure {
+    fn from(e: StateError) -> Failure {
+        match e {
+            StateError::NotFound => Failure::new(404, "NotFound", "not found"),
+            StateError::AlreadyExists => {
+                Failure::new(409, "DistributionAlreadyExists", "a distribution with this id exists")
+            }
+            StateError::EtagMismatch { current } => Failure::new(
+                412,
+                "PreconditionFailed",
+                format!("If-Match does not name the current ETag ({current}): the distribution changed since you read it"),
+            ),
+            StateError::CallerReferenceReused { existing } => Failure::new(
+                409,
+                "InvalidationBatchAlreadyExists",
+                format!(
+                    "the caller reference {:?} was used by invalidation {} with other paths",
+                    existing.caller_reference, existing.id
+                ),
+            ),
+            StateError::TooManyInProgress { wildcard, in_progress, requested, limit } => Failure::new(
+                400,
+                "TooManyInvalidationsInProgress",
+                format!(
+                    "{requested} {} path(s) requested with {in_progress} in progress: at most {limit} may be in progress per distribution",
+                    if wildcard { "wildcard" } else { "individual" }
+                ),
+            ),
+            e @ (StateError::Open(_) | StateError::Storage(_)) => {
+                tracing::error!("state store: {e}");
+                Failure::new(500, "InternalError", format!("the state store failed: {e}"))
+            }
+        }
+    }
+}
+
+/// The control plane of one edge.
+pub struct ControlPlane {
+    store: StateStore,
+    edge: Arc<Edge>,
+    /// The live configuration. Held while a change is validated, committed and
+    /// installed, so changes apply one at a time and in commit order.
+    live: Mutex<Config>,
+    token: String,
+}
+
+impl ControlPlane {
+    pub fn stats(&self) -> &Arc<Registry> {
+        &self.edge.stats
+    }
+
+    fn live(&self) -> std::sync::MutexGuard<'_, Config> {
+        self.live.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn edge_domain(&self) -> String {
+        self.live().server.edge_domain.clone()
+    }
+
+    /// Whether a stored distribution is the one the edge serves.
+    pub fn is_deployed(&self, record: &DistributionRecord) -> bool {
+        self.live().distributions.iter().any(|d| d.id == record.id && doc_text(&d.document) == record.document)
+    }
+
+    pub fn record(&self, id: &str) -> Result<DistributionRecord, Failure> {
+        self.store.distribution(id)?.ok_or_else(|| Failure::no_distribution(id))
+    }
+
+    pub fn records(&self) -> Result<Vec<DistributionRecord>, Failure> {
+        Ok(self.store.distributions()?)
+    }
+
+    /// Validates a document and checks it against the other live distributions.
+    fn validate(&self, live: &Config, doc: &toml::Table, id: &str) -> Result<(Arc<Distribution>, Config), Failure> {
+        let dist = Config::distribution_from_document(doc, &live.server.edge_domain, &format!("distribution {id}"))
+            .map_err(Failure::invalid)?;
+        let dist = Arc::new(dist);
+        let mut next = live.clone();
+        next.distributions.retain(|d| d.id != id);
+        next.distributions.push(dist.clone());
+        next.distributions.sort_by(|a, b| a.id.cmp(&b.id));
+        if let Some(conflict) = Config::conflicts(&next.distributions) {
+            return Err(Failure::new(409, "CNAMEAlreadyExists", conflict));
+        }
+        Ok((dist, next))
+    }
+
+    /// Builds the routes for `next` (this checks origins too), then commits
+    /// with `commit`, then swaps the routes in: new requests see the change,
+    /// requests in flight finish with what they started with.
+    fn apply<T>(
+        &self,
+        live: &mut Config,
+        next: Config,
+        commit: impl FnOnce() -> Result<T, Failure>,
+    ) -> Result<T, Failure> {
+        let routes = self.edge.prepare(&next).map_err(|e| Failure::new(400, "InvalidArgument", e))?;
+        let out = commit()?;
+        self.edge.install(routes);
+        *live = next;
+        Ok(out)
+    }
+
+    pub fn create(&self, mut doc: toml::Table) -> Result<DistributionRecord, Failure> {
+        let mut live = self.live();
+        let id = match doc.get("id") {
+            Some(toml::Value::String(id)) => id.clone(),
+            Some(_) => return Err(Failure { field: Some("id".into()), ..Failure::new(400, "InvalidArgument", "must be a string") }),
+            None => {
+                let id = crate::config::new_distribution_id();
+                doc.insert("id".into(), toml::Value::String(id.clone()));
+                id
+            }
+        };
+        if self.store.distribution(&id)?.is_some() {
+            return Err(Failure::new(409, "DistributionAlreadyExists", format!("a distribution with the id {id:?} exists")));
+        }
+        let (dist, next) = self.validate(&live, &doc, &id)?;
+        let text = doc_text(&dist.document);
+        self.apply(&mut live, next, || Ok(self.store.create_distribution(&id, &text)?))
+    }
+
+    /// Replaces a distribution's configuration; `if_match` guards against lost updates.
+    pub fn update(&self, id: &str, mut doc: toml::Table, if_match: Option<&str>) -> Result<DistributionRecord, Failure> {
+        let mut live = self.live();
+        match doc.get("id") {
+            None => {
+                doc.insert("id".into(), toml::Value::String(id.to_string()));
+            }
+            Some(toml::Value::String(s)) if s == id => {}
+            Some(_) => {
+                return Err(Failure {
+                    field: Some("id".into()),
+                    ..Failure::new(400, "InvalidArgument", format!("must be absent or {id:?}, the id in the path"))
+                })
+            }
+        }
+        let current = self.record(id)?;
+        check_etag(&current, if_match)?;
+        let (dist, next) = self.validate(&live, &doc, id)?;
+        let text = doc_text(&dist.document);
+        self.apply(&mut live, next, || Ok(self.store.update_distribution(id, &text, if_match)?))
+    }
+
+    /// Enables or disables a distribution (a disabled one answers 403).
+    pub fn set_enabled(&self, id: &str, enabled: bool, if_match: Option<&str>) -> Result<DistributionRecord, Failure> {
+        let current = self.record(id)?;
+        check_etag(&current, if_match)?;
+        let mut doc = parse_doc(&current.document)?;
+        doc.insert("enabled".into(), toml::Value::Boolean(enabled));
+        self.update(id, doc, Some(&current.etag))
+    }
+
+    /// Deletes a disabled distribution, and drops what the cache holds for it.
+    pub fn delete(&self, id: &str, if_match: Option<&str>) -> Result<(), Failure> {
+        let mut live = self.live();
+        let current = self.record(id)?;
+        check_etag(&current, if_match)?;
+        let doc = parse_doc(&current.document)?;
+        if doc.get("enabled").and_then(toml::Value::as_bool).unwrap_or(true) {
+            return Err(Failure::new(
+                409,
+                "DistributionNotDisabled",
+                format!("distribution {id} is enabled: disable it first, then delete it"),
+            ));
+        }
+        let mut next = live.clone();
+        next.distributions.retain(|d| d.id != id);
+        self.apply(&mut live, next, || Ok(self.store.delete_distribution(id, if_match.or(Some(&current.etag)))?))?;
+        self.edge.cache.invalidate(id, &[PathMatch::Prefix("/".into())]);
+        self.edge.stats.remove(id);
+        Ok(())
+    }
+
+    /// Records an invalidation (or finds the one with this caller reference)
+    /// and starts it. Returns the record and whether it is new.
+    pub fn invalidate(
+        self: &Arc<Self>,
+        distribution: &str,
+        caller_reference: &str,
+        paths: &[String],
+    ) -> Result<(InvalidationRecord, bool), Failure> {
+        self.record(distribution)?;
+        let (record, created) = self.store.create_invalidation(distribution, caller_reference, paths)?;
+        if created {
+            self.run_invalidation(record.clone());
+        }
+        Ok((record, created))
+    }
+
+    /// Invalidates the cache, then marks the invalidation Completed.
+    fn run_invalidation(self: &Arc<Self>, record: InvalidationRecord) {
+        let control = self.clone();
+        tokio::task::spawn_blocking(move || {
+            let matches: Vec<PathMatch> = record.paths.iter().filter_map(|p| PathMatch::parse(p).ok()).collect();
+            let n = control.edge.cache.invalidate(&record.distribution_id, &matches);
+            match control.store.complete_invalidation(&record.distribution_id, &record.id) {
+                Ok(_) => tracing::info!(
+                    distribution = %record.distribution_id,
+                    invalidation = %record.id,
+                    paths = record.paths.len(),
+                    objects = n,
+                    "invalidation completed"
+                ),
+                Err(e) => tracing::error!(invalidation = %record.id, "cannot mark the invalidation completed: {e}"),
+            }
+        });
+    }
+
+    pub fn invalidation(&self, distribution: &str, id: &str) -> Result<InvalidationRecord, Failure> {
+        self.record(distribution)?;
+        self.store.invalidation(distribution, id)?.ok_or_else(|| {
+            Failure::new(404, "NoSuchInvalidation", format!("distribution {distribution} has no invalidation {id:?}"))
+        })
+    }
+
+    pub fn invalidations(&self, distribution: &str, max: usize) -> Result<Vec<InvalidationRecord>, Failure> {
+        self.record(distribution)?;
+        Ok(self.store.invalidations(distribution, max)?)
+    }
+
+    /// Usage rows from the store plus what is still in memory (counted today).
+    pub fn usage(
+        &self,
+        distribution: Option<&str>,
+        from: &str,
+        to: &str,
+    ) -> Result<Vec<(String, String, UsageCounters)>, Failure> {
+        let mut rows = self.store.usage(distribution, from, to)?;
+        let today = crate::state::utc_day(crate::state::now_ms() / 1000);
+        if from <= today.as_str() && today.as_str() <= to {
+            for s in self.edge.stats.all() {
+                if distribution.is_some_and(|d| d != s.id()) {
+                    continue;
+                }
+                let pending = usage_counters(s.pending_usage());
+                if pending.is_zero() {
+                    continue;
+                }
+                match rows.iter_mut().find(|(d, day, _)| d == s.id() && *day == today) {
+                    Some((_, _, c)) => c.add(&pending),
+                    None => rows.push((s.id().to_string(), today.clone(), pending)),
+                }
+            }
+            rows.sort_by(|a, b| (&a.0, &a.1).cmp(&(&b.0, &b.1)));
+        }
+        Ok(rows)
+    }
+
+    /// Moves the usage counted in memory to the store, under today's date.
+    pub fn flush_usage(&self) {
+        let today = crate::state::utc_day(crate::state::now_ms() / 1000);
+        let rows: Vec<(String, String, UsageCounters)> = self
+            .edge
+            .stats
+            .all()
+            .into_iter()
+            .map(|s| (s.id().to_string(), today.clone(), usage_counters(s.take_usage())))
+            .filter(|(_, _, c)| !c.is_zero())
+            .collect();
+        if rows.is_empty() {
+            return;
+        }
+        if let Err(e) = self.store.add_usage(&rows) {
+            tracing::error!("cannot store usage counters: {e}");
+            // Keep them in memory for the next attempt.
+            for (id, _, c) in &rows {
+                if let Some(s) = self.edge.stats.get(id) {
+                    s.restore_usage(&crate::metrics::UsageDelta {
+                        bytes_to_viewers: c.bytes_to_viewers,
+                        bytes_to_origin: c.bytes_to_origin,
+                        http_requests: c.http_requests,
+                        https_requests: c.https_requests,
+                    });
+                }
+            }
+        }
+    }
+
+    /// The live state as a configuration file.
+    pub fn export(&self) -> Result<String, Failure> {
+        let docs = self.store.distributions()?.iter().map(|r| parse_doc(&r.document)).collect::<Result<Vec<_>, _>>()?;
+        Ok(crate::config::export_toml(&self.live().base_document, docs))
+    }
+
+    pub fn token(&self) -> &str {
+        &self.token
+    }
+
+    pub fn edge(&self) -> &Arc<Edge> {
+        &self.edge
+    }
+}
+
+fn usage_counters(d: crate::metrics::UsageDelta) -> UsageCounters {
+    UsageCounters {
+        bytes_to_viewers: d.bytes_to_viewers,
+        bytes_to_origin: d.bytes_to_origin,
+        http_requests: d.http_requests,
+        https_requests: d.https_requests,
+        invalidation_paths: 0,
+    }
+}
+
+/// `If-Match` against the current ETag (quoted or bare; `*` matches any).
+fn check_etag(current: &DistributionRecord, if_match: Option<&str>) -> Result<(), Failure> {
+    match if_match {
+        None | Some("*") => Ok(()),
+        Some(tag) if tag == current.etag => Ok(()),
+        Some(_) => Err(StateError::EtagMismatch { current: current.etag.clone() }.into()),
+    }
+}
+
+/// A stored document's canonical text.
+fn doc_text(doc: &toml::Table) -> String {
+    toml::to_string(doc).unwrap_or_default()
+}
+
+fn parse_doc(text: &str) -> Result<toml::Table, Failure> {
+    toml::from_str(text).map_err(|e| Failure::new(500, "InternalError", format!("a stored document is not TOML: {e}")))
+}
+
+/// A seed mark for a document: FNV-1a 64 of its canonical text, in hex.
+fn seed_hash(text: &str) -> String {
+    let mut h: u64 = 0xcbf29ce484222325;
+    for b in text.bytes() {
+        h ^= b as u64;
+        h = h.wrapping_mul(0x100000001b3);
+    }
+    format!("{h:016x}")
+}
+
+/// Starts the edge. With an admin listener: opens the state, seeds it from
+/// the configuration, serves what it holds, and starts the admin API.
+pub async fn start(mut config: Config) -> Result<ControlledEdge, String> {
+    let Some(admin_listen) = config.admin.listen else {
+        let running = crate::server::start(&config).await?;
+        return Ok(ControlledEdge { running, control: None, admin_addr: None, _tasks: Tasks(Vec::new()) });
+    };
+    let state_dir = config.admin.state_dir.clone();
+    let store = StateStore::open(&state_dir).map_err(|e| e.to_string())?;
+    for d in &config.distributions {
+        let text = doc_text(&d.document);
+        let outcome = store.seed_distribution(&d.id, &text, &seed_hash(&text)).map_err(|e| e.to_string())?;
+        tracing::debug!(id = %d.id, ?outcome, "seeded from the configuration");
+    }
+    config.distributions = deployable(&store, &config.server.edge_domain)?;
+    if let Some(conflict) = Config::conflicts(&config.distributions) {
+        return Err(format!("the stored distributions conflict: {conflict}"));
+    }
+    let running = crate::server::start(&config).await?;
+    let token = match &config.admin.token {
+        Some(t) => t.clone(),
+        None => write_token_file(&state_dir)?,
+    };
+    let listener = tokio::net::TcpListener::bind(admin_listen)
+        .await
+        .map_err(|e| format!("cannot listen on {admin_listen} (admin API): {e}; set [admin] listen or --admin-listen"))?;
+    let admin_addr = listener.local_addr().map_err(|e| e.to_string())?;
+    tracing::info!("admin API listening on http://{admin_addr}");
+    let control = Arc::new(ControlPlane { store, edge: running.edge.clone(), live: Mutex::new(config), token });
+    for record in control.store.in_progress_invalidations().map_err(|e| e.to_string())? {
+        tracing::info!(invalidation = %record.id, "resuming an invalidation that was in progress");
+        control.run_invalidation(record);
+    }
+    let mut tasks = vec![tokio::spawn(api::serve(listener, control.clone()))];
+    let flusher = control.clone();
+    tasks.push(tokio::spawn(async move {
+        let mut tick = tokio::time::interval(USAGE_FLUSH);
+        tick.tick().await;
+        loop {
+            tick.tick().await;
+            let c = flusher.clone();
+            let _ = tokio::task::spawn_blocking(move || c.flush_usage()).await;
+        }
+    }));
+    Ok(ControlledEdge { running, control: Some(control), admin_addr: Some(admin_addr), _tasks: Tasks(tasks) })
+}
+
+/// The stored distributions that validate; the others are logged and left in
+/// the store (the API shows them as not deployed).
+fn deployable(store: &StateStore, edge_domain: &str) -> Result<Vec<Arc<Distribution>>, String> {
+    let mut out = Vec::new();
+    for r in store.distributions().map_err(|e| e.to_string())? {
+        let doc = match toml::from_str::<toml::Table>(&r.document) {
+            Ok(d) => d,
+            Err(e) => {
+                tracing::error!(id = %r.id, "stored distribution is not TOML, not deployed: {e}");
+                continue;
+            }
+        };
+        match Config::distribution_from_document(&doc, edge_domain, &format!("stored distribution {}", r.id)) {
+            Ok(d) => out.push(Arc::new(d)),
+            Err(e) => tracing::error!(id = %r.id, "stored distribution is not valid, not deployed: {e}"),
+        }
+    }
+    Ok(out)
+}
+
+/// Makes a random admin token and writes it where the CLI looks (owner-only).
+fn write_token_file(dir: &Path) -> Result<String, String> {
+    const DIGITS: &[u8] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+    let token: String = (0..40).map(|_| DIGITS[fastrand::usize(..DIGITS.len())] as char).collect();
+    let path = dir.join("admin.token");
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.mode(0o600);
+    }
+    let mut f = opts.open(&path).map_err(|e| format!("cannot write the admin token to {}: {e}", path.display()))?;
+    std::io::Write::write_all(&mut f, token.as_bytes())
+        .map_err(|e| format!("cannot write the admin token to {}: {e}", path.display()))?;
+    tracing::info!("admin token written to {}", path.display());
+    Ok(token)
+}
