@@ -68,7 +68,7 @@ fn pieces(c: &mut Criterion) {
     let req = HeaderMap::new();
     for i in 0..10_000 {
         let k = key::build("EBENCH", &format!("/live/{i}.m3u8"), None, &req, &policy);
-        cache.insert(&k, object(1500));
+        cache.insert(&k, object(1500), cache.epoch());
     }
     c.bench_function("lookup", |b| {
         b.iter(|| {

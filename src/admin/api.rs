@@ -42,12 +42,19 @@ pub(super) async fn serve(listener: TcpListener, control: Arc<ControlPlane>) {
                 continue;
             }
         };
-        let control = control.clone();
+        // Connections hold the control plane weakly: once the edge is
+        // dropped, its store closes even while clients keep connections open.
+        let control = Arc::downgrade(&control);
         let builder = builder.clone();
         tokio::spawn(async move {
             let service = service_fn(move |req| {
-                let control = control.clone();
-                async move { Ok::<_, Infallible>(handle(control, req).await) }
+                let control = control.upgrade();
+                async move {
+                    Ok::<_, Infallible>(match control {
+                        Some(c) => handle(c, req).await,
+                        None => failure(&Failure::new(503, "ShuttingDown", "the edge is shutting down")),
+                    })
+                }
             });
             if let Err(e) = builder.serve_connection(TokioIo::new(stream), service).await {
                 tracing::debug!(%peer, "admin connection ended: {e}");

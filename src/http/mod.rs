@@ -64,6 +64,13 @@ pub fn date_header(headers: &HeaderMap, name: &HeaderName) -> Option<std::time::
     headers.get(name).and_then(|v| v.to_str().ok()).and_then(|s| httpdate::parse_http_date(s.trim()).ok())
 }
 
+/// The size of an HTTP/1.1 head: the request or status line (`line_len`
+/// bytes plus framing) and the header fields.
+pub fn head_size(line_len: usize, headers: &http::HeaderMap) -> u64 {
+    let fields: usize = headers.iter().map(|(k, v)| k.as_str().len() + v.len() + 4).sum();
+    (line_len + 12 + fields + 2) as u64
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -80,11 +87,4 @@ mod tests {
         assert_eq!(h.len(), 1);
         assert!(h.contains_key(header::CONTENT_TYPE));
     }
-}
-
-/// The size of an HTTP/1.1 head: the request or status line (`line_len`
-/// bytes plus framing) and the header fields.
-pub fn head_size(line_len: usize, headers: &http::HeaderMap) -> u64 {
-    let fields: usize = headers.iter().map(|(k, v)| k.as_str().len() + v.len() + 4).sum();
-    (line_len + 12 + fields + 2) as u64
 }

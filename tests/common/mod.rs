@@ -1,6 +1,7 @@
 //! Test harness: a scriptable origin on 127.0.0.1 (port 0), the edge started
 //! in-process on 127.0.0.1 (port 0), and a real HTTP client.
 #![allow(dead_code)]
+pub mod openapi;
 
 use bytes::Bytes;
 use http_body_util::StreamBody;
