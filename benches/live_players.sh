@@ -52,7 +52,7 @@ http {
 CONF
 nginx -c "$TMP/nginx/nginx.conf" &
 pids+=($!)
-"$BIN" serve --origin "http://127.0.0.1:$ORIGIN_PORT" --listen "127.0.0.1:$EDGE_PORT" 2>"$TMP/edge.log" &
+"$BIN" serve --origin "http://127.0.0.1:$ORIGIN_PORT" --listen "127.0.0.1:$EDGE_PORT" --admin-listen off 2>"$TMP/edge.log" &
 pids+=($!)
 
 echo "warming up ${WARMUP}s (the encoder fills its window)..." >&2

@@ -34,7 +34,8 @@ impl Drop for TempConfig {
 }
 
 /// A child process killed (and reaped) on drop, so a failing test leaves nothing behind.
-struct Running(Child);
+/// A child `mediaedge serve` and its state directory, both gone on drop.
+struct Running(Child, #[allow(dead_code)] TempDir);
 
 impl Drop for Running {
     fn drop(&mut self) {
@@ -59,16 +60,23 @@ fn free_port() -> u16 {
     port
 }
 
+/// `mediaedge serve` with its admin API on a free loopback port and its state
+/// in a fresh directory (never the working directory's).
 fn spawn_serve(args: &[&str]) -> Running {
+    let state = TempDir::new("cli-state");
     let child = Command::new(BIN)
         .arg("serve")
         .args(args)
+        .arg("--admin-listen")
+        .arg(format!("127.0.0.1:{}", free_port()))
+        .arg("--state-dir")
+        .arg(state.path())
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
         .expect("spawn mediaedge serve");
-    Running(child)
+    Running(child, state)
 }
 
 /// Polls `url` until the edge answers (up to 20 s), failing early if the child exits.
