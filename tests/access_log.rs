@@ -186,3 +186,50 @@ async fn an_existing_log_is_appended_to_without_a_second_header() {
         assert_eq!(lines.len(), round);
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_file_rotates_by_size_keeps_the_newest_and_loses_no_line() {
+    let o = TestOrigin::start().await;
+    o.set("/r.ts", Script::ok("x").header("cache-control", "max-age=600"));
+    let dir = TempDir::new("rotate");
+    let log = TempLog(dir.path().join("access.log"));
+    let e = edge(&logged_config(&o.url(), &log, "access_log_max_size = \"4KiB\"\naccess_log_keep = 3")).await;
+    let c = client();
+    // About 200 bytes a line: 150 requests make ~30 KiB, eight files of 4 KiB.
+    for i in 0..150 {
+        let (s, _, _, _) = get(&c, &url(&e, &format!("/r.ts?n={i}")), &[("host", "media.example")]).await;
+        assert_eq!(s, 200);
+    }
+    // Wait until the writer has written every line somewhere.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let files = loop {
+        let mut files: Vec<PathBuf> = std::fs::read_dir(dir.path())
+            .expect("log dir")
+            .filter_map(|d| d.ok().map(|d| d.path()))
+            .filter(|p| p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with("access.log")))
+            .collect();
+        files.sort();
+        let last_line = files.iter().any(|f| std::fs::read_to_string(f).unwrap_or_default().contains("n=149"));
+        if last_line || std::time::Instant::now() > deadline {
+            break files;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let rotated: Vec<&PathBuf> = files.iter().filter(|f| f.as_path() != log.0.as_path()).collect();
+    assert_eq!(rotated.len(), 3, "the three newest rotated files are kept: {files:?}");
+    let mut seen = Vec::new();
+    for f in &files {
+        let text = std::fs::read_to_string(f).expect("log file");
+        assert!(text.starts_with("#Version: 1.0\n#Fields: "), "{} starts with the header", f.display());
+        assert!(text.len() <= 4096, "{} is {} bytes, over the limit", f.display(), text.len());
+        for line in text.lines().filter(|l| !l.starts_with('#')) {
+            let q = line.split('\t').nth(11).expect("cs-uri-query");
+            seen.push(q.trim_start_matches("n=").parse::<u32>().expect("query number"));
+        }
+    }
+    seen.sort_unstable();
+    let newest: Vec<u32> = (150 - seen.len() as u32..150).collect();
+    assert_eq!(seen, newest, "the kept files hold the newest lines, each once, none lost in between");
+    assert!(seen.len() >= 60, "{} lines kept", seen.len());
+}
+
