@@ -104,10 +104,8 @@ async fn invalidation_reaches_every_variant_and_only_what_it_names() {
         assert_eq!(xc, "Hit", "{path} {h:?} is cached before any invalidation");
     }
     let before = |p: &str| origin.hits(p);
-    let counts: Vec<usize> = ["/v/a.m3u8", "/vary/x", "/seg/1.m4s", "/q/p", "/live/1.ts", "/keep/k.ts"]
-        .iter()
-        .map(|p| before(p))
-        .collect();
+    let counts: Vec<usize> =
+        ["/v/a.m3u8", "/vary/x", "/seg/1.m4s", "/q/p", "/live/1.ts", "/keep/k.ts"].iter().map(|p| before(p)).collect();
     assert_eq!(counts, vec![1, 2, 1, 2, 1, 1], "hits never reached the origin");
 
     // The origin now has new versions. After an exact-path invalidation every
@@ -161,7 +159,10 @@ async fn invalidation_reaches_every_variant_and_only_what_it_names() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_fill_under_way_when_an_invalidation_completes_is_not_kept() {
     let origin = TestOrigin::start().await;
-    origin.set("/slow.ts", Script::ok(payload(1000, 9)).header("content-type", "video/mp2t").delay(Duration::from_millis(600)));
+    origin.set(
+        "/slow.ts",
+        Script::ok(payload(1000, 9)).header("content-type", "video/mp2t").delay(Duration::from_millis(600)),
+    );
     let state = TempDir::new("inv-race");
     let e = controlled(&config(&origin.url()), state.path()).await;
     let c = client();

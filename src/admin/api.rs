@@ -65,7 +65,8 @@ pub(super) async fn serve(listener: TcpListener, control: Arc<ControlPlane>) {
 
 async fn handle(control: Arc<ControlPlane>, req: http::Request<Incoming>) -> Reply {
     if !authorized(req.headers(), control.token()) {
-        let mut r = failure(&Failure::new(401, "Unauthorized", "a valid `Authorization: Bearer <token>` header is required"));
+        let mut r =
+            failure(&Failure::new(401, "Unauthorized", "a valid `Authorization: Bearer <token>` header is required"));
         r.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer realm=\"mediaedge-admin\""));
         return r;
     }
@@ -285,10 +286,7 @@ fn if_match(parts: &Parts) -> Result<Option<String>, Failure> {
     let Some(v) = parts.headers.get(header::IF_MATCH) else {
         return Ok(None);
     };
-    let v = v
-        .to_str()
-        .map_err(|_| Failure::new(400, "InvalidIfMatchVersion", "If-Match is not visible ASCII"))?
-        .trim();
+    let v = v.to_str().map_err(|_| Failure::new(400, "InvalidIfMatchVersion", "If-Match is not visible ASCII"))?.trim();
     let bare = v.strip_prefix('"').and_then(|x| x.strip_suffix('"')).unwrap_or(v);
     if bare.is_empty() || bare.contains(['"', ',']) {
         return Err(Failure::new(400, "InvalidIfMatchVersion", "If-Match must name one ETag"));

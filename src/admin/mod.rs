@@ -194,7 +194,12 @@ impl ControlPlane {
         let mut live = self.live();
         let id = match doc.get("id") {
             Some(toml::Value::String(id)) => id.clone(),
-            Some(_) => return Err(Failure { field: Some("id".into()), ..Failure::new(400, "InvalidArgument", "must be a string") }),
+            Some(_) => {
+                return Err(Failure {
+                    field: Some("id".into()),
+                    ..Failure::new(400, "InvalidArgument", "must be a string")
+                })
+            }
             None => {
                 let id = crate::config::new_distribution_id();
                 doc.insert("id".into(), toml::Value::String(id.clone()));
@@ -202,7 +207,11 @@ impl ControlPlane {
             }
         };
         if self.store.distribution(&id)?.is_some() {
-            return Err(Failure::new(409, "DistributionAlreadyExists", format!("a distribution with the id {id:?} exists")));
+            return Err(Failure::new(
+                409,
+                "DistributionAlreadyExists",
+                format!("a distribution with the id {id:?} exists"),
+            ));
         }
         let (dist, next) = self.validate(&live, &doc, &id)?;
         let text = doc_text(&dist.document);
@@ -210,7 +219,12 @@ impl ControlPlane {
     }
 
     /// Replaces a distribution's configuration; `if_match` guards against lost updates.
-    pub fn update(&self, id: &str, mut doc: toml::Table, if_match: Option<&str>) -> Result<DistributionRecord, Failure> {
+    pub fn update(
+        &self,
+        id: &str,
+        mut doc: toml::Table,
+        if_match: Option<&str>,
+    ) -> Result<DistributionRecord, Failure> {
         let mut live = self.live();
         match doc.get("id") {
             None => {
@@ -442,9 +456,9 @@ pub async fn start(mut config: Config) -> Result<ControlledEdge, String> {
         Some(t) => t.clone(),
         None => write_token_file(&state_dir)?,
     };
-    let listener = tokio::net::TcpListener::bind(admin_listen)
-        .await
-        .map_err(|e| format!("cannot listen on {admin_listen} (admin API): {e}; set [admin] listen or --admin-listen"))?;
+    let listener = tokio::net::TcpListener::bind(admin_listen).await.map_err(|e| {
+        format!("cannot listen on {admin_listen} (admin API): {e}; set [admin] listen or --admin-listen")
+    })?;
     let admin_addr = listener.local_addr().map_err(|e| e.to_string())?;
     tracing::info!("admin API listening on http://{admin_addr}");
     let control = Arc::new(ControlPlane { store, edge: running.edge.clone(), live: Mutex::new(config), token });

@@ -90,7 +90,11 @@ pub fn error(f: &Failure) -> Value {
 pub fn document(body: &[u8]) -> Result<toml::Table, Failure> {
     let value = parse_json(body)?;
     let Value::Object(_) = value else {
-        return Err(Failure::new(400, "InvalidArgument", "the body must be a JSON object (a distribution configuration)"));
+        return Err(Failure::new(
+            400,
+            "InvalidArgument",
+            "the body must be a JSON object (a distribution configuration)",
+        ));
     };
     match to_toml(&value, "")? {
         toml::Value::Table(t) => Ok(t),
@@ -102,7 +106,8 @@ pub fn parse_json(body: &[u8]) -> Result<Value, Failure> {
     if body.iter().all(u8::is_ascii_whitespace) {
         return Err(Failure::new(400, "MalformedJson", "the request needs a JSON body"));
     }
-    serde_json::from_slice(body).map_err(|e| Failure::new(400, "MalformedJson", format!("the body is not valid JSON: {e}")))
+    serde_json::from_slice(body)
+        .map_err(|e| Failure::new(400, "MalformedJson", format!("the body is not valid JSON: {e}")))
 }
 
 fn to_toml(v: &Value, field: &str) -> Result<toml::Value, Failure> {
@@ -136,8 +141,10 @@ mod tests {
 
     #[test]
     fn json_documents() {
-        let d = document(br#"{"origins":[{"id":"o","url":"http://127.0.0.1:1"}],"default_behavior":{"origin":"o","default_ttl":2}}"#)
-            .unwrap();
+        let d = document(
+            br#"{"origins":[{"id":"o","url":"http://127.0.0.1:1"}],"default_behavior":{"origin":"o","default_ttl":2}}"#,
+        )
+        .unwrap();
         assert_eq!(d["default_behavior"]["default_ttl"].as_integer(), Some(2));
         let e = document(br#"{"origins":[{"id":null}]}"#).unwrap_err();
         assert_eq!(e.field.as_deref(), Some("origins[0].id"));

@@ -378,7 +378,10 @@ pub fn export_toml(base: &toml::Table, distributions: Vec<toml::Table>) -> Strin
     // The settings first, then the distributions (TOML allows either order;
     // people read this one).
     let mut dists = toml::Table::new();
-    dists.insert("distributions".into(), toml::Value::Array(distributions.into_iter().map(toml::Value::Table).collect()));
+    dists.insert(
+        "distributions".into(),
+        toml::Value::Array(distributions.into_iter().map(toml::Value::Table).collect()),
+    );
     match (toml::to_string_pretty(base), toml::to_string_pretty(&dists)) {
         (Ok(a), Ok(b)) if a.is_empty() => b,
         (Ok(a), Ok(b)) => format!("{a}\n{b}"),

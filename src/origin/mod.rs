@@ -114,7 +114,11 @@ impl std::error::Error for OriginError {}
 pub enum OriginBody {
     Empty,
     Full(Option<Bytes>),
-    Http { inner: Incoming, read_timeout: Duration, timer: Pin<Box<tokio::time::Sleep>> },
+    Http {
+        inner: Incoming,
+        read_timeout: Duration,
+        timer: Pin<Box<tokio::time::Sleep>>,
+    },
     File(tokio_util::io::ReaderStream<tokio::fs::File>),
     /// A body whose bytes are counted as they arrive; a failure mid-body is
     /// counted as a protocol or timeout error.
@@ -160,7 +164,9 @@ impl OriginBody {
                 let next = inner.poll_chunk(cx);
                 match &next {
                     Poll::Ready(Some(Ok(b))) => stats.record_origin_bytes(b.len() as u64),
-                    Poll::Ready(Some(Err(OriginError::Timeout(_)))) => stats.record_origin_error(OriginErrorKind::Timeout),
+                    Poll::Ready(Some(Err(OriginError::Timeout(_)))) => {
+                        stats.record_origin_error(OriginErrorKind::Timeout)
+                    }
                     Poll::Ready(Some(Err(_))) => stats.record_origin_error(OriginErrorKind::Protocol),
                     _ => {}
                 }

@@ -299,8 +299,10 @@ impl Edge {
                 ResultType::Error => CacheResult::Error,
             };
             stats.record_response(response.status().as_u16(), cache_result, viewer.tls);
-            if matches!(detail, "CollapsedMiss" | "CollapsedRefreshHit" | "StaleWhileRefresh" | "BlockingReloadCollapsed")
-            {
+            if matches!(
+                detail,
+                "CollapsedMiss" | "CollapsedRefreshHit" | "StaleWhileRefresh" | "BlockingReloadCollapsed"
+            ) {
                 stats.record_collapsed();
             }
             let reason = response.status().canonical_reason().map_or(0, str::len);

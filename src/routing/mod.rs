@@ -92,7 +92,12 @@ impl Routes {
 
     /// A distribution's runtime by id.
     fn runtime(&self, id: &str) -> Option<Arc<DistRuntime>> {
-        self.exact.values().chain(self.suffix.iter().map(|(_, d)| d)).chain(self.any.iter()).find(|d| d.config.id == id).cloned()
+        self.exact
+            .values()
+            .chain(self.suffix.iter().map(|(_, d)| d))
+            .chain(self.any.iter())
+            .find(|d| d.config.id == id)
+            .cloned()
     }
 
     /// The distribution for a host (lower-case, without port).
