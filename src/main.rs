@@ -47,6 +47,8 @@ enum Command {
         #[command(subcommand)]
         command: mediaedge::security::sign::SignCommand,
     },
+    #[command(flatten)]
+    Admin(mediaedge::admin::cli::AdminCommand),
     /// Benchmarks.
     Bench {
         #[command(subcommand)]
@@ -117,6 +119,7 @@ fn main() -> ExitCode {
                 ExitCode::from(e.code)
             }
         },
+        Command::Admin(command) => mediaedge::admin::cli::run(command),
         Command::CheckConfig { file } => match Config::load(&file) {
             Ok(c) => {
                 println!("{}: valid ({} distribution(s))", file.display(), c.distributions.len());
