@@ -232,4 +232,3 @@ async fn the_file_rotates_by_size_keeps_the_newest_and_loses_no_line() {
     assert_eq!(seen, newest, "the kept files hold the newest lines, each once, none lost in between");
     assert!(seen.len() >= 60, "{} lines kept", seen.len());
 }
-
