@@ -383,7 +383,12 @@ impl ControlPlane {
     /// The live state as a configuration file.
     pub fn export(&self) -> Result<String, Failure> {
         let docs = self.store.distributions()?.iter().map(|r| parse_doc(&r.document)).collect::<Result<Vec<_>, _>>()?;
-        Ok(crate::config::export_toml(&self.live().base_document, docs))
+        // The admin token stays out of files made from the export.
+        let mut base = self.live().base_document.clone();
+        if let Some(toml::Value::Table(admin)) = base.get_mut("admin") {
+            admin.remove("token");
+        }
+        Ok(crate::config::export_toml(&base, docs))
     }
 
     pub fn token(&self) -> &str {
