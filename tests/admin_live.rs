@@ -302,3 +302,21 @@ async fn usage_counts_requests_transfer_and_304s_and_survives_a_restart() {
     let (_, _, v) = admin_call(&c, "GET", &usage(&e), None, &[]).await;
     assert_eq!(row(&v), before, "usage is kept across a restart");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_exported_configuration_leaves_the_admin_token_out() {
+    let origin = TestOrigin::start().await;
+    let state = TempDir::new("export");
+    let text = format!("[admin]\ntoken = \"{ADMIN_TOKEN}\"\n\n{}", config_for(&origin.url(), ""));
+    let e = controlled(&text, state.path()).await;
+    let r = client()
+        .get(e.api("/v1/config"))
+        .header("authorization", format!("Bearer {ADMIN_TOKEN}"))
+        .send()
+        .await
+        .expect("export");
+    assert_eq!(r.status().as_u16(), 200);
+    let exported = r.text().await.expect("text");
+    assert!(!exported.contains(ADMIN_TOKEN), "{exported}");
+    assert!(exported.contains("[admin]") && exported.contains("id = \"ETEST\""), "{exported}");
+}
