@@ -253,6 +253,10 @@ async fn an_origin_change_under_steady_traffic_fails_no_request_and_shows_within
         first_b < put_started + Duration::from_secs(1),
         "the new origin shows within a second: first B answer at {first_b:?}, change sent at {put_started:?}"
     );
+    eprintln!(
+        "{} requests, change sent at {put_started:?} and acknowledged at {put_done:?}, first answer from the new origin at {first_b:?}",
+        all.len()
+    );
     let late_a: Vec<_> = all.iter().filter(|(started, _, (_, b))| *started > put_done && b == "A").collect();
     assert!(late_a.is_empty(), "a request started after the change was answered by the old origin: {late_a:?}");
     assert!(all.iter().any(|(_, _, (_, b))| b == "A"), "the old origin served before the change");
