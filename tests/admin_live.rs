@@ -183,6 +183,30 @@ async fn a_fill_under_way_when_an_invalidation_completes_is_not_kept() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fill_whose_origin_answers_after_the_invalidation_is_not_stored() {
+    let origin = TestOrigin::start().await;
+    origin.set("/late.ts", Script::ok("old").header("content-type", "video/mp2t").delay(Duration::from_millis(500)));
+    let state = TempDir::new("inv-late");
+    let e = controlled(&config(&origin.url()), state.path()).await;
+    let c = client();
+    let url = e.url("/late.ts");
+    let first = tokio::spawn({
+        let (c, url) = (c.clone(), url.clone());
+        async move { get(&c, &url, &[]).await }
+    });
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    invalidate(&c, &e, "EINV", &["/late.ts"]).await;
+    origin.set("/late.ts", Script::ok("new").header("content-type", "video/mp2t"));
+    // The older fill's origin answers only now, after Completed: its viewer
+    // gets it, the cache does not keep it.
+    let (status, _, _, body) = first.await.expect("first request");
+    assert_eq!((status, &body[..]), (200, &b"old"[..]));
+    let (status, xc, _, body) = get(&c, &url, &[]).await;
+    assert_eq!((status, xc.as_str(), &body[..]), (200, "Miss", &b"new"[..]));
+    assert_eq!(origin.hits("/late.ts"), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_origin_change_under_steady_traffic_fails_no_request_and_shows_within_a_second() {
     let a = TestOrigin::start().await;
     let b = TestOrigin::start().await;
