@@ -348,3 +348,56 @@ async fn the_exported_configuration_leaves_the_admin_token_out() {
     assert!(!exported.contains(ADMIN_TOKEN), "{exported}");
     assert!(exported.contains("[admin]") && exported.contains("id = \"ETEST\""), "{exported}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_admin_input_gets_a_clear_error_and_changes_nothing() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let origin = TestOrigin::start().await;
+    let state = TempDir::new("hostile-admin");
+    let e = controlled(&config_for(&origin.url(), ""), state.path()).await;
+    let c = client();
+    let (_, _, before) = admin_call(&c, "GET", &e.api("/v1/distributions"), None, &[]).await;
+
+    // Bodies that are not distributions.
+    let deep = format!("{}{}", "[".repeat(10_000), "]".repeat(10_000));
+    let cases: Vec<(Vec<u8>, &str)> = vec![
+        (deep.into_bytes(), "MalformedJson"),
+        (b"\xff\xfe{\"id\": 1}".to_vec(), "MalformedJson"),
+        (br#"{"origins":[{"id":"o","url":"http://127.0.0.1:9"}],"default_behavior":{"origin":"o","default_ttl":123456789012345678901234567890}}"#.to_vec(), "InvalidArgument"),
+        (br#"{"origins":[{"id":"o","url":"http://127.0.0.1:9"}],"default_behavior":{"origin":"o"},"aliases":["a\u0000b"]}"#.to_vec(), "InvalidArgument"),
+        (br#"{"origins":[{"id":"o","url":"http://127.0.0.1:9"}],"default_behavior":{"origin":"o"},"surprise":true}"#.to_vec(), "InvalidArgument"),
+        (br#"{"origins":[],"default_behavior":{"origin":"o"}}"#.to_vec(), "InvalidArgument"),
+        (br#""just a string""#.to_vec(), "InvalidArgument"),
+    ];
+    for (body, want) in cases {
+        let r = c
+            .post(e.api("/v1/distributions"))
+            .header("authorization", format!("Bearer {ADMIN_TOKEN}"))
+            .body(body.clone())
+            .send()
+            .await
+            .expect("answered");
+        let status = r.status().as_u16();
+        let v: Value = serde_json::from_slice(&r.bytes().await.expect("body")).expect("a JSON error");
+        assert_eq!((status, v["error"]["code"].as_str()), (400, Some(want)), "{v}");
+        assert!(!v["error"]["message"].as_str().unwrap_or("").is_empty());
+    }
+
+    // Raw garbage on the admin socket: an error or a closed connection, never a hang.
+    let addr = e.admin.trim_start_matches("http://").to_string();
+    for junk in [
+        &b"\x16\x03\x01\x00\xa5garbage\r\n\r\n"[..],
+        b"GET /v1/stats HTTP/1.1\r\nHost: x\r\nContent-Length: -1\r\n\r\n",
+    ] {
+        let mut s = tokio::net::TcpStream::connect(&addr).await.expect("connect");
+        s.write_all(junk).await.expect("write");
+        let mut buf = Vec::new();
+        let read = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut buf)).await;
+        assert!(read.is_ok(), "the admin API answered or closed within 5 s");
+        assert!(buf.is_empty() || buf.starts_with(b"HTTP/1.1 4"), "{:?}", String::from_utf8_lossy(&buf));
+    }
+
+    let (status, _, after) = admin_call(&c, "GET", &e.api("/v1/distributions"), None, &[]).await;
+    assert_eq!(status, 200, "the API still answers");
+    assert_eq!(before, after, "nothing was created or changed");
+}
