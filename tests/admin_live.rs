@@ -381,6 +381,9 @@ async fn hostile_admin_input_gets_a_clear_error_and_changes_nothing() {
         let v: Value = serde_json::from_slice(&r.bytes().await.expect("body")).expect("a JSON error");
         assert_eq!((status, v["error"]["code"].as_str()), (400, Some(want)), "{v}");
         assert!(!v["error"]["message"].as_str().unwrap_or("").is_empty());
+        if body.windows(11).any(|w| w == b"default_ttl") {
+            assert_eq!(v["error"]["field"], "default_behavior.default_ttl", "the whole path of the field");
+        }
     }
 
     // Raw garbage on the admin socket: an error or a closed connection, never a hang.

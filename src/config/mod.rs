@@ -373,6 +373,33 @@ impl Behavior {
     }
 }
 
+/// The full path (`default_behavior.default_ttl`, `origins[1].url`) of the one
+/// place a key is used in a document; `None` when it is used in several or none.
+fn unique_path(doc: &toml::Table, key: &str) -> Option<String> {
+    fn walk(v: &toml::Value, at: String, key: &str, found: &mut Vec<String>) {
+        match v {
+            toml::Value::Table(t) => {
+                for (k, x) in t {
+                    let here = if at.is_empty() { k.clone() } else { format!("{at}.{k}") };
+                    if k == key {
+                        found.push(here.clone());
+                    }
+                    walk(x, here, key, found);
+                }
+            }
+            toml::Value::Array(a) => {
+                for (i, x) in a.iter().enumerate() {
+                    walk(x, format!("{at}[{i}]"), key, found);
+                }
+            }
+            _ => {}
+        }
+    }
+    let mut found = Vec::new();
+    walk(&toml::Value::Table(doc.clone()), String::new(), key, &mut found);
+    (found.len() == 1).then(|| found.remove(0))
+}
+
 /// A configuration file: the base settings and these distribution documents.
 pub fn export_toml(base: &toml::Table, distributions: Vec<toml::Table>) -> String {
     // The settings first, then the distributions (TOML allows either order;
@@ -453,7 +480,11 @@ impl Config {
             e.file = PathBuf::from(source);
             e.line = 0;
             e.column = 0;
-            e.field = e.field.map(|f| f.strip_prefix("distributions[0].").map(str::to_string).unwrap_or(f));
+            e.field = e.field.map(|f| match f.strip_prefix("distributions[0].") {
+                Some(inner) => inner.to_string(),
+                // A type error names only the key on its line: find where it is.
+                None => unique_path(doc, &f).unwrap_or(f),
+            });
             e
         };
         let mut cfg = raw::resolve(&text, Path::new(source)).map_err(strip)?;
