@@ -404,3 +404,45 @@ async fn hostile_admin_input_gets_a_clear_error_and_changes_nothing() {
     assert_eq!(status, 200, "the API still answers");
     assert_eq!(before, after, "nothing was created or changed");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn request_bodies_count_as_transfer_to_the_origin_even_when_chunked() {
+    let origin = TestOrigin::start().await;
+    origin.set("/upload", Script::ok("stored").header("cache-control", "no-store"));
+    let state = TempDir::new("upload");
+    let methods = "allowed_methods = [\"GET\", \"HEAD\", \"OPTIONS\", \"PUT\", \"POST\", \"PATCH\", \"DELETE\"]";
+    let e = controlled(&config_for(&origin.url(), methods), state.path()).await;
+    let c = client();
+    let to_origin = |v: &Value| v["items"][0]["data_transfer_out_to_origin_bytes"].as_u64().unwrap_or(0);
+    let (_, _, v0) = admin_call(&c, "GET", &e.api("/v1/usage?distribution=ETEST"), None, &[]).await;
+    // 100 pieces of 1,000 bytes, sent without a Content-Length.
+    let pieces = (0..100).map(|i| Ok::<_, std::io::Error>(bytes::Bytes::from(vec![b'a' + (i % 26) as u8; 1000])));
+    let r = c
+        .post(e.url("/upload"))
+        .body(reqwest::Body::wrap_stream(ready_stream(pieces.collect())))
+        .send()
+        .await
+        .expect("upload");
+    assert_eq!(r.status().as_u16(), 200);
+    assert_eq!(origin.seen_for("/upload")[0].body.len(), 100_000, "the origin got the whole body");
+    let (_, _, v1) = admin_call(&c, "GET", &e.api("/v1/usage?distribution=ETEST"), None, &[]).await;
+    let sent = to_origin(&v1) - to_origin(&v0);
+    assert!((100_000..102_000).contains(&sent), "the body and the head count: {sent}");
+}
+
+/// A stream of ready items (reqwest takes any `TryStream`).
+fn ready_stream(
+    items: Vec<Result<bytes::Bytes, std::io::Error>>,
+) -> impl futures_core::Stream<Item = Result<bytes::Bytes, std::io::Error>> + Send + 'static {
+    struct Items(std::collections::VecDeque<Result<bytes::Bytes, std::io::Error>>);
+    impl futures_core::Stream for Items {
+        type Item = Result<bytes::Bytes, std::io::Error>;
+        fn poll_next(
+            mut self: std::pin::Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<Option<Self::Item>> {
+            std::task::Poll::Ready(self.0.pop_front())
+        }
+    }
+    Items(items.into())
+}

@@ -194,6 +194,13 @@ impl DistStats {
         add(&self.usage_bytes_to_origin, request_bytes);
     }
 
+    /// Request body bytes streamed to the origin (after `record_origin_request`
+    /// counted the head).
+    pub fn record_origin_body_bytes(&self, bytes: u64) {
+        add(&self.origin_bytes_out, bytes);
+        add(&self.usage_bytes_to_origin, bytes);
+    }
+
     /// Origin answered with headers after `latency` (time from sending to response head).
     pub fn record_origin_latency(&self, latency: Duration) {
         let us = u64::try_from(latency.as_micros()).unwrap_or(u64::MAX);

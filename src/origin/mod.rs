@@ -38,10 +38,12 @@ pub struct OriginRequest {
     pub body: RequestBody,
 }
 
-/// A request body going to the origin: none, or the viewer's, streamed.
+/// A request body going to the origin: none, or the viewer's, streamed (and
+/// counted, once `Origin::send` has it, as bytes to the origin).
 pub enum RequestBody {
     Empty,
     Viewer(Incoming),
+    Counted(Incoming, Arc<DistStats>),
 }
 
 impl Body for RequestBody {
@@ -52,20 +54,29 @@ impl Body for RequestBody {
         match self.get_mut() {
             RequestBody::Empty => Poll::Ready(None),
             RequestBody::Viewer(b) => Pin::new(b).poll_frame(cx),
+            RequestBody::Counted(b, stats) => {
+                let next = Pin::new(b).poll_frame(cx);
+                if let Poll::Ready(Some(Ok(frame))) = &next {
+                    if let Some(data) = frame.data_ref() {
+                        stats.record_origin_body_bytes(data.len() as u64);
+                    }
+                }
+                next
+            }
         }
     }
 
     fn is_end_stream(&self) -> bool {
         match self {
             RequestBody::Empty => true,
-            RequestBody::Viewer(b) => b.is_end_stream(),
+            RequestBody::Viewer(b) | RequestBody::Counted(b, _) => b.is_end_stream(),
         }
     }
 
     fn size_hint(&self) -> SizeHint {
         match self {
             RequestBody::Empty => SizeHint::with_exact(0),
-            RequestBody::Viewer(b) => b.size_hint(),
+            RequestBody::Viewer(b) | RequestBody::Counted(b, _) => b.size_hint(),
         }
     }
 }
@@ -226,11 +237,11 @@ impl Origin {
             req.headers.insert(name.clone(), value.clone());
         }
         let head_bytes = crate::http::head_size(req.method.as_str().len() + req.path_and_query.len(), &req.headers);
-        let body_bytes = match &req.body {
-            RequestBody::Empty => 0,
-            RequestBody::Viewer(b) => b.size_hint().exact().unwrap_or(0),
-        };
-        self.stats.record_origin_request(head_bytes + body_bytes);
+        // The head now; body bytes as they are sent.
+        self.stats.record_origin_request(head_bytes);
+        if let RequestBody::Viewer(b) = std::mem::replace(&mut req.body, RequestBody::Empty) {
+            req.body = RequestBody::Counted(b, self.stats.clone());
+        }
         let sent = std::time::Instant::now();
         let result = match &self.kind {
             Kind::Http(h) => h.send(req).await,
