@@ -242,6 +242,7 @@ async fn viewer_protocol_policies() {
         r.headers().get("location").and_then(|v| v.to_str().ok()),
         Some(format!("https://media.example.test:{port}/r/a?x=1&y=2").as_str())
     );
+    assert_eq!(x_cache(&r), "Redirect", "the edge's own redirect says so, as CloudFront's does");
     let r = c.get(format!("http://{plain}/s/a")).header("host", "media.example.test").send().await.expect("403");
     assert_eq!(r.status().as_u16(), 403);
     let r = c.get(format!("http://{plain}/x")).header("host", "media.example.test").send().await.expect("allow");

@@ -10,7 +10,7 @@
 //!
 //! | name | type | labels |
 //! |---|---|---|
-//! | `mediaedge_requests_total` | counter | `distribution`, `status_class` (`1xx`..`5xx`), `cache_result` (`Hit`, `RefreshHit`, `Miss`, `Error`) |
+//! | `mediaedge_requests_total` | counter | `distribution`, `status_class` (`1xx`..`5xx`), `cache_result` (`Hit`, `RefreshHit`, `Miss`, `Error`, `Redirect`) |
 //! | `mediaedge_requests_by_protocol_total` | counter | `distribution`, `protocol` (`http`, `https`) |
 //! | `mediaedge_bytes_out_total` | counter | `distribution` (header and body bytes sent to viewers) |
 //! | `mediaedge_origin_bytes_in_total` | counter | `distribution` (body bytes received from origins) |
@@ -44,11 +44,13 @@ pub enum CacheResult {
     RefreshHit,
     Miss,
     Error,
+    /// The edge redirected the viewer (a behavior's `redirect-to-https`).
+    Redirect,
 }
 
 impl CacheResult {
-    pub const ALL: [CacheResult; 4] =
-        [CacheResult::Hit, CacheResult::RefreshHit, CacheResult::Miss, CacheResult::Error];
+    pub const ALL: [CacheResult; 5] =
+        [CacheResult::Hit, CacheResult::RefreshHit, CacheResult::Miss, CacheResult::Error, CacheResult::Redirect];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -56,6 +58,7 @@ impl CacheResult {
             CacheResult::RefreshHit => "RefreshHit",
             CacheResult::Miss => "Miss",
             CacheResult::Error => "Error",
+            CacheResult::Redirect => "Redirect",
         }
     }
 
@@ -90,7 +93,7 @@ impl OriginErrorKind {
 }
 
 const CLASSES: [&str; 5] = ["1xx", "2xx", "3xx", "4xx", "5xx"];
-const RESULTS: usize = 4;
+const RESULTS: usize = 5;
 
 /// The status class index (0 for 1xx .. 4 for 5xx); codes outside 100..=599
 /// are clamped to the nearest class.
@@ -248,6 +251,7 @@ impl DistStats {
                 refresh_hit: by_result[1],
                 miss: by_result[2],
                 error: by_result[3],
+                redirect: by_result[4],
             },
             requests_by_status_class: ByClass {
                 class_1xx: by_class[0],
@@ -380,6 +384,8 @@ pub struct ByResult {
     pub miss: u64,
     #[serde(rename = "Error")]
     pub error: u64,
+    #[serde(rename = "Redirect")]
+    pub redirect: u64,
 }
 
 /// Requests by status class.
@@ -610,7 +616,7 @@ mod tests {
         let snap = s.snapshot();
         assert_eq!(snap.distribution_id, "E1");
         assert_eq!(snap.requests, 7);
-        assert_eq!(snap.requests_by_result, ByResult { hit: 2, refresh_hit: 1, miss: 2, error: 2 });
+        assert_eq!(snap.requests_by_result, ByResult { hit: 2, refresh_hit: 1, miss: 2, error: 2, redirect: 0 });
         assert_eq!(
             snap.requests_by_status_class,
             ByClass { class_1xx: 1, class_2xx: 3, class_3xx: 1, class_4xx: 1, class_5xx: 1 }
@@ -869,7 +875,7 @@ mod tests {
             ),
             Some(1.0)
         );
-        assert_eq!(samples.iter().filter(|s| s.0 == "mediaedge_requests_total").count(), 40);
+        assert_eq!(samples.iter().filter(|s| s.0 == "mediaedge_requests_total").count(), 50);
         assert_eq!(get("mediaedge_requests_by_protocol_total", &[("protocol", "https")]), Some(1.0));
         assert_eq!(get("mediaedge_requests_by_protocol_total", &[("protocol", "http")]), Some(2.0));
         assert_eq!(get("mediaedge_bytes_out_total", &[]), Some(2000.0));

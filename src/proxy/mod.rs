@@ -32,6 +32,8 @@ pub enum ResultType {
     RefreshHit,
     Miss,
     Error,
+    /// The edge answered with a redirect of its own (`redirect-to-https`).
+    Redirect,
 }
 
 impl ResultType {
@@ -41,6 +43,7 @@ impl ResultType {
             ResultType::RefreshHit => "RefreshHit",
             ResultType::Miss => "Miss",
             ResultType::Error => "Error",
+            ResultType::Redirect => "Redirect",
         }
     }
 }
@@ -73,7 +76,7 @@ pub struct Edge {
     log: Option<Arc<AccessLog>>,
     /// `1.1 <edge location> (mediaedge)`, added to `Via` both ways.
     via: String,
-    x_cache: [HeaderValue; 4],
+    x_cache: [HeaderValue; 5],
     via_value: HeaderValue,
     /// Bounds the segment prefetches running at once.
     prefetch_permits: Arc<tokio::sync::Semaphore>,
@@ -112,7 +115,13 @@ impl Edge {
             log,
             via_value: HeaderValue::from_str(&via).unwrap_or(HeaderValue::from_static("1.1 mediaedge")),
             via,
-            x_cache: [x(ResultType::Hit), x(ResultType::RefreshHit), x(ResultType::Miss), x(ResultType::Error)],
+            x_cache: [
+                x(ResultType::Hit),
+                x(ResultType::RefreshHit),
+                x(ResultType::Miss),
+                x(ResultType::Error),
+                x(ResultType::Redirect),
+            ],
             prefetch_permits: Arc::new(tokio::sync::Semaphore::new(8)),
             signed: crate::security::Verifier::default(),
             https_port: std::sync::atomic::AtomicU16::new(config.server.https_listen.first().map_or(443, |a| a.port())),
@@ -193,6 +202,8 @@ impl Edge {
                     let port = if port == 443 { String::new() } else { format!(":{port}") };
                     let target = req.uri().path_and_query().map_or("/", |p| p.as_str());
                     let mut served = respond::error(StatusCode::MOVED_PERMANENTLY, "this path is served over HTTPS");
+                    served.result = ResultType::Redirect;
+                    served.detail = "Redirect";
                     if let Ok(v) = HeaderValue::from_str(&format!("https://{host}{port}{target}")) {
                         served.response.headers_mut().insert(header::LOCATION, v);
                     }
@@ -283,6 +294,7 @@ impl Edge {
                 ResultType::RefreshHit => 1,
                 ResultType::Miss => 2,
                 ResultType::Error => 3,
+                ResultType::Redirect => 4,
             }]
             .clone(),
         );
@@ -297,6 +309,7 @@ impl Edge {
                 ResultType::RefreshHit => CacheResult::RefreshHit,
                 ResultType::Miss => CacheResult::Miss,
                 ResultType::Error => CacheResult::Error,
+                ResultType::Redirect => CacheResult::Redirect,
             };
             stats.record_response(response.status().as_u16(), cache_result, viewer.tls);
             if matches!(
