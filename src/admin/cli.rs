@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 /// Where the admin API listens unless `--admin` or `MEDIAEDGE_ADMIN_URL` says otherwise.
 pub const DEFAULT_ADMIN_URL: &str = "http://127.0.0.1:8081";
 /// The state directory the edge uses unless configured otherwise.
-pub const DEFAULT_STATE_DIR: &str = ".mediaedge";
+pub use crate::config::DEFAULT_STATE_DIR;
 /// The file in the state directory holding the generated admin token.
 pub const TOKEN_FILE: &str = "admin.token";
 /// Each request (and its whole answer) must finish within this.

@@ -7,31 +7,26 @@ use serde_json::{json, Map, Value};
 
 /// A distribution as `GET /v1/distributions/{id}` shows it.
 pub fn distribution(c: &ControlPlane, r: &DistributionRecord) -> Value {
-    let mut v = summary_fields(c, r);
-    let config = toml::from_str::<toml::Table>(&r.document)
-        .ok()
-        .and_then(|t| serde_json::to_value(t).ok())
-        .unwrap_or(Value::Null);
-    v.insert("config".into(), config);
+    let doc = toml::from_str::<toml::Table>(&r.document).unwrap_or_default();
+    let mut v = summary_fields(c, r, &doc);
+    v.insert("config".into(), serde_json::to_value(&doc).unwrap_or(Value::Null));
     Value::Object(v)
 }
 
 /// A distribution as lists show it: without its configuration, with its origin ids.
 pub fn summary(c: &ControlPlane, r: &DistributionRecord) -> Value {
-    let mut v = summary_fields(c, r);
-    let origins: Vec<Value> = toml::from_str::<toml::Table>(&r.document)
-        .ok()
-        .and_then(|t| t.get("origins").and_then(|o| o.as_array()).cloned())
-        .unwrap_or_default()
-        .iter()
-        .filter_map(|o| o.get("id").and_then(|i| i.as_str()).map(|s| Value::String(s.to_string())))
-        .collect();
+    let doc = toml::from_str::<toml::Table>(&r.document).unwrap_or_default();
+    let mut v = summary_fields(c, r, &doc);
+    let origins: Vec<Value> = doc
+        .get("origins")
+        .and_then(|o| o.as_array())
+        .map(|a| a.iter().filter_map(|o| o.get("id").and_then(|i| i.as_str())).map(|s| json!(s)).collect())
+        .unwrap_or_default();
     v.insert("origins".into(), Value::Array(origins));
     Value::Object(v)
 }
 
-fn summary_fields(c: &ControlPlane, r: &DistributionRecord) -> Map<String, Value> {
-    let doc = toml::from_str::<toml::Table>(&r.document).unwrap_or_default();
+fn summary_fields(c: &ControlPlane, r: &DistributionRecord, doc: &toml::Table) -> Map<String, Value> {
     let enabled = doc.get("enabled").and_then(|v| v.as_bool()).unwrap_or(true);
     let comment = doc.get("comment").and_then(|v| v.as_str()).unwrap_or("");
     let aliases: Vec<Value> = doc

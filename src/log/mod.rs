@@ -166,7 +166,7 @@ fn iso_date_time(t: SystemTime) -> Option<(String, String)> {
 }
 
 /// Year, month, day, hour, minute and second (UTC) of seconds since the epoch.
-fn civil(secs: u64) -> (i64, i64, i64, u64, u64, u64) {
+pub(crate) fn civil(secs: u64) -> (i64, i64, i64, u64, u64, u64) {
     let (days, rem) = (secs / 86_400, secs % 86_400);
     // Civil-from-days (Howard Hinnant's algorithm).
     let z = days as i64 + 719_468;

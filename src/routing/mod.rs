@@ -78,13 +78,7 @@ impl Routes {
 
     /// Every distribution in the table, by id.
     pub fn distributions(&self) -> Vec<Arc<Distribution>> {
-        let mut all: Vec<Arc<Distribution>> = self
-            .exact
-            .values()
-            .chain(self.suffix.iter().map(|(_, d)| d))
-            .chain(self.any.iter())
-            .map(|d| d.config.clone())
-            .collect();
+        let mut all: Vec<Arc<Distribution>> = self.runtimes().map(|d| d.config.clone()).collect();
         all.sort_by(|a, b| a.id.cmp(&b.id));
         all.dedup_by(|a, b| a.id == b.id);
         all
@@ -92,12 +86,12 @@ impl Routes {
 
     /// A distribution's runtime by id.
     fn runtime(&self, id: &str) -> Option<Arc<DistRuntime>> {
-        self.exact
-            .values()
-            .chain(self.suffix.iter().map(|(_, d)| d))
-            .chain(self.any.iter())
-            .find(|d| d.config.id == id)
-            .cloned()
+        self.runtimes().find(|d| d.config.id == id).cloned()
+    }
+
+    /// Every entry of the table (a distribution once per host pattern).
+    fn runtimes(&self) -> impl Iterator<Item = &Arc<DistRuntime>> {
+        self.exact.values().chain(self.suffix.iter().map(|(_, d)| d)).chain(self.any.iter())
     }
 
     /// The distribution for a host (lower-case, without port).
