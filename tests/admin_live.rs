@@ -157,7 +157,7 @@ async fn invalidation_reaches_every_variant_and_only_what_it_names() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_fill_under_way_when_an_invalidation_completes_is_not_kept() {
+async fn a_request_after_completed_does_not_join_a_fill_that_started_before() {
     let origin = TestOrigin::start().await;
     origin.set(
         "/slow.ts",
