@@ -197,6 +197,13 @@ async fn all_viewer_forwards_the_viewers_headers_but_not_the_edges_own() {
     for name in ["cloudfront-viewer-address", "range", "cache-control"] {
         assert!(!h.contains_key(name), "{name}: {h:?}");
     }
+    assert_eq!(h.get("host").unwrap().to_str().unwrap(), e.addr().to_string(), "all-viewer: the viewer's Host");
+
+    let e = edge(&config_for(&o.url(), "origin_request.headers = \"all-viewer-except-host\"")).await;
+    get(&c, &url(&e, "/own-host.html"), &viewer).await;
+    let h = &o.seen_for("/own-host.html")[0].1;
+    assert_eq!(h.get("x-forwarded-host").unwrap(), "a.example");
+    assert_eq!(h.get("host").unwrap().to_str().unwrap(), o.addr.to_string(), "the origin's own Host");
 }
 
 #[tokio::test]

@@ -2,7 +2,7 @@
 //! cache key, without being keyed (see docs/configuration.md).
 
 use super::KeyList;
-use http::header::HeaderName;
+use http::header::{self, HeaderName};
 
 /// What a behavior forwards to the origin besides its cache key, without
 /// keying it (CloudFront's origin request policy). The default forwards
@@ -24,6 +24,9 @@ pub enum ForwardedHeaders {
     None,
     /// Every viewer header but the ones the edge owns (see [`reserved`]).
     AllViewer,
+    /// The same without `Host`: the origin gets its own (most origins that
+    /// serve one site, and object stores, need theirs).
+    AllViewerExceptHost,
     /// Lower-case names.
     Allow(Vec<HeaderName>),
 }
@@ -33,6 +36,7 @@ impl ForwardedHeaders {
         match self {
             ForwardedHeaders::None => false,
             ForwardedHeaders::AllViewer => reserved(name).is_none(),
+            ForwardedHeaders::AllViewerExceptHost => reserved(name).is_none() && name != header::HOST,
             ForwardedHeaders::Allow(names) => names.contains(name),
         }
     }

@@ -13,8 +13,8 @@ use super::respond::error;
 use super::{Ctx, Edge, Served, Viewer};
 use crate::cache::key;
 use crate::cache::object::Object;
-use crate::config::origin_request::{reserved, REQUEST_ID};
-use crate::config::{Behavior, KeyList, ViewerHeader};
+use crate::config::origin_request::REQUEST_ID;
+use crate::config::{Behavior, ForwardedHeaders, KeyList, ViewerHeader};
 use crate::origin::{OriginRequest, RequestBody};
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::request::Parts;
@@ -175,13 +175,13 @@ impl Edge {
         };
         let mut h = HeaderMap::new();
         match &policy.headers {
-            crate::config::ForwardedHeaders::None => {}
-            crate::config::ForwardedHeaders::AllViewer => {
-                for (name, value) in viewer.iter().filter(|(n, _)| reserved(n).is_none()) {
+            ForwardedHeaders::None => {}
+            all @ (ForwardedHeaders::AllViewer | ForwardedHeaders::AllViewerExceptHost) => {
+                for (name, value) in viewer.iter().filter(|(n, _)| all.includes(n)) {
                     h.append(name.clone(), value.clone());
                 }
             }
-            crate::config::ForwardedHeaders::Allow(names) => {
+            ForwardedHeaders::Allow(names) => {
                 for name in names {
                     copy(viewer, &mut h, name);
                 }
