@@ -325,3 +325,17 @@ async fn what_counts_as_a_body_on_get_and_head() {
     assert_eq!(r.status(), 200);
     assert_eq!(o.hits("/p.m3u8"), 1);
 }
+
+#[tokio::test]
+async fn a_computed_viewer_header_in_the_key_is_keyed_on_the_edges_value() {
+    let o = Reflector::start().await;
+    let e = edge(&config_for(&o.url(), "cache_key.headers = [\"cloudfront-forwarded-proto\"]")).await;
+    let c = client();
+    let (_, x, body) = text(&c, &url(&e, "/proto.html"), &[("cloudfront-forwarded-proto", "https")]).await;
+    assert_eq!(x, "Miss");
+    assert!(body.contains("cloudfront-forwarded-proto: http\n"), "{body}");
+    // A viewer's forged value neither reaches the origin nor splits the key.
+    assert_eq!(text(&c, &url(&e, "/proto.html"), &[]).await.1, "Hit");
+    assert_eq!(text(&c, &url(&e, "/proto.html"), &[("cloudfront-forwarded-proto", "evil")]).await.1, "Hit");
+    assert_eq!(o.seen_for("/proto.html").len(), 1);
+}
