@@ -73,23 +73,24 @@ fn headers(
     let Some(list) = raw else {
         return Ok(ForwardedHeaders::None);
     };
-    let names =
-        match list.get_ref() {
-            RawList::Word(w) if w == "none" => return Ok(ForwardedHeaders::None),
-            RawList::Word(w) if w == "all-viewer" => return Ok(ForwardedHeaders::AllViewer),
-            RawList::Word(w) if w == "all-viewer-except-host" => return Ok(ForwardedHeaders::AllViewerExceptHost),
-            RawList::Word(w) => return cx.err(
+    let names = match list.get_ref() {
+        RawList::Word(w) if w == "none" => return Ok(ForwardedHeaders::None),
+        RawList::Word(w) if w == "all-viewer" => return Ok(ForwardedHeaders::AllViewer),
+        RawList::Word(w) if w == "all-viewer-except-host" => return Ok(ForwardedHeaders::AllViewerExceptHost),
+        RawList::Word(w) => {
+            return cx.err(
                 list.span(),
                 field.into(),
                 format!(
                     "{w:?}: expected \"none\", \"all-viewer\", \"all-viewer-except-host\" or a list of header names"
                 ),
-            ),
-            RawList::Names(names) if names.len() > MAX_NAMES => {
-                return cx.err(list.span(), field.into(), format!("at most {MAX_NAMES} names (got {})", names.len()))
-            }
-            RawList::Names(names) => names,
-        };
+            )
+        }
+        RawList::Names(names) if names.len() > MAX_NAMES => {
+            return cx.err(list.span(), field.into(), format!("at most {MAX_NAMES} names (got {})", names.len()))
+        }
+        RawList::Names(names) => names,
+    };
     let mut out: Vec<HeaderName> = Vec::new();
     for (k, n) in names.iter().enumerate() {
         let at = format!("{field}[{k}]");
