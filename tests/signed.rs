@@ -135,6 +135,7 @@ keys = [{keys_in_group}]
 [[distributions.behaviors]]
 path = "/open/*"
 origin = "o"
+origin_request.query = "all"
 
 [distributions.default_behavior]
 origin = "o"

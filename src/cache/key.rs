@@ -20,11 +20,7 @@ pub fn primary(dist_id: &str, path: &str, query: Option<&str>, policy: &KeyList)
     key.push('\u{1f}');
     key.push_str(path);
     if let Some(q) = query.filter(|q| !q.is_empty()) {
-        let mut params: Vec<&str> = q
-            .split('&')
-            // LL-HLS delivery directives select another response: always keyed.
-            .filter(|p| !p.is_empty() && (p.starts_with("_HLS_") || policy.includes(param_name(p))))
-            .collect();
+        let mut params: Vec<&str> = q.split('&').filter(|p| !p.is_empty() && keyed_param(p, policy)).collect();
         // Order-insensitive (stable for repeated names).
         params.sort_by(|a, b| param_name(a).cmp(param_name(b)));
         if !params.is_empty() {
@@ -35,7 +31,14 @@ pub fn primary(dist_id: &str, path: &str, query: Option<&str>, policy: &KeyList)
     key
 }
 
-fn param_name(p: &str) -> &str {
+/// Whether a query parameter (`name=value`) is in the key under `policy`.
+pub fn keyed_param(p: &str, policy: &KeyList) -> bool {
+    // LL-HLS delivery directives select another response: always keyed.
+    p.starts_with("_HLS_") || policy.includes(param_name(p))
+}
+
+/// The name of a query parameter (`name=value`), as written.
+pub fn param_name(p: &str) -> &str {
     p.split_once('=').map_or(p, |(n, _)| n)
 }
 

@@ -5,11 +5,13 @@
 //! line and the field.
 
 mod error;
+pub mod origin_request;
 pub mod pattern;
 mod raw;
 pub mod units;
 
 pub use error::ConfigError;
+pub use origin_request::{ForwardedHeaders, OriginRequestPolicy, ViewerHeader};
 pub use pattern::{HostPattern, PathPattern};
 
 use http::header::{HeaderName, HeaderValue};
@@ -243,6 +245,8 @@ pub struct Behavior {
     pub max_ttl: Duration,
     pub compress: bool,
     pub cache_key: CacheKeyPolicy,
+    /// What else reaches the origin, un-keyed (docs/configuration.md).
+    pub origin_request: OriginRequestPolicy,
     pub streaming: StreamingPolicy,
     /// Non-empty: every request needs a valid signed URL or signed cookies by
     /// a key of one of these groups (see docs/private-content.md).
@@ -365,6 +369,7 @@ impl Behavior {
             max_ttl: DEFAULT_MAX_TTL,
             compress: false,
             cache_key: CacheKeyPolicy::default(),
+            origin_request: OriginRequestPolicy::default(),
             streaming: StreamingPolicy::default(),
             trusted_key_groups: Vec::new(),
             propagate_tokens: false,

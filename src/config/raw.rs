@@ -6,6 +6,8 @@ use serde::Deserialize;
 use std::collections::{BTreeMap, HashSet};
 use toml::Spanned;
 
+mod forwarding;
+
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 struct RawConfig {
@@ -148,6 +150,8 @@ struct RawBehavior {
     compress: bool,
     #[serde(default)]
     cache_key: RawKey,
+    #[serde(default)]
+    origin_request: forwarding::RawOriginRequest,
     media_ttls: Option<bool>,
     master_playlist_ttl: Option<Secs>,
     vod_manifest_ttl: Option<Secs>,
@@ -826,6 +830,7 @@ fn resolve_behavior(
             }
         }
     }
+    behavior.origin_request = forwarding::resolve(cx, field, &b, &behavior.cache_key)?;
     if let Some(p) = &b.viewer_protocol_policy {
         behavior.viewer_protocol_policy = match p.get_ref().as_str() {
             "allow-all" => ViewerProtocolPolicy::AllowAll,

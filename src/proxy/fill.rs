@@ -10,7 +10,7 @@ use crate::cache::policy::{self, NoStore};
 use crate::cache::Lookup;
 use crate::media::policy::Directives;
 use crate::media::{self, MediaKind};
-use crate::origin::{OriginBody, OriginError, OriginRequest, OriginResponse, RequestBody};
+use crate::origin::{OriginBody, OriginError, OriginResponse};
 use crate::routing::Route;
 use http::header::{self, HeaderMap, HeaderValue};
 use http::request::Parts;
@@ -128,62 +128,6 @@ impl Edge {
                 let served = edge.lead(lead, key, bg_parts, ctx, Some(obj)).await;
                 drop(served);
             });
-        }
-    }
-
-    /// The origin request for a fill: the viewer's end-to-end headers without
-    /// its conditionals and range, only the cookies in the cache key, and
-    /// `Accept-Encoding` normalized (or removed where the edge compresses itself,
-    /// so that one identity copy serves every viewer).
-    pub(super) fn fill_request(&self, parts: &Parts, ctx: &Ctx, stale: Option<&Arc<Object>>) -> OriginRequest {
-        let mut h = self.forward_headers(&parts.headers, ctx.viewer);
-        for name in [
-            header::RANGE,
-            header::IF_RANGE,
-            header::IF_MATCH,
-            header::IF_NONE_MATCH,
-            header::IF_MODIFIED_SINCE,
-            header::IF_UNMODIFIED_SINCE,
-            header::ACCEPT_ENCODING,
-            header::CACHE_CONTROL,
-            header::PRAGMA,
-        ] {
-            h.remove(name);
-        }
-        let behavior = ctx.route.behavior();
-        let accept = crate::compress::normalized_accept_encoding(&parts.headers);
-        if !behavior.compress && accept != "identity" {
-            h.insert(header::ACCEPT_ENCODING, HeaderValue::from_static(accept));
-        }
-        h.remove(header::COOKIE);
-        if behavior.cache_key.cookies != crate::config::KeyList::None {
-            let kept: Vec<&str> = key::cookie_pairs(&parts.headers)
-                .filter(|(n, _)| behavior.cache_key.cookies.includes(n))
-                .map(|(_, p)| p)
-                .collect();
-            if let Ok(v) = HeaderValue::from_str(&kept.join("; ")) {
-                if !kept.is_empty() {
-                    h.insert(header::COOKIE, v);
-                }
-            }
-        }
-        if !behavior.cache_key.headers.contains(&header::HOST) {
-            h.remove(header::HOST);
-        }
-        if let Some(obj) = stale {
-            let head = obj.head();
-            if let Some(etag) = &head.etag {
-                h.insert(header::IF_NONE_MATCH, etag.clone());
-            }
-            if let Some(lm) = head.headers.get(header::LAST_MODIFIED) {
-                h.insert(header::IF_MODIFIED_SINCE, lm.clone());
-            }
-        }
-        OriginRequest {
-            method: Method::GET,
-            path_and_query: parts.uri.path_and_query().map_or("/", |p| p.as_str()).to_string(),
-            headers: h,
-            body: RequestBody::Empty,
         }
     }
 

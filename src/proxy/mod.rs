@@ -7,6 +7,7 @@
 //! ```
 
 mod fill;
+mod forward;
 mod pass;
 mod respond;
 mod streaming;
@@ -19,7 +20,7 @@ use crate::metrics::{CacheResult, DistStats, Registry};
 use crate::routing::{request_host, Route, Routes};
 use arc_swap::ArcSwap;
 use http::header::{self, HeaderValue};
-use http::{Method, Request, Response, StatusCode};
+use http::{Request, Response, StatusCode};
 use hyper::body::Incoming;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -243,8 +244,13 @@ impl Edge {
             }
             crate::security::remove_signing_cookies(req.headers_mut());
         }
-        let cacheable_request =
-            (method == Method::GET || method == Method::HEAD) && !req.headers().contains_key(header::AUTHORIZATION);
+        // A GET or HEAD with a body: 400 before it can lead a fill that the
+        // origin would hold open waiting for that body.
+        if forward::carries_body(&req) {
+            return forward::body_refused(req.version());
+        }
+        forward::set_keyed_viewer_headers(&mut req, route.behavior(), viewer);
+        let cacheable_request = forward::shared(&method, req.headers());
         if cacheable_request {
             self.cached(req, route, viewer).await
         } else {
@@ -376,21 +382,6 @@ impl Edge {
             content_len: String::new(),
             range: None,
         })
-    }
-
-    /// Request headers for the origin: hop-by-hop removed, `Via` and
-    /// `X-Forwarded-For` added.
-    fn forward_headers(&self, headers: &http::HeaderMap, viewer: Viewer) -> http::HeaderMap {
-        let mut h = headers.clone();
-        crate::http::strip_hop_by_hop(&mut h);
-        h.remove(header::EXPECT);
-        crate::http::append_list(&mut h, header::VIA, &self.via);
-        crate::http::append_list(
-            &mut h,
-            header::HeaderName::from_static("x-forwarded-for"),
-            &viewer.addr.ip().to_string(),
-        );
-        h
     }
 }
 

@@ -4,7 +4,7 @@
 use super::respond::{error, from_origin};
 use super::{Ctx, Edge, ResultType, Served, Viewer};
 use crate::cache::key;
-use crate::origin::{OriginRequest, RequestBody};
+use crate::origin::RequestBody;
 use crate::routing::Route;
 use http::header;
 use http::request::Parts;
@@ -36,16 +36,7 @@ impl Edge {
         body: RequestBody,
         detail: &'static str,
     ) -> Served {
-        let mut headers = self.forward_headers(&parts.headers, ctx.viewer);
-        if !ctx.route.behavior().cache_key.headers.contains(&header::HOST) {
-            headers.remove(header::HOST);
-        }
-        let request = OriginRequest {
-            method: parts.method.clone(),
-            path_and_query: parts.uri.path_and_query().map_or("/", |p| p.as_str()).to_string(),
-            headers,
-            body,
-        };
+        let request = self.pass_request(&parts, ctx, body);
         let response = match ctx.route.origin().send(request).await {
             Ok(r) => r,
             Err(e) => {
