@@ -268,13 +268,14 @@ pub fn storability(
 }
 
 /// With `heuristic_freshness`: 10% of the time since `Last-Modified` (RFC 9111
-/// §4.2.2), measured at `date`. `None` without a usable `Last-Modified`.
+/// §4.2.2), measured at `date`. `None` without a valid `Last-Modified`.
 fn last_modified_heuristic(headers: &HeaderMap, behavior: &Behavior, date: SystemTime) -> Option<Duration> {
     if !behavior.heuristic_freshness {
         return None;
     }
     let lm = crate::http::date_header(headers, &header::LAST_MODIFIED)?;
-    Some(date.duration_since(lm).ok()? / 10)
+    // Modified at or after its Date: nothing to extrapolate from, no lifetime.
+    Some(date.duration_since(lm).unwrap_or(Duration::ZERO) / 10)
 }
 
 /// The `Age` an upstream cache reported: the first member of the first field
@@ -370,6 +371,31 @@ mod tests {
         assert_eq!(decide(&[("cache-control", "private")]), Err(NoStore::Forbidden("private")));
         assert_eq!(decide(&[("vary", "*")]), Err(NoStore::Forbidden("vary-star")));
         assert!(decide(&[("cache-control", "s-maxage=5")]).unwrap().must_revalidate);
+    }
+
+    #[test]
+    fn age_list_and_invalid_values() {
+        assert_eq!(age_value(&h(&[("age", "7200, 0")])), Some(7200));
+        assert_eq!(age_value(&h(&[("age", "0,7200")])), Some(0));
+        assert_eq!(age_value(&h(&[("age", "7200"), ("age", "0")])), Some(7200));
+        assert_eq!(age_value(&h(&[("age", "99999999999999999999999")])), Some(1 << 31));
+        for bad in ["abc", "-7200", "7200.0", ""] {
+            assert_eq!(age_value(&h(&[("age", bad)])), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn cdn_cache_control_is_a_structured_field() {
+        let cdn = |v: &'static str| decide(&[("cache-control", "no-store"), ("cdn-cache-control", v)]);
+        assert_eq!(cdn("max-age=600").unwrap().ttl, Duration::from_secs(600));
+        assert_eq!(cdn("private=\"x\"").unwrap_err(), NoStore::Forbidden("private"));
+        assert!(cdn("no-store=?0, max-age=5").is_ok());
+        // Invalid: ignored as a whole, so Cache-Control's no-store decides.
+        for bad in ["max-age=10000, &&&&&", "max-age=\"10\"", "max-age=1.5", "max-age =5", "no-store=1"] {
+            assert_eq!(cdn(bad).unwrap_err(), NoStore::Forbidden("no-store"), "{bad:?}");
+        }
+        let big = decide(&[("cache-control", "max-age=99999999999999999999")]).unwrap();
+        assert_eq!(big.ttl, Behavior::default_for(0).max_ttl);
     }
 
     #[test]

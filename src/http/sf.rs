@@ -44,11 +44,8 @@ pub fn parse_dictionary(input: &str) -> Result<Vec<(String, Value)>, Invalid> {
     let mut out: Vec<(String, Value)> = Vec::new();
     while !p.done() {
         let key = p.key()?;
-        let value = if p.eat(b'=') {
-            p.item_or_inner_list()?
-        } else {
-            Value::Item(Bare::Boolean(true), p.parameters()?)
-        };
+        let value =
+            if p.eat(b'=') { p.item_or_inner_list()? } else { Value::Item(Bare::Boolean(true), p.parameters()?) };
         match out.iter_mut().find(|(k, _)| *k == key) {
             Some(slot) => slot.1 = value,
             None => out.push((key, value)),

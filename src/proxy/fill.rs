@@ -61,9 +61,7 @@ impl Edge {
                         Staleness::Stale => stale = Some(obj),
                     }
                 }
-                Lookup::Pass | Lookup::Miss if respond::only_if_cached(&parts.headers) => {
-                    return respond::not_stored()
-                }
+                Lookup::Pass | Lookup::Miss if respond::only_if_cached(&parts.headers) => return respond::not_stored(),
                 Lookup::Pass => return self.pass_parts(parts, &ctx, "HitForPass").await,
                 Lookup::Miss => {}
             }
