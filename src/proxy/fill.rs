@@ -299,6 +299,8 @@ impl Edge {
         }
         let vary = VaryKey::from_response(&headers, &parts.headers);
         crate::http::strip_hop_by_hop(&mut headers);
+        // Whoever fills (a viewer's miss, a prefetch), a stripped cookie is never stored.
+        policy::take_set_cookie(&mut headers, behavior);
         headers.remove(header::CONTENT_LENGTH);
         headers.remove(header::AGE);
         let compressible = behavior.compress
