@@ -210,7 +210,10 @@ async fn set_cookie_is_a_per_behavior_choice() {
 #[tokio::test]
 async fn set_cookie_rejects_an_unknown_policy() {
     let cfg = config_for("http://127.0.0.1:9", "set_cookie = \"sometimes\"");
-    let err = mediaedge::Config::parse(&cfg, std::path::Path::new("t.toml")).err().expect("refused").to_string();
+    let Err(err) = mediaedge::Config::parse(&cfg, std::path::Path::new("t.toml")) else {
+        panic!("an unknown set_cookie value is refused");
+    };
+    let err = err.to_string();
     assert!(err.contains("set_cookie") && err.contains("sometimes"), "{err}");
 }
 

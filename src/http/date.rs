@@ -108,20 +108,8 @@ fn time(s: &str) -> Option<(u64, u64, u64)> {
     (h < 24 && m < 60 && sec <= 60).then_some((h, m, sec))
 }
 
-fn is_leap(y: u64) -> bool {
-    (y % 4 == 0 && y % 100 != 0) || y % 400 == 0
-}
-
-fn days_in_month(y: u64, m: u64) -> u64 {
-    match m {
-        2 if is_leap(y) => 29,
-        2 => 28,
-        4 | 6 | 9 | 11 => 30,
-        _ => 31,
-    }
-}
-
-/// Days from 1970-01-01 to the civil date (proleptic Gregorian).
+/// Days from 1970-01-01 to the civil date (proleptic Gregorian, H. Hinnant's
+/// algorithm); the date is checked by converting back.
 fn days_from_civil(y: u64, m: u64, d: u64) -> u64 {
     let (y, m) = if m <= 2 { (y - 1, m + 9) } else { (y, m - 3) };
     let era = y / 400;
@@ -132,26 +120,21 @@ fn days_from_civil(y: u64, m: u64, d: u64) -> u64 {
 }
 
 fn at(year: u64, month: u64, day: u64, h: u64, m: u64, s: u64) -> Option<SystemTime> {
-    if !(1970..=9999).contains(&year) || day == 0 || day > days_in_month(year, month) {
+    if !(1970..=9999).contains(&year) || !(1..=31).contains(&day) {
         return None;
     }
-    let secs = days_from_civil(year, month, day) * 86_400 + h * 3600 + m * 60 + s;
-    SystemTime::UNIX_EPOCH.checked_add(Duration::from_secs(secs))
+    let midnight = days_from_civil(year, month, day) * 86_400;
+    // 31 Feb comes back as 3 Mar: not a date.
+    let (y, mo, d, ..) = crate::log::civil(midnight);
+    if (y, mo, d) != (year as i64, month as i64, day as i64) {
+        return None;
+    }
+    SystemTime::UNIX_EPOCH.checked_add(Duration::from_secs(midnight + h * 3600 + m * 60 + s))
 }
 
 fn year_of(t: SystemTime) -> u64 {
-    let days = t.duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_secs() / 86_400);
-    // Good enough to place a two-digit year: off by a day at most at new year.
-    let mut year = 1970;
-    let mut left = days;
-    loop {
-        let len = if is_leap(year) { 366 } else { 365 };
-        if left < len {
-            return year;
-        }
-        left -= len;
-        year += 1;
-    }
+    let secs = t.duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    crate::log::civil(secs).0.max(1970) as u64
 }
 
 #[cfg(test)]
