@@ -197,6 +197,20 @@ async fn set_cookie_is_a_per_behavior_choice() {
     assert!(!h2.contains_key("set-cookie"), "no other viewer receives them");
     assert_eq!(o.hits("/sc"), 1);
 
+    // strip, through a revalidation: the 304's cookie goes to the viewer whose
+    // request revalidated, and is not merged into the stored copy.
+    o.set("/sc304", Script::ok("y").header("cache-control", "max-age=0").header("etag", "\"e\""));
+    get(&c, &url(&e, "/sc304"), &[]).await;
+    o.set(
+        "/sc304",
+        Script::ok("y").header("cache-control", "max-age=600").header("etag", "\"e\"").header("set-cookie", "r=1"),
+    );
+    let (_, x1, h1, _) = get(&c, &url(&e, "/sc304"), &[]).await;
+    let (_, x2, h2, _) = get(&c, &url(&e, "/sc304"), &[]).await;
+    assert_eq!((x1.as_str(), x2.as_str(), o.hits("/sc304")), ("RefreshHit", "Hit", 2));
+    assert_eq!(h1.get("set-cookie").unwrap(), "r=1");
+    assert!(!h2.contains_key("set-cookie"), "the refreshed copy holds no cookie");
+
     // store: the stored copy keeps it (CloudFront's behaviour when cookies are forwarded).
     let (e, o) = edge_and_origin("set_cookie = \"store\"").await;
     o.set("/sc", Script::ok("x").header("cache-control", "max-age=3600").header("set-cookie", "theme=dark"));
