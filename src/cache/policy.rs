@@ -1,7 +1,8 @@
 //! RFC 9111 policy: which responses may be stored, for how long they are fresh,
 //! how old they are, and when stale ones may still be served.
 
-use crate::config::{Behavior, CacheConfig};
+use crate::config::{Behavior, CacheConfig, SetCookiePolicy};
+use crate::http::sf;
 use http::header::{self, HeaderMap, HeaderName};
 use http::StatusCode;
 use std::time::{Duration, SystemTime};
@@ -42,7 +43,7 @@ impl Directives {
                     Some((k, v)) => (k.trim(), Some(v.trim().trim_matches('"'))),
                     None => (item, None),
                 };
-                let secs = || arg.map(|a| a.parse::<u64>().unwrap_or(0)).unwrap_or(0);
+                let secs = || arg.map_or(0, delta_seconds);
                 let min = |slot: &mut Option<u64>, v: u64| *slot = Some(slot.map_or(v, |o: u64| o.min(v)));
                 match key.to_ascii_lowercase().as_str() {
                     "no-store" => d.no_store = true,
@@ -63,6 +64,56 @@ impl Directives {
         }
         Some(d)
     }
+
+    /// From a parsed Structured Field dictionary (`CDN-Cache-Control`).
+    /// `None` when a known directive has a value of the wrong type: the caller
+    /// then ignores the whole field, as RFC 9213 §2.1 and RFC 8941 §4.2 say.
+    pub fn from_dictionary(dict: &[(String, sf::Value)]) -> Option<Directives> {
+        let mut d = Directives::default();
+        for (key, value) in dict {
+            let bare = value.bare();
+            let flag = || match bare {
+                Some(sf::Bare::Boolean(b)) => Some(*b),
+                _ => None,
+            };
+            // `no-cache` and `private` may name fields; conservatively, the
+            // whole response is then treated as named.
+            let flag_or_fields = || match bare {
+                Some(sf::Bare::String(_)) => Some(true),
+                _ => flag(),
+            };
+            let secs = || match bare {
+                Some(sf::Bare::Integer(n)) if *n >= 0 => Some((*n as u64).min(MAX_DELTA)),
+                _ => None,
+            };
+            match key.as_str() {
+                "no-store" => d.no_store = flag()?,
+                "no-cache" => d.no_cache = flag_or_fields()?,
+                "private" => d.private = flag_or_fields()?,
+                "public" => d.public = flag()?,
+                "must-revalidate" => d.must_revalidate = flag()?,
+                "proxy-revalidate" => d.proxy_revalidate = flag()?,
+                "max-age" => d.max_age = Some(secs()?),
+                "s-maxage" => d.s_maxage = Some(secs()?),
+                "stale-while-revalidate" => d.stale_while_revalidate = Some(secs()?),
+                "stale-if-error" => d.stale_if_error = Some(secs()?),
+                _ => {}
+            }
+        }
+        Some(d)
+    }
+}
+
+/// The largest delta-seconds honoured (RFC 9111 §1.2.2: 2^31).
+const MAX_DELTA: u64 = 1 << 31;
+
+/// A delta-seconds argument: digits only, capped at 2^31 (a longer run of
+/// digits is that cap too); anything else is invalid and counts as 0.
+fn delta_seconds(arg: &str) -> u64 {
+    if arg.is_empty() || !arg.bytes().all(|c| c.is_ascii_digit()) {
+        return 0;
+    }
+    arg.parse::<u64>().map_or(MAX_DELTA, |n| n.min(MAX_DELTA))
 }
 
 fn split_outside_quotes(s: &str) -> impl Iterator<Item = &str> {
@@ -84,11 +135,31 @@ fn split_outside_quotes(s: &str) -> impl Iterator<Item = &str> {
 
 /// The directives this cache obeys: `CDN-Cache-Control` when present (RFC 9213,
 /// it targets CDNs and replaces `Cache-Control` for them), else `Cache-Control`.
+/// `CDN-Cache-Control` is a Structured Field dictionary: one that does not
+/// parse, or whose directives have the wrong types, is ignored as a whole.
 pub fn effective_directives(headers: &HeaderMap) -> (Directives, bool) {
-    if let Some(d) = Directives::parse(headers, &CDN_CACHE_CONTROL) {
+    if let Some(d) = cdn_directives(headers) {
         return (d, true);
     }
     (Directives::parse(headers, &header::CACHE_CONTROL).unwrap_or_default(), false)
+}
+
+fn cdn_directives(headers: &HeaderMap) -> Option<Directives> {
+    let mut lines = headers.get_all(&CDN_CACHE_CONTROL).iter();
+    let first = lines.next()?.to_str().ok()?;
+    let dict = match lines.next() {
+        None => sf::parse_dictionary(first),
+        Some(second) => {
+            // Field lines combine into one list (RFC 9110 §5.3).
+            let mut joined = format!("{first}, {}", second.to_str().ok()?);
+            for line in lines {
+                joined.push_str(", ");
+                joined.push_str(line.to_str().ok()?);
+            }
+            sf::parse_dictionary(&joined)
+        }
+    };
+    Directives::from_dictionary(&dict.ok()?)
 }
 
 /// How a fresh response may be kept.
@@ -151,7 +222,7 @@ pub fn storability(
     if d.private {
         return Err(NoStore::Forbidden("private"));
     }
-    if headers.contains_key(header::SET_COOKIE) {
+    if behavior.set_cookie == SetCookiePolicy::Pass && headers.contains_key(header::SET_COOKIE) {
         return Err(NoStore::Forbidden("set-cookie"));
     }
     if crate::http::list_contains(headers, &header::VARY, "*") {
@@ -161,20 +232,26 @@ pub fn storability(
     let explicit = d.s_maxage.or(d.max_age).map(Duration::from_secs).or_else(|| {
         headers.get(header::EXPIRES).map(|v| {
             // An invalid Expires (such as "0") means already expired (§5.3).
-            let expires = v.to_str().ok().and_then(|s| httpdate::parse_http_date(s.trim()).ok());
+            let expires = v.to_str().ok().and_then(|s| crate::http::date::parse(s, response_time));
             match expires {
                 Some(exp) => exp.duration_since(date.unwrap_or(response_time)).unwrap_or(Duration::ZERO),
                 None => Duration::ZERO,
             }
         })
     });
+    let clamp = |ttl: Duration| ttl.clamp(behavior.min_ttl, behavior.max_ttl.max(behavior.min_ttl));
+    // `public` makes any final status heuristically cacheable (RFC 9111 §4.2.2).
+    let heuristic = heuristic_ttl(status, behavior, cache).or_else(|| {
+        d.public.then(|| if status.as_u16() < 400 { behavior.default_ttl } else { cache.error_ttl }).map(clamp)
+    });
     let ttl = match explicit {
-        Some(ttl) => ttl.clamp(behavior.min_ttl, behavior.max_ttl.max(behavior.min_ttl)),
-        None => match heuristic_ttl(status, behavior, cache) {
-            Some(_) if status.is_success() && media_default.is_some() => {
-                media_default.unwrap_or_default().clamp(behavior.min_ttl, behavior.max_ttl.max(behavior.min_ttl))
-            }
-            Some(ttl) => ttl,
+        Some(ttl) => clamp(ttl),
+        None => match heuristic {
+            Some(_) if status.is_success() && media_default.is_some() => clamp(media_default.unwrap_or_default()),
+            Some(ttl) => match last_modified_heuristic(headers, behavior, date.unwrap_or(response_time)) {
+                Some(h) => clamp(h),
+                None => ttl,
+            },
             None => return Err(NoStore::NotCacheable("status without explicit freshness")),
         },
     };
@@ -190,6 +267,42 @@ pub fn storability(
     })
 }
 
+/// With `heuristic_freshness`: 10% of the time since `Last-Modified` (RFC 9111
+/// §4.2.2), measured at `date`. `None` without a valid `Last-Modified`.
+fn last_modified_heuristic(headers: &HeaderMap, behavior: &Behavior, date: SystemTime) -> Option<Duration> {
+    if !behavior.heuristic_freshness {
+        return None;
+    }
+    let lm = crate::http::date_header(headers, &header::LAST_MODIFIED)?;
+    // Modified at or after its Date: nothing to extrapolate from, no lifetime.
+    Some(date.duration_since(lm).unwrap_or(Duration::ZERO) / 10)
+}
+
+/// The `Age` an upstream cache reported: the first member of the first field
+/// line (RFC 9111 §5.1: a list-valued Age uses its first member); an invalid
+/// value is ignored. Capped at 2^31 like every delta-seconds.
+pub fn age_value(headers: &HeaderMap) -> Option<u64> {
+    let first = headers.get(header::AGE)?.to_str().ok()?;
+    let member = first.split(',').next()?.trim_matches(|c| c == ' ' || c == '\t');
+    if member.is_empty() || !member.bytes().all(|c| c.is_ascii_digit()) {
+        return None;
+    }
+    Some(member.parse::<u64>().map_or(MAX_DELTA, |n| n.min(MAX_DELTA)))
+}
+
+/// The `Set-Cookie` fields a behavior with `set_cookie = "strip"` keeps out of
+/// the stored copy: removed from `headers` and returned for the one viewer
+/// whose request the response answers. Empty for the other policies.
+pub fn take_set_cookie(headers: &mut HeaderMap, behavior: &Behavior) -> Vec<http::HeaderValue> {
+    if behavior.set_cookie != SetCookiePolicy::Strip || !headers.contains_key(header::SET_COOKIE) {
+        return Vec::new();
+    }
+    match headers.entry(header::SET_COOKIE) {
+        header::Entry::Occupied(e) => e.remove_entry_mult().1.collect(),
+        header::Entry::Vacant(_) => Vec::new(),
+    }
+}
+
 /// corrected_initial_age of RFC 9111 §4.2.3.
 pub fn initial_age(
     headers: &HeaderMap,
@@ -197,11 +310,7 @@ pub fn initial_age(
     request_time: SystemTime,
     response_time: SystemTime,
 ) -> Duration {
-    let age_value = headers
-        .get(header::AGE)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|s| s.trim().parse::<u64>().ok())
-        .map_or(Duration::ZERO, Duration::from_secs);
+    let age_value = age_value(headers).map_or(Duration::ZERO, Duration::from_secs);
     let apparent_age = date.and_then(|d| response_time.duration_since(d).ok()).unwrap_or(Duration::ZERO);
     let response_delay = response_time.duration_since(request_time).unwrap_or(Duration::ZERO);
     apparent_age.max(age_value + response_delay)
@@ -262,6 +371,31 @@ mod tests {
         assert_eq!(decide(&[("cache-control", "private")]), Err(NoStore::Forbidden("private")));
         assert_eq!(decide(&[("vary", "*")]), Err(NoStore::Forbidden("vary-star")));
         assert!(decide(&[("cache-control", "s-maxage=5")]).unwrap().must_revalidate);
+    }
+
+    #[test]
+    fn age_list_and_invalid_values() {
+        assert_eq!(age_value(&h(&[("age", "7200, 0")])), Some(7200));
+        assert_eq!(age_value(&h(&[("age", "0,7200")])), Some(0));
+        assert_eq!(age_value(&h(&[("age", "7200"), ("age", "0")])), Some(7200));
+        assert_eq!(age_value(&h(&[("age", "99999999999999999999999")])), Some(1 << 31));
+        for bad in ["abc", "-7200", "7200.0", ""] {
+            assert_eq!(age_value(&h(&[("age", bad)])), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn cdn_cache_control_is_a_structured_field() {
+        let cdn = |v: &'static str| decide(&[("cache-control", "no-store"), ("cdn-cache-control", v)]);
+        assert_eq!(cdn("max-age=600").unwrap().ttl, Duration::from_secs(600));
+        assert_eq!(cdn("private=\"x\"").unwrap_err(), NoStore::Forbidden("private"));
+        assert!(cdn("no-store=?0, max-age=5").is_ok());
+        // Invalid: ignored as a whole, so Cache-Control's no-store decides.
+        for bad in ["max-age=10000, &&&&&", "max-age=\"10\"", "max-age=1.5", "max-age =5", "no-store=1"] {
+            assert_eq!(cdn(bad).unwrap_err(), NoStore::Forbidden("no-store"), "{bad:?}");
+        }
+        let big = decide(&[("cache-control", "max-age=99999999999999999999")]).unwrap();
+        assert_eq!(big.ttl, Behavior::default_for(0).max_ttl);
     }
 
     #[test]

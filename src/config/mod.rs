@@ -255,6 +255,27 @@ pub struct Behavior {
     /// manifests this behavior serves (see docs/private-content.md).
     pub propagate_tokens: bool,
     pub viewer_protocol_policy: ViewerProtocolPolicy,
+    /// What becomes of a cacheable response that carries `Set-Cookie`.
+    pub set_cookie: SetCookiePolicy,
+    /// Without explicit freshness, a response with `Last-Modified` is fresh for
+    /// 10% of its age at arrival (RFC 9111 §4.2.2) instead of `default_ttl`.
+    pub heuristic_freshness: bool,
+}
+
+/// What a behavior does with a cacheable response that carries `Set-Cookie`
+/// (see docs/caching.md).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SetCookiePolicy {
+    /// Never stored: the response goes to its viewer, later requests go to the
+    /// origin (hit-for-pass).
+    Pass,
+    /// Stored without its `Set-Cookie`: the viewer whose request filled it gets
+    /// the cookie, every other viewer gets the response without one.
+    Strip,
+    /// Stored with its `Set-Cookie`, which every viewer of the copy receives
+    /// (CloudFront's behaviour when it forwards cookies). Only for cookies that
+    /// are not private to one viewer.
+    Store,
 }
 
 /// Streaming defaults of a behavior (see docs/streaming.md).
@@ -374,6 +395,8 @@ impl Behavior {
             trusted_key_groups: Vec::new(),
             propagate_tokens: false,
             viewer_protocol_policy: ViewerProtocolPolicy::AllowAll,
+            set_cookie: SetCookiePolicy::Pass,
+            heuristic_freshness: false,
         }
     }
 }

@@ -158,6 +158,8 @@ struct RawBehavior {
     live_manifest_ttl: Option<Secs>,
     segment_ttl: Option<Secs>,
     blocking_reload: Option<bool>,
+    set_cookie: Option<Spanned<String>>,
+    heuristic_freshness: Option<bool>,
     prefetch_segments: Option<Spanned<usize>>,
     #[serde(default)]
     trusted_key_groups: Vec<Spanned<String>>,
@@ -775,6 +777,18 @@ fn resolve_behavior(
         st.segment_ttl = t.0;
     }
     st.blocking_reload = b.blocking_reload.unwrap_or(true);
+    behavior.heuristic_freshness = b.heuristic_freshness.unwrap_or(false);
+    if let Some(p) = &b.set_cookie {
+        behavior.set_cookie = match p.get_ref().as_str() {
+            "pass" => SetCookiePolicy::Pass,
+            "strip" => SetCookiePolicy::Strip,
+            "store" => SetCookiePolicy::Store,
+            other => {
+                let msg = format!("{other:?}: expected \"pass\", \"strip\" or \"store\"");
+                return cx.err(p.span(), format!("{field}.set_cookie"), msg);
+            }
+        };
+    }
     if let Some(n) = &b.prefetch_segments {
         if *n.get_ref() > 32 {
             return cx.err(n.span(), format!("{field}.prefetch_segments"), "at most 32 segments");

@@ -88,7 +88,7 @@ pub fn if_range_holds(
             None => false,
         };
     }
-    match (httpdate::parse_http_date(value).ok(), last_modified) {
+    match (super::date::parse(value, SystemTime::now()), last_modified) {
         // The validator is strong only when the response's Date is at least a
         // second after Last-Modified (RFC 9110 §8.8.2.2).
         (Some(since), Some(lm)) => {

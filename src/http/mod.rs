@@ -3,7 +3,9 @@
 
 pub mod body;
 pub mod conditional;
+pub mod date;
 pub mod range;
+pub mod sf;
 
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 
@@ -59,9 +61,10 @@ pub fn list_contains(headers: &HeaderMap, name: &HeaderName, token: &str) -> boo
         .any(|t| t.trim().eq_ignore_ascii_case(token))
 }
 
-/// Parses an HTTP date header.
+/// Parses an HTTP date header, in any of the three formats recipients must
+/// accept (RFC 9110 §5.6.7).
 pub fn date_header(headers: &HeaderMap, name: &HeaderName) -> Option<std::time::SystemTime> {
-    headers.get(name).and_then(|v| v.to_str().ok()).and_then(|s| httpdate::parse_http_date(s.trim()).ok())
+    headers.get(name).and_then(|v| v.to_str().ok()).and_then(|s| date::parse(s, std::time::SystemTime::now()))
 }
 
 /// The size of an HTTP/1.1 head: the request or status line (`line_len`

@@ -61,8 +61,12 @@ impl Edge {
                         Staleness::Stale => stale = Some(obj),
                     }
                 }
+                Lookup::Pass | Lookup::Miss if respond::only_if_cached(&parts.headers) => return respond::not_stored(),
                 Lookup::Pass => return self.pass_parts(parts, &ctx, "HitForPass").await,
                 Lookup::Miss => {}
+            }
+            if respond::only_if_cached(&parts.headers) {
+                return respond::not_stored();
             }
             let collapse_key = self.cache.collapse_key(&key, &parts.headers);
             match self.cache.join(&collapse_key) {
@@ -185,7 +189,8 @@ impl Edge {
                 return respond::from_origin(response, ResultType::Miss, "Pass", parts.method == Method::HEAD);
             }
         };
-        let OriginResponse { status, headers, body, response_time, request_time: _ } = response;
+        let OriginResponse { status, mut headers, body, response_time, request_time: _ } = response;
+        let cookies = policy::take_set_cookie(&mut headers, behavior);
         let (stored, writer) = StoredBody::filling(announced);
         let object = self.admit(status, headers, response_time, freshness, kind, stored, &parts, &ctx);
         self.cache.insert(&key, object.clone(), epoch);
@@ -201,7 +206,12 @@ impl Edge {
             parts.uri.clone(),
         ));
         lead.publish(Outcome::Stored { object: object.clone(), refreshed: false });
-        self.serve(&parts, &ctx, object, ResultType::Miss, "Miss").await
+        let mut served = self.serve(&parts, &ctx, object, ResultType::Miss, "Miss").await;
+        // `set_cookie = "strip"`: only this viewer's answer carries the cookie.
+        for v in cookies {
+            served.response.headers_mut().append(header::SET_COOKIE, v);
+        }
+        served
     }
 
     /// Makes the stored object for a cacheable origin response head.
@@ -233,6 +243,8 @@ impl Edge {
         }
         let vary = VaryKey::from_response(&headers, &parts.headers);
         crate::http::strip_hop_by_hop(&mut headers);
+        // Whoever fills (a viewer's miss, a prefetch), a stripped cookie is never stored.
+        policy::take_set_cookie(&mut headers, behavior);
         headers.remove(header::CONTENT_LENGTH);
         headers.remove(header::AGE);
         let compressible = behavior.compress
@@ -272,6 +284,7 @@ impl Edge {
             }
         }
         let behavior = ctx.route.behavior();
+        let cookies = policy::take_set_cookie(&mut headers, behavior);
         let media_default = if behavior.streaming.media_ttls {
             obj.manifest().map(|m| m.default_ttl(&behavior.streaming)).or_else(|| {
                 media::policy::default_at_headers(obj.media, &behavior.streaming).filter(|_| !obj.is_manifest())
@@ -300,7 +313,11 @@ impl Edge {
                 lead.publish(Outcome::Pass);
             }
         }
-        self.serve(parts, ctx, obj, ResultType::RefreshHit, "RefreshHit").await
+        let mut served = self.serve(parts, ctx, obj, ResultType::RefreshHit, "RefreshHit").await;
+        for v in cookies {
+            served.response.headers_mut().append(header::SET_COOKIE, v);
+        }
+        served
     }
 
     async fn origin_failed(

@@ -278,6 +278,21 @@ pub(super) fn from_origin(resp: OriginResponse, result: ResultType, detail: &'st
     Served::new(with(status, headers, body), result, detail)
 }
 
+/// Whether the viewer asked for a stored response only
+/// (`Cache-Control: only-if-cached`, RFC 9111 §5.2.1.7).
+pub(super) fn only_if_cached(req: &HeaderMap) -> bool {
+    req.get_all(header::CACHE_CONTROL)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|d| d.trim().eq_ignore_ascii_case("only-if-cached"))
+}
+
+/// The answer to `only-if-cached` when nothing fresh is stored: 504.
+pub(super) fn not_stored() -> Served {
+    error(StatusCode::GATEWAY_TIMEOUT, "only-if-cached, and no fresh response is stored")
+}
+
 /// An error the edge produces itself: a short text body, never cached.
 pub(super) fn error(status: StatusCode, message: &str) -> Served {
     error_with(status, message, ResultType::Error)

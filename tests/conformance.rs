@@ -1,0 +1,290 @@
+//! Conformance points of RFC 9111 (and RFC 9213, RFC 9110's HTTP-date and 1xx
+//! rules), each written from the RFC text, against a real origin over real
+//! sockets. "Stored and fresh" is seen as a second request answered `Hit`
+//! with the origin asked once; "not reused" as the origin asked twice.
+
+mod common;
+use common::*;
+use std::time::{Duration, SystemTime};
+
+/// Two GETs of `path`; returns both X-Cache results and the origin's count.
+async fn twice(e: &mediaedge::RunningEdge, o: &TestOrigin, path: &str) -> (String, String, usize) {
+    let c = client();
+    let (s1, x1, _, _) = get(&c, &url(e, path), &[]).await;
+    let (s2, x2, _, _) = get(&c, &url(e, path), &[]).await;
+    assert_eq!((s1, s2), (200, 200), "{path}");
+    (x1, x2, o.hits(path))
+}
+
+fn age_of(h: &http::HeaderMap) -> u64 {
+    h.get("age").and_then(|v| v.to_str().ok()).and_then(|v| v.parse().ok()).unwrap_or(0)
+}
+
+// RFC 9111 §5.1: "a cache encountering a message with a list-based Age field
+// value SHOULD use the first member of the field value, discarding subsequent
+// ones"; an invalid value is ignored.
+#[tokio::test]
+async fn a_list_valued_age_uses_its_first_member() {
+    let (e, o) = edge_and_origin("").await;
+    let c = client();
+    // 7200 first: older than max-age=3600, so never reused.
+    for (path, ages) in
+        [("/old-comma", &["7200, 0"][..]), ("/old-nospace", &["7200,0"]), ("/old-lines", &["7200", "0"])]
+    {
+        let mut script = Script::ok("x").header("cache-control", "max-age=3600");
+        for a in ages {
+            script = script.header("age", a);
+        }
+        o.set(path, script);
+        let (s, x, h, _) = get(&c, &url(&e, path), &[]).await;
+        assert_eq!((s, x.as_str()), (200, "Miss"), "{path}");
+        // The miss response carries the origin's Age (RFC 9111 §4.2.3: it counts).
+        assert!(age_of(&h) >= 7200, "{path}: the origin's Age is kept on the miss, got {:?}", h.get("age"));
+        let (_, x, _, _) = get(&c, &url(&e, path), &[]).await;
+        assert_ne!(x, "Hit", "{path}: an Age of 7200 is past max-age=3600");
+        assert_eq!(o.hits(path), 2, "{path}");
+    }
+    // 0 first: fresh for the hour.
+    for (path, ages) in [("/young-comma", &["0,7200"][..]), ("/young-lines", &["0", "7200"])] {
+        let mut script = Script::ok("x").header("cache-control", "max-age=3600");
+        for a in ages {
+            script = script.header("age", a);
+        }
+        o.set(path, script);
+        let (x1, x2, hits) = twice(&e, &o, path).await;
+        assert_eq!((x1.as_str(), x2.as_str(), hits), ("Miss", "Hit", 1), "{path}");
+    }
+    // Invalid: ignored, so the response is as young as its Date says.
+    o.set("/bad-age", Script::ok("x").header("cache-control", "max-age=3600").header("age", "abc"));
+    let (x1, x2, hits) = twice(&e, &o, "/bad-age").await;
+    assert_eq!((x1.as_str(), x2.as_str(), hits), ("Miss", "Hit", 1));
+}
+
+// RFC 9111 §4.2.3 / §5.1: the origin's Age is part of the age of every hit.
+#[tokio::test]
+async fn a_hit_counts_the_origins_age() {
+    let (e, o) = edge_and_origin("").await;
+    o.set("/aged", Script::ok("x").header("cache-control", "max-age=600").header("age", "30"));
+    let c = client();
+    get(&c, &url(&e, "/aged"), &[]).await;
+    let (_, x, h, _) = get(&c, &url(&e, "/aged"), &[]).await;
+    assert_eq!(x, "Hit");
+    assert!(age_of(&h) >= 30, "Age {:?}", h.get("age"));
+}
+
+// RFC 9213 §2.1: CDN-Cache-Control is a Structured Field dictionary; RFC 8941
+// §4.2: a field that fails to parse is ignored as a whole. Then Cache-Control
+// (here `no-store`) decides.
+#[tokio::test]
+async fn an_invalid_cdn_cache_control_is_ignored_as_a_whole() {
+    let (e, o) = edge_and_origin("").await;
+    let cases = [
+        ("/unknown-type", "max-age=10000, &&&&&"),
+        ("/wrong-type", "max-age=\"10000\""),
+        ("/space-before", "max-age =10000"),
+        ("/space-after", "max-age= 10000"),
+        ("/upper-case-key", "MaX-aGe=10000"),
+        ("/negative", "max-age=-1"),
+        ("/trailing-comma", "max-age=10000,"),
+    ];
+    for (path, cdn) in cases {
+        o.set(path, Script::ok("x").header("cache-control", "no-store").header("cdn-cache-control", cdn));
+        let (x1, x2, hits) = twice(&e, &o, path).await;
+        assert_eq!((x1.as_str(), x2.as_str(), hits), ("Miss", "Miss", 2), "{path}: {cdn:?} must be ignored");
+    }
+    // Valid dictionaries still win over Cache-Control.
+    for (path, cdn) in
+        [("/valid", "max-age=10000"), ("/extension", "foobar, max-age=10000"), ("/huge", "max-age=99999999999")]
+    {
+        o.set(path, Script::ok("x").header("cache-control", "no-store").header("cdn-cache-control", cdn));
+        let (x1, x2, hits) = twice(&e, &o, path).await;
+        assert_eq!((x1.as_str(), x2.as_str(), hits), ("Miss", "Hit", 1), "{path}: {cdn:?}");
+    }
+    // A short CDN max-age beats a long Cache-Control one.
+    o.set("/short", Script::ok("x").header("cache-control", "max-age=3600").header("cdn-cache-control", "max-age=0"));
+    let (_, x2, hits) = twice(&e, &o, "/short").await;
+    assert_ne!(x2, "Hit");
+    assert_eq!(hits, 2);
+}
+
+// RFC 9110 §5.6.7: "Recipients of timestamp values are encouraged to be robust
+// in parsing timestamps" and MUST accept the obsolete formats; RFC 9111 §5.3:
+// an invalid Expires means already expired.
+#[tokio::test]
+async fn expires_in_every_http_date_format() {
+    let (e, o) = edge_and_origin("").await;
+    let fresh = [
+        ("/imf", "Thu, 18 Aug 2050 02:01:18 GMT"),
+        ("/asctime", "Thu Aug  8 02:01:18 2050"),
+        ("/asctime-two-digit-day", "Thu Aug 18 02:01:18 2050"),
+        ("/rfc850", "Thursday, 18-Aug-50 02:01:18 GMT"),
+        ("/case-weekday", "THU, 18 Aug 2050 02:01:18 GMT"),
+        ("/case-month", "Thu, 18 AUG 2050 02:01:18 GMT"),
+        ("/case-zone", "Thu, 18 Aug 2050 02:01:18 gMT"),
+    ];
+    for (path, expires) in fresh {
+        o.set(path, Script::ok("x").header("expires", expires).no_revalidate());
+        let (x1, x2, hits) = twice(&e, &o, path).await;
+        assert_eq!((x1.as_str(), x2.as_str(), hits), ("Miss", "Hit", 1), "{path}: {expires:?} is a future date");
+    }
+    let invalid = [
+        ("/zero", "0"),
+        ("/utc", "Thu, 18 Aug 2050 02:01:18 UTC"),
+        ("/two-digit-year", "Thu, 18 Aug 50 02:01:18 GMT"),
+        ("/no-comma", "Thu 18 Aug 2050 02:01:18 GMT"),
+        ("/double-spaces", "Thu, 18  Aug  2050 02:01:18 GMT"),
+        ("/dashes", "Thu, 18-Aug-2050 02:01:18 GMT"),
+        ("/periods", "Thu, 18 Aug 2050 02.01.18 GMT"),
+        ("/one-digit-hour", "Thu, 18 Aug 2050 2:01:18 GMT"),
+    ];
+    for (path, expires) in invalid {
+        o.set(path, Script::ok("x").header("expires", expires).no_revalidate());
+        let (_, x2, hits) = twice(&e, &o, path).await;
+        assert_ne!(x2, "Hit", "{path}: {expires:?} is invalid, so already expired");
+        assert_eq!(hits, 2, "{path}");
+    }
+}
+
+// RFC 9110 §15.2: a client (here the edge) must be able to parse 1xx interim
+// responses before the final one; RFC 9111 §3: only final responses are stored.
+#[tokio::test]
+async fn interim_responses_never_break_or_get_stored() {
+    static RAW: &[u8] = b"HTTP/1.1 103 Early Hints\r\nLink: </style.css>; rel=preload; as=style\r\n\r\n\
+HTTP/1.1 102 Processing\r\n\r\n\
+HTTP/1.1 100 Continue\r\n\r\n\
+HTTP/1.1 200 OK\r\nCache-Control: max-age=600\r\nContent-Type: text/plain\r\nContent-Length: 5\r\n\r\nfinal";
+    let (addr, task) = raw_origin(RAW).await;
+    let e = edge(&config_for(&format!("http://{addr}"), "")).await;
+    let c = client();
+    let (s1, x1, h1, b1) = get(&c, &url(&e, "/early"), &[]).await;
+    assert_eq!((s1, x1.as_str(), &b1[..]), (200, "Miss", &b"final"[..]));
+    assert!(!h1.contains_key("link"), "the 103's fields are not merged into the final response");
+    // The final response was stored, not the interim one.
+    let (s2, x2, _, b2) = get(&c, &url(&e, "/early"), &[]).await;
+    assert_eq!((s2, x2.as_str(), &b2[..]), (200, "Hit", &b"final"[..]));
+    task.abort();
+}
+
+// RFC 9111 §3 lets a shared cache store a response with Set-Cookie; §7.3 and
+// RFC 6265 §8 warn that one viewer's cookie must not reach another.
+#[tokio::test]
+async fn set_cookie_is_a_per_behavior_choice() {
+    // Default: never stored.
+    let (e, o) = edge_and_origin("").await;
+    o.set("/sc", Script::ok("x").header("cache-control", "max-age=3600").header("set-cookie", "id=1"));
+    let c = client();
+    for _ in 0..2 {
+        let (_, x, h, _) = get(&c, &url(&e, "/sc"), &[]).await;
+        assert_eq!(x, "Miss");
+        assert_eq!(h.get("set-cookie").unwrap(), "id=1");
+    }
+    assert_eq!(o.hits("/sc"), 2);
+
+    // strip: stored without the cookie; only the filling viewer receives it.
+    let (e, o) = edge_and_origin("set_cookie = \"strip\"").await;
+    o.set(
+        "/sc",
+        Script::ok("x")
+            .header("cache-control", "max-age=3600")
+            .header("set-cookie", "id=1")
+            .header("set-cookie", "b=2"),
+    );
+    let (_, x1, h1, _) = get(&c, &url(&e, "/sc"), &[]).await;
+    let (_, x2, h2, b2) = get(&c, &url(&e, "/sc"), &[]).await;
+    assert_eq!((x1.as_str(), x2.as_str(), &b2[..]), ("Miss", "Hit", &b"x"[..]));
+    let cookies: Vec<_> = h1.get_all("set-cookie").iter().map(|v| v.to_str().unwrap().to_string()).collect();
+    assert_eq!(cookies, ["id=1", "b=2"], "the viewer whose request filled it gets its cookies");
+    assert!(!h2.contains_key("set-cookie"), "no other viewer receives them");
+    assert_eq!(o.hits("/sc"), 1);
+
+    // strip, through a revalidation: the 304's cookie goes to the viewer whose
+    // request revalidated, and is not merged into the stored copy.
+    o.set("/sc304", Script::ok("y").header("cache-control", "max-age=0").header("etag", "\"e\""));
+    get(&c, &url(&e, "/sc304"), &[]).await;
+    o.set(
+        "/sc304",
+        Script::ok("y").header("cache-control", "max-age=600").header("etag", "\"e\"").header("set-cookie", "r=1"),
+    );
+    let (_, x1, h1, _) = get(&c, &url(&e, "/sc304"), &[]).await;
+    let (_, x2, h2, _) = get(&c, &url(&e, "/sc304"), &[]).await;
+    assert_eq!((x1.as_str(), x2.as_str(), o.hits("/sc304")), ("RefreshHit", "Hit", 2));
+    assert_eq!(h1.get("set-cookie").unwrap(), "r=1");
+    assert!(!h2.contains_key("set-cookie"), "the refreshed copy holds no cookie");
+
+    // store: the stored copy keeps it (CloudFront's behaviour when cookies are forwarded).
+    let (e, o) = edge_and_origin("set_cookie = \"store\"").await;
+    o.set("/sc", Script::ok("x").header("cache-control", "max-age=3600").header("set-cookie", "theme=dark"));
+    let (_, x1, _, _) = get(&c, &url(&e, "/sc"), &[]).await;
+    let (_, x2, h2, _) = get(&c, &url(&e, "/sc"), &[]).await;
+    assert_eq!((x1.as_str(), x2.as_str()), ("Miss", "Hit"));
+    assert_eq!(h2.get("set-cookie").unwrap(), "theme=dark");
+    assert_eq!(o.hits("/sc"), 1);
+}
+
+#[tokio::test]
+async fn set_cookie_rejects_an_unknown_policy() {
+    let cfg = config_for("http://127.0.0.1:9", "set_cookie = \"sometimes\"");
+    let Err(err) = mediaedge::Config::parse(&cfg, std::path::Path::new("t.toml")) else {
+        panic!("an unknown set_cookie value is refused");
+    };
+    let err = err.to_string();
+    assert!(err.contains("set_cookie") && err.contains("sometimes"), "{err}");
+}
+
+// RFC 9111 §4.2.2: with no explicit freshness, a cache may use 10% of the time
+// since Last-Modified.
+#[tokio::test]
+async fn heuristic_freshness_from_last_modified() {
+    let long_ago = httpdate::fmt_http_date(SystemTime::now() - Duration::from_secs(100_000));
+    let just_now = httpdate::fmt_http_date(SystemTime::now() + Duration::from_secs(5));
+    let (e, o) = edge_and_origin("heuristic_freshness = true").await;
+    // Modified 100,000 s ago: fresh for about 10,000 s.
+    o.set("/old", Script::ok("x").header("last-modified", &long_ago));
+    let (x1, x2, hits) = twice(&e, &o, "/old").await;
+    assert_eq!((x1.as_str(), x2.as_str(), hits), ("Miss", "Hit", 1));
+    // Modified at (or after) its Date: no heuristic lifetime at all.
+    o.set("/new", Script::ok("x").header("last-modified", &just_now));
+    let (_, x2, hits) = twice(&e, &o, "/new").await;
+    assert_ne!(x2, "Hit");
+    assert_eq!(hits, 2);
+    // Without the option, default_ttl applies as before.
+    let (e, o) = edge_and_origin("").await;
+    o.set("/new", Script::ok("x").header("last-modified", &just_now));
+    let (_, x2, hits) = twice(&e, &o, "/new").await;
+    assert_eq!((x2.as_str(), hits), ("Hit", 1));
+}
+
+// RFC 9111 §4.2.2 / §5.2.2.9: `public` makes a response heuristically
+// cacheable whatever its status.
+#[tokio::test]
+async fn public_makes_an_unknown_status_cacheable() {
+    let (e, o) = edge_and_origin("").await;
+    o.set("/599-public", Script::ok("x").status(599).header("cache-control", "public"));
+    o.set("/599", Script::ok("x").status(599));
+    let c = client();
+    let (s, x1, _, _) = get(&c, &url(&e, "/599-public"), &[]).await;
+    let (_, x2, _, _) = get(&c, &url(&e, "/599-public"), &[]).await;
+    assert_eq!((s, x1.as_str(), x2.as_str(), o.hits("/599-public")), (599, "Miss", "Hit", 1));
+    get(&c, &url(&e, "/599"), &[]).await;
+    get(&c, &url(&e, "/599"), &[]).await;
+    assert_eq!(o.hits("/599"), 2, "without public a 599 is not stored");
+}
+
+// RFC 9111 §5.2.1.7: only-if-cached gets a stored response or 504.
+#[tokio::test]
+async fn only_if_cached_answers_504_without_asking_the_origin() {
+    let (e, o) = edge_and_origin("").await;
+    o.set("/oic", Script::ok("stored").header("cache-control", "max-age=600"));
+    o.set("/oic-stale", Script::ok("stale").header("cache-control", "max-age=0").header("etag", "\"s\""));
+    let c = client();
+    let only = [("cache-control", "only-if-cached")];
+    let (s, _, _, _) = get(&c, &url(&e, "/oic"), &only).await;
+    assert_eq!((s, o.hits("/oic")), (504, 0), "nothing stored: 504, the origin is not asked");
+    get(&c, &url(&e, "/oic"), &[]).await;
+    let (s, x, _, b) = get(&c, &url(&e, "/oic"), &[("cache-control", "max-age=0, only-if-cached")]).await;
+    assert_eq!((s, x.as_str(), &b[..], o.hits("/oic")), (200, "Hit", &b"stored"[..], 1));
+    // Stored but stale: not usable without revalidation, so 504 too.
+    get(&c, &url(&e, "/oic-stale"), &[]).await;
+    let (s, _, _, _) = get(&c, &url(&e, "/oic-stale"), &only).await;
+    assert_eq!((s, o.hits("/oic-stale")), (504, 1));
+}
