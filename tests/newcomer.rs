@@ -205,6 +205,18 @@ async fn the_readme_commands_work_in_any_order_in_one_directory() {
     assert_eq!(e.get("/hello.txt", None).await, (200, "hello from --origin".to_string()), "{}", e.stderr());
     let (_, d) = e.api("GET", "/v1/distributions/EDEFAULT", None, &[]).await;
     assert_eq!(d["status"], "Deployed", "{d}");
+    // A served, enabled distribution must be disabled before it is deleted;
+    // one that is not served (the API's demo, whose host --origin holds) need not.
+    let etag = d["etag"].as_str().expect("etag").to_string();
+    let (s, err) = e.api("DELETE", "/v1/distributions/EDEFAULT", None, &[("if-match", etag.as_str())]).await;
+    assert_eq!((s, &err["error"]["code"]), (409, &json!("DistributionNotDisabled")), "{err}");
+    let (_, d) = e.api("GET", "/v1/distributions/EDEMO", None, &[]).await;
+    assert_eq!(d["status"], "NotDeployed", "{d}");
+    let etag = d["etag"].as_str().expect("etag").to_string();
+    let (s, body) = e.api("DELETE", "/v1/distributions/EDEMO", None, &[("if-match", etag.as_str())]).await;
+    assert_eq!(s, 204, "{body}");
+    assert_eq!(e.api("GET", "/v1/distributions/EDEMO", None, &[]).await.0, 404);
+    assert_eq!(e.get("/hello.txt", None).await.0, 200, "the served one is untouched");
     e.stop();
 }
 
