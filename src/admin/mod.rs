@@ -6,9 +6,10 @@
 //!                                     └→ invalidations: store → cache.invalidate → Completed
 //! ```
 //!
-//! At start the configuration file seeds the store (a distribution whose text
-//! in the file changed is updated; one the API changed since is kept), and the
-//! edge serves what the store holds. Every accepted change is committed before
+//! At start the configuration (file, demo or `--origin`) seeds the store (a
+//! distribution whose text in the configuration changed is updated; one the API
+//! changed since is kept), and the edge serves what the store holds, except
+//! what was seeded from a source this start does not load (see `deployable`). Every accepted change is committed before
 //! the API answers, so a crash loses nothing that was acknowledged.
 
 mod api;
@@ -254,13 +255,15 @@ impl ControlPlane {
         self.update(id, doc, Some(&current.etag))
     }
 
-    /// Deletes a disabled distribution, and drops what the cache holds for it.
+    /// Deletes a disabled distribution, or one that is not served (set aside
+    /// at start, or not deployed), and drops what the cache holds for it.
     pub fn delete(&self, id: &str, if_match: Option<&str>) -> Result<(), Failure> {
         let mut live = self.live();
         let current = self.record(id)?;
         check_etag(&current, if_match)?;
         let doc = parse_doc(&current.document)?;
-        if doc.get("enabled").and_then(toml::Value::as_bool).unwrap_or(true) {
+        let served = live.distributions.iter().any(|d| d.id == id);
+        if served && doc.get("enabled").and_then(toml::Value::as_bool).unwrap_or(true) {
             return Err(Failure::new(
                 409,
                 "DistributionNotDisabled",
@@ -380,11 +383,13 @@ impl ControlPlane {
         }
     }
 
-    /// The live state as a configuration file.
+    /// The live state as a configuration file: the distributions served now
+    /// (not those set aside or not deployed, which would not load together).
     pub fn export(&self) -> Result<String, Failure> {
-        let docs = self.store.distributions()?.iter().map(|r| parse_doc(&r.document)).collect::<Result<Vec<_>, _>>()?;
+        let live = self.live();
+        let docs = live.distributions.iter().map(|d| (*d.document).clone()).collect();
         // The admin token stays out of files made from the export.
-        let mut base = self.live().base_document.clone();
+        let mut base = live.base_document.clone();
         if let Some(toml::Value::Table(admin)) = base.get_mut("admin") {
             admin.remove("token");
         }
@@ -447,22 +452,30 @@ pub async fn start(mut config: Config) -> Result<ControlledEdge, String> {
     };
     let state_dir = config.admin.state_dir.clone();
     let store = StateStore::open(&state_dir).map_err(|e| e.to_string())?;
+    let source = config.admin.seed_source.clone();
     for d in &config.distributions {
         let text = doc_text(&d.document);
-        let outcome = store.seed_distribution(&d.id, &text, &seed_hash(&text)).map_err(|e| e.to_string())?;
-        tracing::debug!(id = %d.id, ?outcome, "seeded from the configuration");
+        let outcome = store.seed_distribution(&d.id, &text, &seed_hash(&text), &source).map_err(|e| e.to_string())?;
+        tracing::debug!(id = %d.id, ?outcome, "seeded from {source}");
     }
-    config.distributions = deployable(&store, &config.server.edge_domain)?;
-    if let Some(conflict) = Config::conflicts(&config.distributions) {
-        return Err(format!("the stored distributions conflict: {conflict}"));
-    }
-    let running = crate::server::start(&config).await?;
+    let seeded_now: Vec<&str> = config.distributions.iter().map(|d| d.id.as_str()).collect();
+    config.distributions = deployable(&store, &seeded_now, &config.server.edge_domain)?;
+    let running = crate::server::start(&config).await.map_err(|e| {
+        if e.starts_with("cannot listen on") {
+            format!("{e}; is another edge listening there? Give this one its own port with --listen ADDR (or [server] listen)")
+        } else {
+            e
+        }
+    })?;
     let token = match &config.admin.token {
         Some(t) => t.clone(),
         None => write_token_file(&state_dir)?,
     };
     let listener = tokio::net::TcpListener::bind(admin_listen).await.map_err(|e| {
-        format!("cannot listen on {admin_listen} (admin API): {e}; set [admin] listen or --admin-listen")
+        format!(
+            "cannot listen on {admin_listen} (admin API): {e}; is another edge's admin API there? \
+             Give this one its own with --admin-listen ADDR (or [admin] listen), or --admin-listen off"
+        )
     })?;
     let admin_addr = listener.local_addr().map_err(|e| e.to_string())?;
     tracing::info!("admin API listening on http://{admin_addr}");
@@ -485,10 +498,21 @@ pub async fn start(mut config: Config) -> Result<ControlledEdge, String> {
     Ok(ControlledEdge { running, control: Some(control), admin_addr: Some(admin_addr), _tasks: Tasks(tasks) })
 }
 
-/// The stored distributions that validate; the others are logged and left in
-/// the store (the API shows them as not deployed).
-fn deployable(store: &StateStore, edge_domain: &str) -> Result<Vec<Arc<Distribution>>, String> {
-    let mut out = Vec::new();
+/// What a start serves from the store, by the seeding rule (docs/admin-api.md,
+/// "What a start serves"):
+///
+/// 1. the distributions this start's configuration seeded (in the store's
+///    version: one the API changed since the same text was seeded is kept);
+/// 2. distributions made or changed through the admin API, oldest first;
+/// 3. not served: a distribution seeded from a source this start does not
+///    load and unchanged since (set aside, kept in the store, served again when
+///    its source is), one that does not validate, and one that claims a host
+///    an earlier one in this order holds. The last two are logged as warnings;
+///    nothing is deleted.
+fn deployable(store: &StateStore, seeded_now: &[&str], edge_domain: &str) -> Result<Vec<Arc<Distribution>>, String> {
+    let marks: std::collections::HashMap<String, crate::state::SeedMark> =
+        store.seed_marks().map_err(|e| e.to_string())?.into_iter().map(|m| (m.id.clone(), m)).collect();
+    let (mut ours, mut api_made) = (Vec::new(), Vec::new());
     for r in store.distributions().map_err(|e| e.to_string())? {
         let doc = match toml::from_str::<toml::Table>(&r.document) {
             Ok(d) => d,
@@ -497,11 +521,52 @@ fn deployable(store: &StateStore, edge_domain: &str) -> Result<Vec<Arc<Distribut
                 continue;
             }
         };
-        match Config::distribution_from_document(&doc, edge_domain, &format!("stored distribution {}", r.id)) {
-            Ok(d) => out.push(Arc::new(d)),
-            Err(e) => tracing::error!(id = %r.id, "stored distribution is not valid, not deployed: {e}"),
+        let dist = match Config::distribution_from_document(&doc, edge_domain, &format!("stored distribution {}", r.id))
+        {
+            Ok(d) => Arc::new(d),
+            Err(e) => {
+                tracing::error!(id = %r.id, "stored distribution is not valid, not deployed: {e}");
+                continue;
+            }
+        };
+        if seeded_now.contains(&r.id.as_str()) {
+            ours.push(dist);
+            continue;
+        }
+        match marks.get(&r.id) {
+            Some(mark) if mark.hash == seed_hash(&r.document) => {
+                let from = mark.source.as_deref().unwrap_or("an earlier configuration");
+                tracing::info!(
+                    id = %r.id,
+                    "distribution {} is set aside: it was seeded from {from}, which this start does not load, \
+                     and is unchanged since; it stays in the state (with its invalidations and usage) and is \
+                     served again when {from} is",
+                    r.id
+                );
+            }
+            _ => api_made.push((r.created_ms, dist)),
         }
     }
+    api_made.sort_by(|a, b| (a.0, &a.1.id).cmp(&(b.0, &b.1.id)));
+    let mut out: Vec<Arc<Distribution>> = Vec::new();
+    for dist in ours.into_iter().chain(api_made.into_iter().map(|(_, d)| d)) {
+        out.push(dist);
+        if let Some(conflict) = Config::conflicts(&out) {
+            let Some(dist) = out.pop() else { continue };
+            let holder = out
+                .iter()
+                .find(|o| o.id == dist.id || o.aliases.iter().any(|a| dist.aliases.contains(a)))
+                .map_or_else(String::new, |o| format!(" (distribution {} holds it)", o.id));
+            tracing::warn!(
+                id = %dist.id,
+                "distribution {} is NOT served: {conflict}{holder}. It stays in the state; change its aliases \
+                 or delete it through the admin API (it may be deleted without disabling it first), or start \
+                 without the configuration that claims the same host",
+                dist.id
+            );
+        }
+    }
+    out.sort_by(|a, b| a.id.cmp(&b.id));
     Ok(out)
 }
 

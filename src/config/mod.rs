@@ -42,6 +42,9 @@ pub struct AdminConfig {
     pub token: Option<String>,
     /// Where the durable state lives (`state.redb`, `admin.token`).
     pub state_dir: PathBuf,
+    /// What the distributions of this configuration are seeded from, as
+    /// messages name it: "the built-in demo", "--origin", a file's path.
+    pub seed_source: String,
 }
 
 impl Default for AdminConfig {
@@ -50,6 +53,7 @@ impl Default for AdminConfig {
             listen: Some(SocketAddr::from(([127, 0, 0, 1], 8081))),
             token: None,
             state_dir: PathBuf::from(DEFAULT_STATE_DIR),
+            seed_source: "the configuration".to_string(),
         }
     }
 }
@@ -479,7 +483,10 @@ impl Config {
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
         let text = std::fs::read_to_string(path)
             .map_err(|e| ConfigError::whole_file(path, format!("cannot read the file: {e}")))?;
-        Self::parse(&text, path)
+        let mut cfg = Self::parse(&text, path)?;
+        let absolute = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+        cfg.admin.seed_source = format!("the configuration file {}", absolute.display());
+        Ok(cfg)
     }
 
     /// Parses config text; `path` is used for error messages and to resolve
@@ -545,6 +552,7 @@ impl Config {
         text.push_str("\n[distributions.default_behavior]\norigin = \"origin\"\n");
         let cwd = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."));
         let mut cfg = raw::resolve(&text, &cwd.join("--origin"))?;
+        cfg.admin.seed_source = "--origin".to_string();
         if let Some(addr) = listen {
             cfg.server.listen = vec![addr];
         }
@@ -577,6 +585,7 @@ compress = true
             root = toml_string(&media_root.to_string_lossy())
         );
         let mut cfg = raw::resolve(&text, Path::new("<built-in demo>"))?;
+        cfg.admin.seed_source = "the built-in demo".to_string();
         if let Some(addr) = listen {
             cfg.server.listen = vec![addr];
         }

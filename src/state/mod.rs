@@ -12,7 +12,7 @@ mod records;
 mod tests;
 
 pub use clock::{now_ms, rfc3339, utc_day};
-pub use records::{DistributionRecord, InvalidationRecord, InvalidationStatus, SeedOutcome, UsageCounters};
+pub use records::{DistributionRecord, InvalidationRecord, InvalidationStatus, SeedMark, SeedOutcome, UsageCounters};
 
 use std::fmt;
 use std::path::Path;
@@ -41,6 +41,9 @@ const DISTRIBUTIONS: TableDefinition<&str, &[u8]> = TableDefinition::new("distri
 /// distribution id -> seed hash of the configuration-file version last seeded.
 /// Kept when the distribution is deleted, so the same file text does not bring it back.
 const SEEDS: TableDefinition<&str, &str> = TableDefinition::new("seeds");
+/// distribution id -> what seeded it last ("the built-in demo", "--origin", a
+/// file's path), for messages. Marks made before this table existed have none.
+const SEED_SOURCES: TableDefinition<&str, &str> = TableDefinition::new("seed_sources");
 /// (distribution id, invalidation id) -> [`InvalidationRecord`] (JSON).
 const INVALIDATIONS: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("invalidations");
 /// (distribution id, invalidation id) -> (): the invalidations still InProgress.
@@ -208,9 +211,12 @@ impl StateStore {
         let path = dir.join(FILE_NAME);
         let db = Database::create(&path).map_err(|err| match err {
             DatabaseError::DatabaseAlreadyOpen => StateError::Open(format!(
-                "cannot open the state database {}: it is already open (locked) elsewhere; \
-                 is another mediaedge running with this state directory?",
-                path.display()
+                "cannot open the state database {}: another mediaedge running with the state directory {} \
+                 holds it (locked). To run a second edge beside it, give it its own state directory \
+                 with --state-dir DIR (or [admin] state_dir), its own admin port with --admin-listen ADDR \
+                 (or --admin-listen off) and its own viewer port with --listen ADDR",
+                path.display(),
+                dir.display()
             )),
             other => StateError::Open(format!("cannot open the state database {}: {other}", path.display())),
         })?;
@@ -241,6 +247,7 @@ impl StateStore {
             }
             txn.open_table(DISTRIBUTIONS)?;
             txn.open_table(SEEDS)?;
+            txn.open_table(SEED_SOURCES)?;
             txn.open_table(INVALIDATIONS)?;
             txn.open_table(IN_PROGRESS)?;
             txn.open_table(CALLER_REFERENCES)?;
@@ -352,13 +359,21 @@ impl StateStore {
         })
     }
 
-    /// Seeds a distribution from the configuration file at start. `seed_hash`
-    /// identifies the file's version of this distribution. If that version was
-    /// seeded before, the store's state wins (`Kept`, including a deletion made
-    /// through the API); otherwise the distribution is upserted (new etag,
-    /// creation time kept) and the hash recorded.
-    pub fn seed_distribution(&self, id: &str, document: &str, seed_hash: &str) -> Result<SeedOutcome, StateError> {
+    /// Seeds a distribution from the configuration at start. `seed_hash`
+    /// identifies the configuration's version of this distribution, `source`
+    /// names where it came from. If that version was seeded before, the
+    /// store's state wins (`Kept`, including a deletion made through the API);
+    /// otherwise the distribution is upserted (new etag, creation time kept)
+    /// and the hash recorded.
+    pub fn seed_distribution(
+        &self,
+        id: &str,
+        document: &str,
+        seed_hash: &str,
+        source: &str,
+    ) -> Result<SeedOutcome, StateError> {
         self.write(|txn| {
+            txn.open_table(SEED_SOURCES)?.insert(id, source)?;
             let mut seeds = txn.open_table(SEEDS)?;
             let seeded = seeds.get(id)?.is_some_and(|mark| mark.value() == seed_hash);
             if seeded {
@@ -377,6 +392,22 @@ impl StateStore {
             distributions.insert(id, encode(&record)?.as_slice())?;
             seeds.insert(id, seed_hash)?;
             Ok(if existing.is_some() { SeedOutcome::Updated } else { SeedOutcome::Inserted })
+        })
+    }
+
+    /// Every seed mark, sorted by distribution id (marks of deleted
+    /// distributions included).
+    pub fn seed_marks(&self) -> Result<Vec<SeedMark>, StateError> {
+        self.read(|txn| {
+            let seeds = txn.open_table(SEEDS)?;
+            let sources = txn.open_table(SEED_SOURCES)?;
+            let mut marks = Vec::new();
+            for row in seeds.iter()? {
+                let (id, hash) = row?;
+                let source = sources.get(id.value())?.map(|s| s.value().to_string());
+                marks.push(SeedMark { id: id.value().to_string(), hash: hash.value().to_string(), source });
+            }
+            Ok(marks)
         })
     }
 

@@ -72,3 +72,14 @@ pub enum SeedOutcome {
     /// The file's version was already seeded; the store's state was kept.
     Kept,
 }
+
+/// What the configuration last seeded for one distribution id.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SeedMark {
+    pub id: String,
+    /// The seed hash of the version seeded last.
+    pub hash: String,
+    /// Where it came from ("the built-in demo", "--origin", a file's path);
+    /// `None` for marks older than this record.
+    pub source: Option<String>,
+}

@@ -98,7 +98,7 @@ fn every_change_survives_reopening() {
                 UsageCounters { bytes_to_viewers: 10, ..UsageCounters::default() },
             )])
             .unwrap();
-        store.seed_distribution("seeded", "s", "h1").unwrap();
+        store.seed_distribution("seeded", "s", "h1", "file").unwrap();
         (kept, inv, done)
     };
 
@@ -113,28 +113,28 @@ fn every_change_survives_reopening() {
     assert_eq!(again, inv);
     let usage = store.usage(Some("kept"), "2024-01-01", "2024-01-01").unwrap();
     assert_eq!(usage[0].2.bytes_to_viewers, 10);
-    assert_eq!(store.seed_distribution("seeded", "s", "h1").unwrap(), SeedOutcome::Kept);
+    assert_eq!(store.seed_distribution("seeded", "s", "h1", "file").unwrap(), SeedOutcome::Kept);
 }
 
 #[test]
 fn seeding_respects_the_stores_state() {
     let dir = TempDir::new();
     let store = StateStore::open(&dir.0).unwrap();
-    assert_eq!(store.seed_distribution("d", "v1", "h1").unwrap(), SeedOutcome::Inserted);
+    assert_eq!(store.seed_distribution("d", "v1", "h1", "file").unwrap(), SeedOutcome::Inserted);
     let first = store.distribution("d").unwrap().unwrap();
     assert_eq!(first.document, "v1");
 
     // The same file version again: nothing changes, not even the etag.
-    assert_eq!(store.seed_distribution("d", "v1", "h1").unwrap(), SeedOutcome::Kept);
+    assert_eq!(store.seed_distribution("d", "v1", "h1", "file").unwrap(), SeedOutcome::Kept);
     assert_eq!(store.distribution("d").unwrap(), Some(first.clone()));
 
     // A change through the API survives a start with the same file.
     let edited = store.update_distribution("d", "api", None).unwrap();
-    assert_eq!(store.seed_distribution("d", "v1", "h1").unwrap(), SeedOutcome::Kept);
+    assert_eq!(store.seed_distribution("d", "v1", "h1", "file").unwrap(), SeedOutcome::Kept);
     assert_eq!(store.distribution("d").unwrap(), Some(edited));
 
     // A new file version wins over the store.
-    assert_eq!(store.seed_distribution("d", "v2", "h2").unwrap(), SeedOutcome::Updated);
+    assert_eq!(store.seed_distribution("d", "v2", "h2", "file").unwrap(), SeedOutcome::Updated);
     let second = store.distribution("d").unwrap().unwrap();
     assert_eq!(second.document, "v2");
     assert_eq!(second.created_ms, first.created_ms);
@@ -142,11 +142,24 @@ fn seeding_respects_the_stores_state() {
 
     // Deleted through the API: the same file version does not bring it back...
     store.delete_distribution("d", None).unwrap();
-    assert_eq!(store.seed_distribution("d", "v2", "h2").unwrap(), SeedOutcome::Kept);
+    assert_eq!(store.seed_distribution("d", "v2", "h2", "file").unwrap(), SeedOutcome::Kept);
     assert_eq!(store.distribution("d").unwrap(), None);
     // ...but a changed file version does.
-    assert_eq!(store.seed_distribution("d", "v3", "h3").unwrap(), SeedOutcome::Inserted);
+    assert_eq!(store.seed_distribution("d", "v3", "h3", "file").unwrap(), SeedOutcome::Inserted);
     assert_eq!(store.distribution("d").unwrap().unwrap().document, "v3");
+}
+
+#[test]
+fn seed_marks_name_their_source_and_outlive_a_deletion() {
+    let dir = TempDir::new();
+    let store = StateStore::open(&dir.0).unwrap();
+    store.seed_distribution("b", "vb", "hb", "--origin").unwrap();
+    store.seed_distribution("a", "va", "ha", "the built-in demo").unwrap();
+    store.delete_distribution("b", None).unwrap();
+    let marks = store.seed_marks().unwrap();
+    let got: Vec<(&str, &str, Option<&str>)> =
+        marks.iter().map(|m| (m.id.as_str(), m.hash.as_str(), m.source.as_deref())).collect();
+    assert_eq!(got, vec![("a", "ha", Some("the built-in demo")), ("b", "hb", Some("--origin"))]);
 }
 
 #[test]
@@ -342,7 +355,7 @@ fn a_second_open_of_the_same_directory_is_refused() {
     match StateStore::open(&dir.0) {
         Err(StateError::Open(message)) => {
             assert!(message.contains("state.redb"), "{message}");
-            assert!(message.contains("is another mediaedge running with this state directory?"), "{message}");
+            assert!(message.contains("another mediaedge running") && message.contains("--state-dir"), "{message}");
         }
         Err(other) => panic!("expected StateError::Open, got {other:?}"),
         Ok(_) => panic!("the second open should fail"),
