@@ -251,3 +251,21 @@ async fn slow_and_fast_viewer_of_an_announced_too_large_object_get_exact_bodies(
     // Announced too large: each viewer is passed to the origin.
     slow_and_fast(script, 2).await;
 }
+
+/// An object announced larger than the storable size: the first viewer's
+/// range goes to the origin and its 206 is relayed, and later ones (hit-for-pass)
+/// too; the origin is never asked to send the whole object to completion.
+#[tokio::test]
+async fn range_of_an_object_too_large_to_store_is_asked_of_the_origin() {
+    let (e, origin) = edge_and_origin_with("[cache]\nmemory = \"64MiB\"\nmax_object_size = \"4MiB\"\n").await;
+    let body = payload(24 << 20, 13);
+    origin.set("/movie.mp4", Script::ok(body.clone()).header("cache-control", "max-age=60"));
+    for _ in 0..3 {
+        let r = client().get(url(&e, "/movie.mp4")).header("range", "bytes=0-99").send().await.expect("request");
+        // The test origin ignores Range and answers 200: relayed as it is, the
+        // viewer sees what the origin sent for its ranged request.
+        let seen = origin.seen_for("/movie.mp4");
+        assert_eq!(seen.last().and_then(|s| s.headers.get("range")).map(|v| v.to_str().unwrap()), Some("bytes=0-99"));
+        drop(r);
+    }
+}

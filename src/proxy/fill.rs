@@ -238,6 +238,12 @@ impl Edge {
                     self.cache.insert_pass(&key);
                 }
                 lead.publish(Outcome::Pass);
+                if reason == NoStore::Forbidden("too large") && parts.headers.contains_key(header::RANGE) {
+                    // The whole object would not be stored: drop this response
+                    // (closing its connection) and ask for the viewer's range.
+                    drop(response);
+                    return self.pass_parts(parts, &ctx, "Pass").await;
+                }
                 return respond::from_origin(response, ResultType::Miss, "Pass", parts.method == Method::HEAD);
             }
         };
