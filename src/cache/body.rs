@@ -4,10 +4,29 @@
 //! number of readers follow it from any offset, each waking when new bytes
 //! land. A writer that is dropped without `finish` fails the body, so a reader
 //! never mistakes an abandoned fill for a clean end.
+//!
+//! Readers that stream the body register (`StoredBody::reader`), so the body
+//! knows where each one is. A fill that grows past the largest storable size
+//! turns the body into a *pass-through* (`BodyWriter::start_passing`): chunks
+//! every reader has passed are released, the writer waits while the slowest
+//! reader is more than `PASS_WINDOW` behind it (backpressure up to the origin),
+//! and it learns when nobody can read the body any more, so the fill stops.
 
 use bytes::{Bytes, BytesMut};
+use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::task::{Context, Poll, Waker};
+use std::time::Duration;
+
+/// How far the writer of a pass-through body may run ahead of its slowest
+/// reader: the most a fill past the size limit holds beyond what it held when
+/// it passed the limit.
+pub const PASS_WINDOW: u64 = 1 << 20;
+
+/// How often a waiting pass-through writer looks whether anyone can still read
+/// the body (the last holder of a response that never started reading leaves
+/// no wake-up behind).
+const HOLDER_CHECK: Duration = Duration::from_millis(100);
 
 #[derive(Debug)]
 pub struct StoredBody {
@@ -21,12 +40,72 @@ pub struct StoredBody {
 
 #[derive(Debug)]
 struct FillState {
-    chunks: Vec<Bytes>,
+    chunks: VecDeque<Bytes>,
     /// Offset of each chunk's first byte.
-    starts: Vec<u64>,
+    starts: VecDeque<u64>,
     len: u64,
     end: End,
     wakers: Vec<Waker>,
+    /// Past the size limit: not stored, read chunks are released, and `finish`
+    /// leaves the chunks as they are.
+    passing: bool,
+    /// Registered readers: id and the offset of the next byte each needs.
+    readers: Vec<(u64, u64)>,
+    next_reader: u64,
+    /// The pass-through writer waiting for room.
+    writer_waker: Option<Waker>,
+}
+
+impl FillState {
+    fn new(len: u64, end: End) -> FillState {
+        FillState {
+            chunks: VecDeque::new(),
+            starts: VecDeque::new(),
+            len,
+            end,
+            wakers: Vec::new(),
+            passing: false,
+            readers: Vec::new(),
+            next_reader: 0,
+            writer_waker: None,
+        }
+    }
+
+    /// Offset of the first byte still held.
+    fn base(&self) -> u64 {
+        self.starts.front().copied().unwrap_or(self.len)
+    }
+
+    /// The slowest registered reader's position.
+    fn slowest(&self) -> Option<u64> {
+        self.readers.iter().map(|&(_, pos)| pos).min()
+    }
+
+    /// Releases (pass-through only) the chunks every registered reader has
+    /// passed, and wakes a writer waiting for room.
+    fn release(&mut self) {
+        if !self.passing {
+            return;
+        }
+        if let Some(min) = self.slowest() {
+            while let (Some(&start), Some(chunk)) = (self.starts.front(), self.chunks.front()) {
+                if start + chunk.len() as u64 > min {
+                    break;
+                }
+                self.starts.pop_front();
+                self.chunks.pop_front();
+            }
+        }
+        if let Some(w) = self.writer_waker.take() {
+            w.wake();
+        }
+    }
+
+    /// Bytes the writer is ahead of the slowest reader (of what it holds, when
+    /// no reader is registered).
+    fn ahead(&self) -> u64 {
+        self.len - self.slowest().unwrap_or_else(|| self.base()).min(self.len)
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -53,13 +132,7 @@ impl StoredBody {
     pub fn filling(expected: Option<u64>) -> (Arc<StoredBody>, BodyWriter) {
         let body = Arc::new(StoredBody {
             complete: OnceLock::new(),
-            state: Mutex::new(FillState {
-                chunks: Vec::new(),
-                starts: Vec::new(),
-                len: 0,
-                end: End::Open,
-                wakers: Vec::new(),
-            }),
+            state: Mutex::new(FillState::new(0, End::Open)),
             expected,
         });
         let writer = BodyWriter { body: body.clone(), finished: false };
@@ -71,13 +144,7 @@ impl StoredBody {
         let len = bytes.len() as u64;
         let body = StoredBody {
             complete: OnceLock::new(),
-            state: Mutex::new(FillState {
-                chunks: Vec::new(),
-                starts: Vec::new(),
-                len,
-                end: End::Done,
-                wakers: Vec::new(),
-            }),
+            state: Mutex::new(FillState::new(len, End::Done)),
             expected: Some(len),
         };
         let _ = body.complete.set(bytes);
@@ -123,6 +190,16 @@ impl StoredBody {
         end: Option<u64>,
         cx: &mut Context<'_>,
     ) -> Poll<Result<Option<Bytes>, FillFailed>> {
+        self.poll_read_as(None, pos, end, cx)
+    }
+
+    fn poll_read_as(
+        &self,
+        reader: Option<u64>,
+        pos: u64,
+        end: Option<u64>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Result<Option<Bytes>, FillFailed>> {
         if let Some(all) = self.complete.get() {
             return Poll::Ready(Ok(slice_of(all, pos, end)));
         }
@@ -130,17 +207,22 @@ impl StoredBody {
         match &st.end {
             // Finished between the check above and the lock: the chunks moved
             // into `complete`.
-            End::Done => {
+            End::Done if !st.passing => {
                 drop(st);
                 return Poll::Ready(Ok(self.complete.get().and_then(|all| slice_of(all, pos, end))));
             }
             End::Failed(why) => return Poll::Ready(Err(FillFailed(why.clone()))),
-            End::Open => {}
+            End::Done | End::Open => {}
         }
         if end.is_some_and(|e| pos >= e) {
             return Poll::Ready(Ok(None));
         }
         if pos < st.len {
+            if pos < st.base() {
+                return Poll::Ready(Err(FillFailed(
+                    "the object is too large to store and this part was already sent".into(),
+                )));
+            }
             // Binary search the chunk holding `pos`.
             let i = st.starts.partition_point(|&s| s <= pos).saturating_sub(1);
             let (start, chunk) = (st.starts[i], &st.chunks[i]);
@@ -149,7 +231,18 @@ impl StoredBody {
                 Some(e) => (e.saturating_sub(start) as usize).min(chunk.len()),
                 None => chunk.len(),
             };
-            return Poll::Ready(Ok((from < to).then(|| chunk.slice(from..to))));
+            let piece = (from < to).then(|| chunk.slice(from..to));
+            if let Some(id) = reader {
+                let next = pos + piece.as_ref().map_or(0, |p| p.len() as u64);
+                st.moved(id, next);
+            }
+            return Poll::Ready(Ok(piece));
+        }
+        if st.end == End::Done {
+            return Poll::Ready(Ok(None));
+        }
+        if let Some(id) = reader {
+            st.moved(id, pos);
         }
         if !st.wakers.iter().any(|w| w.will_wake(cx.waker())) {
             st.wakers.push(cx.waker().clone());
@@ -157,8 +250,25 @@ impl StoredBody {
         Poll::Pending
     }
 
+    /// A registered reader from `pos`: the writer of a pass-through body keeps
+    /// the bytes it still needs and waits for it. Bodies already whole need no
+    /// registration.
+    pub fn reader(self: &Arc<Self>, pos: u64) -> BodyReader {
+        let id = if self.complete.get().is_some() {
+            None
+        } else {
+            let mut st = self.lock();
+            let id = st.next_reader;
+            st.next_reader += 1;
+            st.readers.push((id, pos));
+            Some(id)
+        };
+        BodyReader { body: self.clone(), id }
+    }
+
     /// Waits until at least `upto` bytes are stored or the fill ends.
-    /// Returns the bytes available then.
+    /// Returns the bytes available then. A pass-through body that does not
+    /// hold `upto` bytes yet fails: waiting for its end would hold it all.
     pub async fn wait_for(&self, upto: u64) -> Result<u64, FillFailed> {
         std::future::poll_fn(|cx| {
             if let Some(all) = self.complete.get() {
@@ -169,6 +279,9 @@ impl StoredBody {
                 End::Failed(why) => return Poll::Ready(Err(FillFailed(why.clone()))),
                 End::Done => return Poll::Ready(Ok(st.len)),
                 End::Open if st.len >= upto => return Poll::Ready(Ok(st.len)),
+                End::Open if st.passing => {
+                    return Poll::Ready(Err(FillFailed("the object is too large to store".into())))
+                }
                 End::Open => {}
             }
             if !st.wakers.iter().any(|w| w.will_wake(cx.waker())) {
@@ -187,11 +300,73 @@ impl StoredBody {
             None => Err(FillFailed("fill ended without a body".into())),
         }
     }
+
+    /// Bytes held in memory for this body.
+    pub fn held(&self) -> u64 {
+        match self.complete.get() {
+            Some(b) => b.len() as u64,
+            None => self.lock().chunks.iter().map(|c| c.len() as u64).sum(),
+        }
+    }
+}
+
+impl FillState {
+    fn moved(&mut self, id: u64, pos: u64) {
+        if let Some(r) = self.readers.iter_mut().find(|(i, _)| *i == id) {
+            if r.1 != pos {
+                r.1 = pos;
+                self.release();
+            }
+        }
+    }
+}
+
+/// A registered reader of a body (see `StoredBody::reader`); leaving (drop)
+/// unregisters it.
+#[derive(Debug)]
+pub struct BodyReader {
+    body: Arc<StoredBody>,
+    id: Option<u64>,
+}
+
+impl BodyReader {
+    pub fn body(&self) -> &Arc<StoredBody> {
+        &self.body
+    }
+
+    /// `StoredBody::poll_read`, recording this reader's position.
+    pub fn poll_read(
+        &self,
+        pos: u64,
+        end: Option<u64>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Result<Option<Bytes>, FillFailed>> {
+        self.body.poll_read_as(self.id, pos, end, cx)
+    }
+}
+
+impl Drop for BodyReader {
+    fn drop(&mut self) {
+        if let Some(id) = self.id {
+            let mut st = self.body.lock();
+            st.readers.retain(|(i, _)| *i != id);
+            st.release();
+        }
+    }
 }
 
 fn slice_of(all: &Bytes, pos: u64, end: Option<u64>) -> Option<Bytes> {
     let stop = end.unwrap_or(u64::MAX).min(all.len() as u64);
     (pos < stop).then(|| all.slice(pos as usize..stop as usize))
+}
+
+/// What a pass-through writer may do next.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Room {
+    /// Read the next chunk from the origin.
+    Go,
+    /// Nobody can read this body any more: stop the fill.
+    Nobody,
 }
 
 /// The fill's handle: appends, finishes or fails the body.
@@ -210,8 +385,8 @@ impl BodyWriter {
             let mut st = self.body.lock();
             let start = st.len;
             st.len += chunk.len() as u64;
-            st.starts.push(start);
-            st.chunks.push(chunk);
+            st.starts.push_back(start);
+            st.chunks.push_back(chunk);
             std::mem::take(&mut st.wakers)
         };
         wakers.into_iter().for_each(Waker::wake);
@@ -225,29 +400,70 @@ impl BodyWriter {
         self.len() == 0
     }
 
-    /// Ends the body cleanly. Chunks are joined into one buffer here, once, so
-    /// that every later hit and range is a slice of it.
-    pub fn finish(mut self) -> Bytes {
-        self.finished = true;
-        let (all, wakers) = {
-            let mut st = self.body.lock();
-            let chunks = std::mem::take(&mut st.chunks);
-            st.starts.clear();
-            let all = if chunks.len() == 1 {
-                chunks.into_iter().next().unwrap_or_default()
-            } else {
-                let mut joined = BytesMut::with_capacity(st.len as usize);
-                for c in &chunks {
-                    joined.extend_from_slice(c);
+    /// The body will not be stored: from now on chunks every reader has
+    /// passed are released, and `room` applies backpressure.
+    pub fn start_passing(&mut self) {
+        let mut st = self.body.lock();
+        st.passing = true;
+        st.release();
+    }
+
+    /// Nobody holds the body but this writer: no reader, and no response or
+    /// stored object that could still make one.
+    fn alone(&self) -> bool {
+        Arc::strong_count(&self.body) == 1
+    }
+
+    /// For a pass-through body: waits until the slowest reader is less than
+    /// `PASS_WINDOW` behind, or says that nobody can read the body any more.
+    /// A stored body always has room (its size is bounded by the limit).
+    pub async fn room(&self) -> Room {
+        loop {
+            let wait = std::future::poll_fn(|cx| {
+                let mut st = self.body.lock();
+                if !st.passing {
+                    return Poll::Ready(Room::Go);
                 }
-                joined.freeze()
-            };
-            let _ = self.body.complete.set(all.clone());
+                if st.readers.is_empty() && self.alone() {
+                    return Poll::Ready(Room::Nobody);
+                }
+                if st.ahead() < PASS_WINDOW {
+                    return Poll::Ready(Room::Go);
+                }
+                st.writer_waker = Some(cx.waker().clone());
+                Poll::Pending
+            });
+            if let Ok(room) = tokio::time::timeout(HOLDER_CHECK, wait).await {
+                return room;
+            }
+        }
+    }
+
+    /// Ends the body cleanly. Chunks are joined into one buffer here, once, so
+    /// that every later hit and range is a slice of it. A pass-through body is
+    /// not joined: its readers read the chunks that are left.
+    pub fn finish(mut self) {
+        self.finished = true;
+        let wakers = {
+            let mut st = self.body.lock();
+            if !st.passing {
+                let chunks = std::mem::take(&mut st.chunks);
+                st.starts.clear();
+                let all = if chunks.len() == 1 {
+                    chunks.into_iter().next().unwrap_or_default()
+                } else {
+                    let mut joined = BytesMut::with_capacity(st.len as usize);
+                    for c in &chunks {
+                        joined.extend_from_slice(c);
+                    }
+                    joined.freeze()
+                };
+                let _ = self.body.complete.set(all);
+            }
             st.end = End::Done;
-            (all, std::mem::take(&mut st.wakers))
+            std::mem::take(&mut st.wakers)
         };
         wakers.into_iter().for_each(Waker::wake);
-        all
     }
 
     /// Fails the body: every reader's response ends in an error.

@@ -2,7 +2,7 @@
 //! body read as it fills, or an origin body passed through. It counts the bytes
 //! it sends and completes the access-log line when it ends or is dropped.
 
-use crate::cache::body::StoredBody;
+use crate::cache::body::{BodyReader, StoredBody};
 use crate::log::Pending;
 use crate::metrics::DistStats;
 use crate::origin::OriginBody;
@@ -31,7 +31,7 @@ enum Kind {
     Empty,
     Full(Option<Bytes>),
     Pieces(VecDeque<Bytes>),
-    Stored { body: Arc<StoredBody>, pos: u64, end: Option<u64> },
+    Stored { reader: BodyReader, pos: u64, end: Option<u64> },
     Origin(OriginBody),
 }
 
@@ -53,10 +53,11 @@ impl EdgeBody {
     }
 
     /// Bytes `start..end` of a stored body (to its end if `end` is `None`),
-    /// following the fill if it is still arriving.
+    /// following the fill if it is still arriving (as a registered reader, so a
+    /// fill too large to store streams at this viewer's pace).
     pub fn stored(body: Arc<StoredBody>, start: u64, end: Option<u64>) -> EdgeBody {
         let end = end.or_else(|| body.total_len());
-        Self::of(Kind::Stored { body, pos: start, end })
+        Self::of(Kind::Stored { reader: body.reader(start), pos: start, end })
     }
 
     pub fn origin(b: OriginBody) -> EdgeBody {
@@ -102,7 +103,7 @@ impl Body for EdgeBody {
             Kind::Empty => Poll::Ready(None),
             Kind::Full(b) => Poll::Ready(b.take().map(Ok)),
             Kind::Pieces(p) => Poll::Ready(p.pop_front().map(Ok)),
-            Kind::Stored { body, pos, end } => match body.poll_read(*pos, *end, cx) {
+            Kind::Stored { reader, pos, end } => match reader.poll_read(*pos, *end, cx) {
                 Poll::Ready(Ok(Some(b))) => {
                     *pos += b.len() as u64;
                     Poll::Ready(Some(Ok(b)))

@@ -2,7 +2,7 @@
 
 use super::respond::{self, error};
 use super::{Ctx, Edge, ResultType, Served, Viewer};
-use crate::cache::body::{BodyWriter, StoredBody};
+use crate::cache::body::{BodyWriter, Room, StoredBody};
 use crate::cache::inflight::{self, Join, Lead, Outcome};
 use crate::cache::key::{self, CacheKey};
 use crate::cache::object::{Head, Object, Staleness, VaryKey};
@@ -186,6 +186,12 @@ impl Edge {
                     self.cache.insert_pass(&key);
                 }
                 lead.publish(Outcome::Pass);
+                if reason == NoStore::Forbidden("too large") && parts.headers.contains_key(header::RANGE) {
+                    // The whole object would not be stored: drop this response
+                    // (closing its connection) and ask for the viewer's range.
+                    drop(response);
+                    return self.pass_parts(parts, &ctx, "Pass").await;
+                }
                 return respond::from_origin(response, ResultType::Miss, "Pass", parts.method == Method::HEAD);
             }
         };
@@ -351,6 +357,11 @@ fn content_length(headers: &HeaderMap) -> Option<u64> {
 
 /// Moves the origin body into the stored body. A failure, a short body or a
 /// body longer than announced fails every reader and stores nothing.
+///
+/// A body that grows past the largest storable size is dropped from the cache
+/// and becomes a pass-through: it streams to the readers already on it at the
+/// pace of the slowest (within `PASS_WINDOW`), releases what they have all
+/// read, and stops, closing the origin connection, when nobody can read it.
 #[allow(clippy::too_many_arguments)]
 async fn pump(
     edge: Arc<Edge>,
@@ -363,19 +374,27 @@ async fn pump(
     uri: http::Uri,
 ) {
     let limit = edge.cache.max_object_bytes();
-    let mut kept = true;
+    // Held while the object is stored; dropped when it turns pass-through, so
+    // that the body's holders are its readers alone.
+    let mut stored = Some(object);
     loop {
+        if writer.room().await == Room::Nobody {
+            tracing::debug!(key = %key.primary.replace('\u{1f}', " "), "pass-through fill stopped: no viewer left");
+            writer.finish();
+            return;
+        }
         match body.chunk().await {
             Some(Ok(chunk)) => {
                 writer.push(chunk);
-                if kept && writer.len() > limit {
-                    // Too large to keep: readers already on it get it all.
-                    kept = false;
-                    edge.cache.remove_object(&key, &object);
+                if writer.len() > limit {
+                    if let Some(object) = stored.take() {
+                        edge.cache.remove_object(&key, &object);
+                        writer.start_passing();
+                    }
                 }
             }
             Some(Err(e)) => {
-                fail(&edge, &key, &object, writer, &e);
+                fail(&edge, &key, stored.as_ref(), writer, &e);
                 return;
             }
             None => {
@@ -384,11 +403,11 @@ async fn pump(
                         "body has {} bytes, Content-Length said {expected}",
                         writer.len()
                     ));
-                    fail(&edge, &key, &object, writer, &e);
+                    fail(&edge, &key, stored.as_ref(), writer, &e);
                     return;
                 }
                 writer.finish();
-                if kept {
+                if let Some(object) = stored {
                     edge.cache.fill_finished(&key, &object);
                     if object.is_manifest() {
                         edge.settle_manifest(&object, &route, &uri);
@@ -400,8 +419,10 @@ async fn pump(
     }
 }
 
-fn fail(edge: &Edge, key: &CacheKey, object: &Arc<Object>, writer: BodyWriter, e: &OriginError) {
+fn fail(edge: &Edge, key: &CacheKey, object: Option<&Arc<Object>>, writer: BodyWriter, e: &OriginError) {
     tracing::warn!(key = %key.primary.replace('\u{1f}', " "), "fill failed: {e}");
-    edge.cache.remove_object(key, object);
+    if let Some(object) = object {
+        edge.cache.remove_object(key, object);
+    }
     writer.fail(&e.to_string());
 }
