@@ -93,12 +93,16 @@ impl Connections {
     }
 
     /// Waits for a free place.
-    async fn place(self: &Arc<Self>) -> Permit {
-        let place = match self.places.clone().acquire_owned().await {
+    async fn place(&self) -> OwnedSemaphorePermit {
+        match self.places.clone().acquire_owned().await {
             Ok(p) => p,
             // The semaphore is never closed; should it be, stop accepting.
             Err(_) => std::future::pending().await,
-        };
+        }
+    }
+
+    /// Counts an accepted connection in its place.
+    fn admit(self: &Arc<Self>, place: OwnedSemaphorePermit) -> Permit {
         let now = self.open.fetch_add(1, Ordering::Relaxed) + 1;
         self.peak.fetch_max(now, Ordering::Relaxed);
         Permit { _place: place, count: self.clone() }
@@ -112,7 +116,7 @@ impl Connections {
 pub async fn accept(listener: TcpListener, conns: Arc<Connections>, mut serve: impl FnMut(TcpStream, std::net::SocketAddr, Permit)) {
     let mut failures: u64 = 0;
     loop {
-        let permit = conns.place().await;
+        let place = conns.place().await;
         let (stream, peer) = loop {
             match listener.accept().await {
                 Ok(x) => break x,
@@ -135,6 +139,6 @@ pub async fn accept(listener: TcpListener, conns: Arc<Connections>, mut serve: i
             failures = 0;
         }
         let _ = stream.set_nodelay(true);
-        serve(stream, peer, permit);
+        serve(stream, peer, conns.admit(place));
     }
 }
