@@ -177,7 +177,8 @@ async fn an_idle_keepalive_connection_is_closed_after_its_response() {
 
 #[tokio::test]
 async fn a_request_in_progress_is_not_cut_by_the_idle_timeouts() {
-    let (e, o) = edge_with("keepalive_timeout = \"1s\"\nhttp2_idle_timeout = \"1s\"\nrequest_head_timeout = \"1s\"").await;
+    let (e, o) =
+        edge_with("keepalive_timeout = \"1s\"\nhttp2_idle_timeout = \"1s\"\nrequest_head_timeout = \"1s\"").await;
     o.set("/slow", Script::ok("late").delay(Duration::from_millis(2500)));
     o.set("/slow2", Script::ok("late2").delay(Duration::from_millis(2500)));
     let (s, _, _, b) = get(&client(), &url(&e, "/slow"), &[]).await;
@@ -241,8 +242,8 @@ async fn a_70kb_header_gets_431_on_http1_and_http2() {
 fn connection_limits_are_checked_in_the_file() {
     let e = mediaedge::Config::parse("[server]\nmax_connections = 0\n", std::path::Path::new("e.toml")).unwrap_err();
     assert_eq!(e.field.as_deref(), Some("server.max_connections"), "{e}");
-    let e = mediaedge::Config::parse("[server]\nkeepalive_timeout = \"0s\"\n", std::path::Path::new("e.toml"))
-        .unwrap_err();
+    let e =
+        mediaedge::Config::parse("[server]\nkeepalive_timeout = \"0s\"\n", std::path::Path::new("e.toml")).unwrap_err();
     assert_eq!((e.line, e.field.as_deref()), (2, Some("server.keepalive_timeout")), "{e}");
     let c = mediaedge::Config::parse("", std::path::Path::new("e.toml")).unwrap();
     assert_eq!(c.server.request_head_timeout, Duration::from_secs(10));

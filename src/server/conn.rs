@@ -212,4 +212,3 @@ pub async fn serve(
         timer.as_mut().reset(now + CLOSE_GRACE);
     }
 }
-

@@ -53,6 +53,8 @@ pub struct Connections {
     limit: usize,
     open: AtomicUsize,
     peak: AtomicUsize,
+    /// The highest `open` since the trimmer last looked.
+    recent_high: AtomicUsize,
 }
 
 /// One connection's place; given back when the connection ends.
@@ -74,6 +76,7 @@ impl Connections {
             limit,
             open: AtomicUsize::new(0),
             peak: AtomicUsize::new(0),
+            recent_high: AtomicUsize::new(0),
         })
     }
 
@@ -105,6 +108,7 @@ impl Connections {
     fn admit(self: &Arc<Self>, place: OwnedSemaphorePermit) -> Permit {
         let now = self.open.fetch_add(1, Ordering::Relaxed) + 1;
         self.peak.fetch_max(now, Ordering::Relaxed);
+        self.recent_high.fetch_max(now, Ordering::Relaxed);
         Permit { _place: place, count: self.clone() }
     }
 }
@@ -113,7 +117,11 @@ impl Connections {
 /// connections wait in the listen backlog. A failing `accept` (out of
 /// descriptors and the like) backs off, up to a second, and is logged once per
 /// run of failures.
-pub async fn accept(listener: TcpListener, conns: Arc<Connections>, mut serve: impl FnMut(TcpStream, std::net::SocketAddr, Permit)) {
+pub async fn accept(
+    listener: TcpListener,
+    conns: Arc<Connections>,
+    mut serve: impl FnMut(TcpStream, std::net::SocketAddr, Permit),
+) {
     let mut failures: u64 = 0;
     loop {
         let place = conns.place().await;
@@ -140,5 +148,34 @@ pub async fn accept(listener: TcpListener, conns: Arc<Connections>, mut serve: i
         }
         let _ = stream.set_nodelay(true);
         serve(stream, peer, conns.admit(place));
+    }
+}
+
+/// Gives freed connection memory back to the operating system after many
+/// connections closed: glibc's allocator keeps freed memory in its per-thread
+/// arenas, so without this the edge's RSS stays at its peak after a burst of
+/// connections (an attack, a reconnect storm) has gone. Checks every `every`;
+/// trims when at least `closed` connections closed since the highest count seen.
+pub async fn trim_after_closes(conns: Arc<Connections>, every: Duration, closed: usize) {
+    let mut high = 0;
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let open = conns.open();
+        // The highest count since the last look (reset to what is open now).
+        high = high.max(conns.recent_high.swap(open, Ordering::Relaxed));
+        if high.saturating_sub(open) >= closed {
+            high = open;
+            let _ = tokio::task::spawn_blocking(trim).await;
+        }
+    }
+}
+
+fn trim() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only releases free memory held by the allocator.
+    unsafe {
+        libc::malloc_trim(0);
     }
 }

@@ -114,6 +114,7 @@ pub async fn start(config: &Config) -> Result<RunningEdge, String> {
         tracing::info!("listening on http://{local}");
         tasks.push(tokio::spawn(listen(listener, None)));
     }
+    tasks.push(tokio::spawn(limits::trim_after_closes(connections.clone(), std::time::Duration::from_secs(2), 256)));
     let mut https_addrs = Vec::new();
     let mut certificates = None;
     if !sc.https_listen.is_empty() {
