@@ -31,7 +31,10 @@ pub fn raise_nofile_limit() -> u64 {
                 }
             }
         }
-        lim.rlim_cur as u64
+        // rlim_t is u64 on Linux, not on every unix.
+        #[allow(clippy::unnecessary_cast)]
+        let cur = lim.rlim_cur as u64;
+        cur
     }
     #[cfg(not(unix))]
     {
