@@ -92,6 +92,20 @@ pub struct ServerConfig {
     pub header_read_timeout: Duration,
     /// Largest request head accepted (431 beyond).
     pub max_header_bytes: usize,
+    /// From accept to a complete first request head (TLS handshake, HTTP/2
+    /// preface and first HEADERS included); a connection that takes longer is closed.
+    pub request_head_timeout: Duration,
+    /// An HTTP/1.1 keep-alive connection with no request in progress is closed after this.
+    pub keepalive_timeout: Duration,
+    /// An HTTP/2 connection with no open stream is closed (GOAWAY) after this.
+    pub http2_idle_timeout: Duration,
+    /// HTTP/2 PING interval on a connection; `None`: no pings.
+    pub http2_ping_interval: Option<Duration>,
+    /// An HTTP/2 connection whose PING is not answered within this is closed.
+    pub http2_ping_timeout: Duration,
+    /// Most viewer connections open at once (over all listeners); `None`: fitted
+    /// to the open-file limit at start. Beyond it, new connections wait in the backlog.
+    pub max_connections: Option<usize>,
     /// HTTPS listeners (TLS 1.2 and 1.3, HTTP/2 and HTTP/1.1 by ALPN).
     pub https_listen: Vec<SocketAddr>,
     /// Certificates for the HTTPS listeners, chosen by SNI.
@@ -363,6 +377,12 @@ impl Default for ServerConfig {
             log_cookies: false,
             header_read_timeout: Duration::from_secs(10),
             max_header_bytes: 64 * 1024,
+            request_head_timeout: Duration::from_secs(10),
+            keepalive_timeout: Duration::from_secs(60),
+            http2_idle_timeout: Duration::from_secs(120),
+            http2_ping_interval: Some(Duration::from_secs(30)),
+            http2_ping_timeout: Duration::from_secs(20),
+            max_connections: None,
             https_listen: Vec::new(),
             certificates: Vec::new(),
         }

@@ -45,6 +45,12 @@ struct RawServer {
     log_cookies: Option<bool>,
     header_read_timeout: Option<Secs>,
     max_header_bytes: Option<ByteSize>,
+    request_head_timeout: Option<Spanned<Secs>>,
+    keepalive_timeout: Option<Spanned<Secs>>,
+    http2_idle_timeout: Option<Spanned<Secs>>,
+    http2_ping_interval: Option<Secs>,
+    http2_ping_timeout: Option<Spanned<Secs>>,
+    max_connections: Option<Spanned<usize>>,
     https_listen: Option<Spanned<OneOrMany>>,
     #[serde(default)]
     certificates: Vec<Spanned<RawCertificate>>,
@@ -287,6 +293,29 @@ pub(super) fn resolve(text: &str, file: &Path) -> Result<Config, ConfigError> {
     }
     if let Some(b) = raw.server.max_header_bytes {
         server.max_header_bytes = b.0.clamp(1024, 1 << 20) as usize;
+    }
+    for (raw, field, name) in [
+        (raw.server.request_head_timeout, &mut server.request_head_timeout, "request_head_timeout"),
+        (raw.server.keepalive_timeout, &mut server.keepalive_timeout, "keepalive_timeout"),
+        (raw.server.http2_idle_timeout, &mut server.http2_idle_timeout, "http2_idle_timeout"),
+        (raw.server.http2_ping_timeout, &mut server.http2_ping_timeout, "http2_ping_timeout"),
+    ] {
+        if let Some(t) = raw {
+            if t.get_ref().0.is_zero() {
+                return cx.err(t.span(), format!("server.{name}"), "must be more than 0s");
+            }
+            *field = t.into_inner().0;
+        }
+    }
+    if let Some(t) = raw.server.http2_ping_interval {
+        // 0s turns pings off.
+        server.http2_ping_interval = Some(t.0).filter(|d| !d.is_zero());
+    }
+    if let Some(n) = raw.server.max_connections {
+        if *n.get_ref() == 0 {
+            return cx.err(n.span(), "server.max_connections".into(), "must be at least 1");
+        }
+        server.max_connections = Some(n.into_inner());
     }
 
     let mut cache = CacheConfig::default();

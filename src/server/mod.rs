@@ -1,15 +1,16 @@
 //! The viewer-facing listeners: HTTP/1.1 and HTTP/2 (prior knowledge) on plain
 //! TCP, and HTTPS (TLS 1.2/1.3, HTTP/2 or HTTP/1.1 by ALPN; see `tls`), served
-//! by hyper-util's auto connection builder.
+//! by hyper-util's auto connection builder. `limits` caps the open connections;
+//! `conn` holds each one to its deadlines.
 
+mod conn;
+pub mod limits;
 pub mod tls;
 
 use crate::config::Config;
-use crate::proxy::{Edge, Viewer};
-use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use crate::proxy::Edge;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
 use hyper_util::server::conn::auto;
-use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use tokio::net::TcpListener;
@@ -24,6 +25,8 @@ pub struct RunningEdge {
     pub https_addrs: Vec<SocketAddr>,
     /// The viewer certificates (reloaded when their files change).
     pub certificates: Option<Arc<tls::CertResolver>>,
+    /// The open viewer connections and their cap.
+    pub connections: Arc<limits::Connections>,
     tasks: Vec<JoinHandle<()>>,
 }
 
@@ -58,44 +61,72 @@ impl Drop for RunningEdge {
     }
 }
 
+/// HTTP/2 header lists are accepted up to this many times the configured head
+/// limit, so that one over the limit gets 431 from the edge rather than
+/// `REFUSED_STREAM` from the protocol layer.
+const H2_HEADER_LIST_SLACK: usize = 4;
+
 /// Binds the configured listeners and starts serving.
 pub async fn start(config: &Config) -> Result<RunningEdge, String> {
     let edge = Edge::new(config)?;
+    let sc = &config.server;
+    let nofile = limits::raise_nofile_limit();
+    let cap = sc.max_connections.unwrap_or_else(|| limits::default_max_connections(nofile));
+    if cap as u64 > nofile {
+        tracing::warn!("server.max_connections ({cap}) is above the open-file limit ({nofile})");
+    }
+    let connections = limits::Connections::new(cap);
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http1()
         .timer(TokioTimer::new())
-        .header_read_timeout(config.server.header_read_timeout)
-        .max_buf_size(config.server.max_header_bytes.max(8192))
+        .header_read_timeout(sc.header_read_timeout)
+        .max_buf_size(sc.max_header_bytes.max(8192))
         .keep_alive(true);
+    let h2_list = sc.max_header_bytes.saturating_mul(H2_HEADER_LIST_SLACK).min(u32::MAX as usize) as u32;
     builder
         .http2()
         .timer(TokioTimer::new())
         .max_concurrent_streams(1024)
-        .max_header_list_size(config.server.max_header_bytes as u32);
+        .max_header_list_size(h2_list)
+        .keep_alive_interval(sc.http2_ping_interval)
+        .keep_alive_timeout(sc.http2_ping_timeout);
     let builder = Arc::new(builder);
+    let deadlines = conn::Deadlines {
+        head: sc.request_head_timeout,
+        keepalive: sc.keepalive_timeout,
+        http2_idle: sc.http2_idle_timeout,
+        max_header_bytes: sc.max_header_bytes,
+    };
     let mut addrs = Vec::new();
     let mut tasks = Vec::new();
-    for addr in &config.server.listen {
+    let listen = |listener: TcpListener, tls: Option<TlsAcceptor>| {
+        let (edge, builder) = (edge.clone(), builder.clone());
+        limits::accept(listener, connections.clone(), move |stream, peer, permit| {
+            let work = conn::serve(stream, peer, edge.clone(), builder.clone(), tls.clone(), deadlines, permit);
+            tokio::spawn(work);
+        })
+    };
+    for addr in &sc.listen {
         let listener = TcpListener::bind(addr).await.map_err(|e| format!("cannot listen on {addr}: {e}"))?;
         let local = listener.local_addr().map_err(|e| e.to_string())?;
         addrs.push(local);
         tracing::info!("listening on http://{local}");
-        tasks.push(tokio::spawn(accept_loop(listener, edge.clone(), builder.clone(), None)));
+        tasks.push(tokio::spawn(listen(listener, None)));
     }
+    tasks.push(tokio::spawn(limits::trim_after_closes(connections.clone(), std::time::Duration::from_secs(2), 256)));
     let mut https_addrs = Vec::new();
     let mut certificates = None;
-    if !config.server.https_listen.is_empty() {
-        let resolver = Arc::new(tls::CertResolver::new(&config.server.certificates)?);
+    if !sc.https_listen.is_empty() {
+        let resolver = Arc::new(tls::CertResolver::new(&sc.certificates)?);
         let acceptor = TlsAcceptor::from(Arc::new(tls::server_config(resolver.clone())?));
-        for addr in &config.server.https_listen {
+        for addr in &sc.https_listen {
             let listener =
                 TcpListener::bind(addr).await.map_err(|e| format!("cannot listen on {addr} (https): {e}"))?;
             let local = listener.local_addr().map_err(|e| e.to_string())?;
             https_addrs.push(local);
             tracing::info!("listening on https://{local}");
-            let tls = Some((acceptor.clone(), config.server.header_read_timeout));
-            tasks.push(tokio::spawn(accept_loop(listener, edge.clone(), builder.clone(), tls)));
+            tasks.push(tokio::spawn(listen(listener, Some(acceptor.clone()))));
         }
         if let Some(first) = https_addrs.first() {
             edge.set_https_port(first.port());
@@ -103,59 +134,5 @@ pub async fn start(config: &Config) -> Result<RunningEdge, String> {
         tasks.push(tokio::spawn(resolver.clone().watch(std::time::Duration::from_secs(1))));
         certificates = Some(resolver);
     }
-    Ok(RunningEdge { edge, addrs, https_addrs, certificates, tasks })
-}
-
-/// Accepts connections; with `tls`, each completes a TLS handshake (within the
-/// given time) before HTTP is served on it.
-async fn accept_loop(
-    listener: TcpListener,
-    edge: Arc<Edge>,
-    builder: Arc<auto::Builder<TokioExecutor>>,
-    tls: Option<(TlsAcceptor, std::time::Duration)>,
-) {
-    loop {
-        let (stream, peer) = match listener.accept().await {
-            Ok(x) => x,
-            Err(e) => {
-                // Out of file descriptors and the like: back off, keep serving.
-                tracing::warn!("accept failed: {e}");
-                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-                continue;
-            }
-        };
-        let _ = stream.set_nodelay(true);
-        let edge = edge.clone();
-        let builder = builder.clone();
-        let tls = tls.clone();
-        tokio::spawn(async move {
-            let viewer = Viewer { addr: peer, tls: tls.is_some() };
-            let service = service_fn(move |req| {
-                let edge = edge.clone();
-                // match-viewer origins read the viewer's protocol from the task.
-                crate::origin::VIEWER_TLS
-                    .scope(viewer.tls, async move { Ok::<_, Infallible>(edge.handle(req, viewer).await) })
-            });
-            let served = match tls {
-                None => builder.serve_connection(TokioIo::new(stream), service).await,
-                Some((acceptor, limit)) => {
-                    let stream = match tokio::time::timeout(limit, acceptor.accept(stream)).await {
-                        Ok(Ok(s)) => s,
-                        Ok(Err(e)) => {
-                            tracing::debug!(%peer, "TLS handshake failed: {e}");
-                            return;
-                        }
-                        Err(_) => {
-                            tracing::debug!(%peer, "TLS handshake timed out");
-                            return;
-                        }
-                    };
-                    builder.serve_connection(TokioIo::new(stream), service).await
-                }
-            };
-            if let Err(e) = served {
-                tracing::debug!(%peer, "connection ended: {e}");
-            }
-        });
-    }
+    Ok(RunningEdge { edge, addrs, https_addrs, certificates, connections, tasks })
 }

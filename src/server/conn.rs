@@ -1,0 +1,214 @@
+//! One viewer connection from accept to close: the TLS handshake and the first
+//! request head within one deadline, then idle timeouts between requests
+//! (HTTP/1.1 keep-alive) and while no stream is open (HTTP/2, closed with GOAWAY).
+
+use super::limits::Permit;
+use crate::http::body::EdgeBody;
+use crate::proxy::{Edge, Viewer};
+use bytes::Bytes;
+use http::{Request, Response, StatusCode, Version};
+use http_body::{Body, Frame, SizeHint};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+use tokio::net::TcpStream;
+use tokio::time::Instant;
+use tokio_rustls::TlsAcceptor;
+use tokio_util::either::Either;
+
+/// The time limits every connection is held to (from `[server]`).
+#[derive(Debug, Clone, Copy)]
+pub struct Deadlines {
+    /// Accept → complete first request head (TLS handshake included).
+    pub head: Duration,
+    /// HTTP/1.1: no request in progress for this long → closed.
+    pub keepalive: Duration,
+    /// HTTP/2: no open stream for this long → GOAWAY.
+    pub http2_idle: Duration,
+    /// Largest request head (HTTP/2 header lists are checked against it here).
+    pub max_header_bytes: usize,
+}
+
+/// After a graceful close is asked for, how long the connection may take to finish.
+const CLOSE_GRACE: Duration = Duration::from_secs(5);
+
+/// What the connection's watchdog knows of its requests.
+struct State {
+    epoch: Instant,
+    /// Requests whose response has not been sent (or dropped) yet.
+    active: AtomicU32,
+    /// A request head arrived (the head deadline no longer applies).
+    spoke: AtomicBool,
+    /// The connection speaks HTTP/2.
+    h2: AtomicBool,
+    /// When `active` last fell to 0, in milliseconds since `epoch`.
+    idle_since_ms: AtomicU64,
+}
+
+impl State {
+    fn begin(self: &Arc<Self>, version: Version) -> Active {
+        if !self.spoke.load(Ordering::Relaxed) {
+            self.h2.store(version == Version::HTTP_2, Ordering::Relaxed);
+            self.spoke.store(true, Ordering::Relaxed);
+        }
+        self.active.fetch_add(1, Ordering::Relaxed);
+        Active(self.clone())
+    }
+
+    fn idle_since(&self) -> Instant {
+        self.epoch + Duration::from_millis(self.idle_since_ms.load(Ordering::Relaxed))
+    }
+}
+
+/// Held by a request until its response body is finished or dropped.
+struct Active(Arc<State>);
+
+impl Drop for Active {
+    fn drop(&mut self) {
+        let ms = self.0.epoch.elapsed().as_millis() as u64;
+        self.0.idle_since_ms.store(ms, Ordering::Relaxed);
+        self.0.active.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// The response body, holding its request's place in `State::active`.
+pub struct ConnBody {
+    inner: EdgeBody,
+    _active: Active,
+}
+
+impl Body for ConnBody {
+    type Data = <EdgeBody as Body>::Data;
+    type Error = <EdgeBody as Body>::Error;
+
+    #[inline]
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
+        Pin::new(&mut self.inner).poll_frame(cx)
+    }
+
+    #[inline]
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    #[inline]
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+/// The size of an HTTP/2 header list as RFC 9113 §6.5.2 counts it (name +
+/// value + 32 per field), pseudo-headers included.
+fn header_list_size<B>(req: &Request<B>) -> usize {
+    let fields: usize = req.headers().iter().map(|(n, v)| n.as_str().len() + v.len() + 32).sum();
+    // :method, :scheme, :authority, :path
+    fields + req.method().as_str().len() + req.uri().to_string().len() + 4 * 40
+}
+
+fn too_large() -> Response<EdgeBody> {
+    let mut res = Response::new(EdgeBody::full(Bytes::from_static(b"request header fields too large\n")));
+    *res.status_mut() = StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE;
+    res.headers_mut().insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static("text/plain"));
+    res
+}
+
+/// Serves one accepted connection until it closes or a deadline closes it.
+pub async fn serve(
+    stream: TcpStream,
+    peer: SocketAddr,
+    edge: Arc<Edge>,
+    builder: Arc<auto::Builder<TokioExecutor>>,
+    tls: Option<TlsAcceptor>,
+    limits: Deadlines,
+    _permit: Permit,
+) {
+    let epoch = Instant::now();
+    let head_deadline = epoch + limits.head;
+    let io = match tls {
+        None => Either::Left(stream),
+        Some(acceptor) => match tokio::time::timeout_at(head_deadline, acceptor.accept(stream)).await {
+            Ok(Ok(s)) => Either::Right(s),
+            Ok(Err(e)) => {
+                tracing::debug!(%peer, "TLS handshake failed: {e}");
+                return;
+            }
+            Err(_) => {
+                tracing::debug!(%peer, "TLS handshake not done by the request head deadline");
+                return;
+            }
+        },
+    };
+    let viewer = Viewer { addr: peer, tls: matches!(io, Either::Right(_)) };
+    let state = Arc::new(State {
+        epoch,
+        active: AtomicU32::new(0),
+        spoke: AtomicBool::new(false),
+        h2: AtomicBool::new(false),
+        idle_since_ms: AtomicU64::new(0),
+    });
+    let st = state.clone();
+    let service = service_fn(move |req: Request<Incoming>| {
+        let edge = edge.clone();
+        let active = st.begin(req.version());
+        // HTTP/2 accepts a larger header list than the limit (see `start`) so
+        // that an oversized one is answered 431 here, as on HTTP/1.1.
+        let oversize = req.version() == Version::HTTP_2 && header_list_size(&req) > limits.max_header_bytes;
+        // match-viewer origins read the viewer's protocol from the task.
+        crate::origin::VIEWER_TLS.scope(viewer.tls, async move {
+            let res = if oversize { too_large() } else { edge.handle(req, viewer).await };
+            Ok::<_, Infallible>(res.map(|inner| ConnBody { inner, _active: active }))
+        })
+    });
+    let conn = builder.serve_connection(TokioIo::new(io), service);
+    let mut conn = std::pin::pin!(conn);
+    let timer = tokio::time::sleep_until(head_deadline);
+    let mut timer = std::pin::pin!(timer);
+    let mut closing = false;
+    loop {
+        tokio::select! {
+            served = conn.as_mut() => {
+                if let Err(e) = served {
+                    tracing::debug!(%peer, "connection ended: {e}");
+                }
+                return;
+            }
+            _ = timer.as_mut() => {}
+        }
+        if closing {
+            tracing::debug!(%peer, "connection did not finish closing; dropped");
+            return;
+        }
+        if !state.spoke.load(Ordering::Relaxed) {
+            // No complete request head since accept: an attacker or a stalled
+            // client; nothing is owed to it, close at once.
+            tracing::debug!(%peer, "no request head within the deadline; closed");
+            return;
+        }
+        let idle = if state.h2.load(Ordering::Relaxed) { limits.http2_idle } else { limits.keepalive };
+        let now = Instant::now();
+        if state.active.load(Ordering::Relaxed) > 0 {
+            timer.as_mut().reset(now + idle);
+            continue;
+        }
+        let due = state.idle_since() + idle;
+        if due > now {
+            timer.as_mut().reset(due);
+            continue;
+        }
+        // Idle: HTTP/1.1 closes, HTTP/2 sends GOAWAY and closes.
+        conn.as_mut().graceful_shutdown();
+        closing = true;
+        timer.as_mut().reset(now + CLOSE_GRACE);
+    }
+}
