@@ -42,7 +42,7 @@ impl Directives {
                     Some((k, v)) => (k.trim(), Some(v.trim().trim_matches('"'))),
                     None => (item, None),
                 };
-                let secs = || arg.map(|a| a.parse::<u64>().unwrap_or(0)).unwrap_or(0);
+                let secs = || arg.map_or(0, delta_seconds);
                 let min = |slot: &mut Option<u64>, v: u64| *slot = Some(slot.map_or(v, |o: u64| o.min(v)));
                 match key.to_ascii_lowercase().as_str() {
                     "no-store" => d.no_store = true,
@@ -62,6 +62,17 @@ impl Directives {
             }
         }
         Some(d)
+    }
+}
+
+/// Past 2^31 a delta-seconds counts as 2^31 (RFC 9111 §1.2.2), so sums of
+/// lifetimes cannot overflow; anything but digits is 0.
+fn delta_seconds(a: &str) -> u64 {
+    const MAX: u64 = 1 << 31;
+    match a.parse::<u64>() {
+        Ok(v) => v.min(MAX),
+        Err(_) if !a.is_empty() && a.bytes().all(|b| b.is_ascii_digit()) => MAX,
+        Err(_) => 0,
     }
 }
 
@@ -201,7 +212,8 @@ pub fn initial_age(
         .get(header::AGE)
         .and_then(|v| v.to_str().ok())
         .and_then(|s| s.trim().parse::<u64>().ok())
-        .map_or(Duration::ZERO, Duration::from_secs);
+        // RFC 9111 §1.2.2: a delta-seconds past 2^31 counts as 2^31.
+        .map_or(Duration::ZERO, |s| Duration::from_secs(s.min(1 << 31)));
     let apparent_age = date.and_then(|d| response_time.duration_since(d).ok()).unwrap_or(Duration::ZERO);
     let response_delay = response_time.duration_since(request_time).unwrap_or(Duration::ZERO);
     apparent_age.max(age_value + response_delay)
@@ -272,5 +284,33 @@ mod tests {
         assert_eq!(initial_age(&headers, Some(t0), t0, t1), Duration::from_secs(12));
         let date = t1 - Duration::from_secs(30);
         assert_eq!(initial_age(&HeaderMap::new(), Some(date), t0, t1), Duration::from_secs(30));
+    }
+
+    #[test]
+    fn the_largest_age_does_not_overflow() {
+        // Found by fuzzing: `Age: 18446744073709551615` plus any response
+        // delay overflowed the Duration sum and panicked the fill. Past 2^31
+        // it counts as 2^31 (RFC 9111 §1.2.2).
+        let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000);
+        let t1 = t0 + Duration::from_secs(3);
+        let headers = h(&[("age", "18446744073709551615")]);
+        assert_eq!(initial_age(&headers, None, t0, t1), Duration::from_secs((1 << 31) + 3));
+    }
+
+    #[test]
+    fn huge_lifetimes_count_as_two_to_the_31() {
+        // Found by fuzzing: `stale-while-revalidate=18446744073709551615` was
+        // kept as is, and `ttl + stale_while_revalidate` overflowed (a panic on
+        // every lookup of the object).
+        let big = "max-age=18446744073709551615, stale-while-revalidate=18446744073709551615, stale-if-error=99999999999999999999999";
+        let d = Directives::parse(&h(&[("cache-control", big)]), &header::CACHE_CONTROL).unwrap();
+        assert_eq!(
+            (d.max_age, d.stale_while_revalidate, d.stale_if_error),
+            (Some(1 << 31), Some(1 << 31), Some(1 << 31))
+        );
+        let f = decide(&[("cache-control", big)]).unwrap();
+        assert!(f.ttl.checked_add(f.stale_while_revalidate.max(f.stale_if_error)).is_some());
+        let d = Directives::parse(&h(&[("cache-control", "max-age=12x")]), &header::CACHE_CONTROL).unwrap();
+        assert_eq!(d.max_age, Some(0));
     }
 }
