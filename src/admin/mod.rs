@@ -16,6 +16,10 @@ mod api;
 pub mod cli;
 mod views;
 
+/// The admin API's JSON body parsers (a distribution document, any JSON
+/// body), public for the fuzz targets.
+pub use views::{document as json_document, parse_json};
+
 use crate::cache::invalidate::PathMatch;
 use crate::config::{Config, ConfigError, Distribution};
 use crate::metrics::Registry;

@@ -407,4 +407,32 @@ mod tests {
         let date = t1 - Duration::from_secs(30);
         assert_eq!(initial_age(&HeaderMap::new(), Some(date), t0, t1), Duration::from_secs(30));
     }
+
+    #[test]
+    fn the_largest_age_does_not_overflow() {
+        // Found by fuzzing: `Age: 18446744073709551615` plus any response
+        // delay overflowed the Duration sum and panicked the fill. Past 2^31
+        // it counts as 2^31 (RFC 9111 §1.2.2).
+        let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000);
+        let t1 = t0 + Duration::from_secs(3);
+        let headers = h(&[("age", "18446744073709551615")]);
+        assert_eq!(initial_age(&headers, None, t0, t1), Duration::from_secs((1 << 31) + 3));
+    }
+
+    #[test]
+    fn huge_lifetimes_count_as_two_to_the_31() {
+        // Found by fuzzing: `stale-while-revalidate=18446744073709551615` was
+        // kept as is, and `ttl + stale_while_revalidate` overflowed (a panic on
+        // every lookup of the object).
+        let big = "max-age=18446744073709551615, stale-while-revalidate=18446744073709551615, stale-if-error=99999999999999999999999";
+        let d = Directives::parse(&h(&[("cache-control", big)]), &header::CACHE_CONTROL).unwrap();
+        assert_eq!(
+            (d.max_age, d.stale_while_revalidate, d.stale_if_error),
+            (Some(1 << 31), Some(1 << 31), Some(1 << 31))
+        );
+        let f = decide(&[("cache-control", big)]).unwrap();
+        assert!(f.ttl.checked_add(f.stale_while_revalidate.max(f.stale_if_error)).is_some());
+        let d = Directives::parse(&h(&[("cache-control", "max-age=12x")]), &header::CACHE_CONTROL).unwrap();
+        assert_eq!(d.max_age, Some(0));
+    }
 }

@@ -456,6 +456,7 @@ fn unique_path(doc: &toml::Table, key: &str) -> Option<String> {
 pub fn export_toml(base: &toml::Table, distributions: Vec<toml::Table>) -> String {
     // The settings first, then the distributions (TOML allows either order;
     // people read this one).
+    let none = distributions.is_empty();
     let mut dists = toml::Table::new();
     dists.insert(
         "distributions".into(),
@@ -463,6 +464,8 @@ pub fn export_toml(base: &toml::Table, distributions: Vec<toml::Table>) -> Strin
     );
     match (toml::to_string_pretty(base), toml::to_string_pretty(&dists)) {
         (Ok(a), Ok(b)) if a.is_empty() => b,
+        // `distributions = []` after a table would land inside that table.
+        (Ok(a), Ok(_)) if none => a,
         (Ok(a), Ok(b)) => format!("{a}\n{b}"),
         (Err(e), _) | (_, Err(e)) => format!("# cannot write the configuration as TOML: {e}\n"),
     }
@@ -626,4 +629,21 @@ fn toml_string(s: &str) -> String {
     }
     out.push('"');
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_config_without_distributions_exports_to_one_that_parses() {
+        // Found by fuzzing: the export put `distributions = []` after the
+        // `[server]` table, inside it, and the exported file did not parse.
+        let path = Path::new("edge.toml");
+        let cfg = Config::parse("[server]\nedge_location = \"FRA1\"\n", path).unwrap();
+        let exported = cfg.export_toml();
+        let again = Config::parse(&exported, path).unwrap_or_else(|e| panic!("{e}\n{exported}"));
+        assert!(again.distributions.is_empty());
+        assert_eq!(again.export_toml(), exported);
+    }
 }

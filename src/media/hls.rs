@@ -165,7 +165,17 @@ pub fn parse(bytes: &[u8]) -> Result<Playlist, MediaError> {
         .map_err(|_| MediaError("playlist parser failed".into()))?
         .map_err(|e| MediaError(format!("playlist does not parse: {}", short(&format!("{e:?}")))))?;
     match parsed {
-        m3u8_rs::Playlist::MasterPlaylist(m) => Ok(Playlist::Master(master(m))),
+        m3u8_rs::Playlist::MasterPlaylist(m) => {
+            let master = master(m);
+            let listed = text.lines().filter(|l| l.trim().starts_with("#EXT-X-STREAM-INF:")).count();
+            if listed != master.variants.len() {
+                return Err(MediaError(format!(
+                    "playlist lists {listed} variant streams but {} parse as variants",
+                    master.variants.len()
+                )));
+            }
+            Ok(Playlist::Master(master))
+        }
         m3u8_rs::Playlist::MediaPlaylist(m) => media(m, text).map(Playlist::Media),
     }
 }
@@ -450,5 +460,18 @@ fileSequence267.mp4
         }
         let attrs: Vec<_> = attributes("A=1,B=\"x,y\",C=YES").collect();
         assert_eq!(attrs, vec![("A", "1"), ("B", "x,y"), ("C", "YES")]);
+    }
+
+    #[test]
+    fn a_master_whose_variants_do_not_all_parse_is_an_error() {
+        // Found by fuzzing: a broken attribute list (a name without `=`,
+        // control characters) made the parser merge two variant streams into
+        // one, with the first's bandwidth and the second's URI.
+        let text = "#EXTM3U\n#EXT-X-STREAM-INF:BANDWIDTH=1328000,RESOLUTION=640x360,CLOSED-C\u{11}\0NONE\nlow.m3u8\n#EXT-X-STREAM-INF:BANDWIDTH=3528000,RESOLUTION=1280x720\nhigh.m3u8\n";
+        let e = parse(text.as_bytes()).unwrap_err();
+        assert!(e.0.contains("2 variant streams"), "{e}");
+        let ok =
+            "#EXTM3U\n#EXT-X-STREAM-INF:BANDWIDTH=1328000\nlow.m3u8\n#EXT-X-STREAM-INF:BANDWIDTH=3528000\nhigh.m3u8\n";
+        assert!(matches!(parse(ok.as_bytes()), Ok(Playlist::Master(m)) if m.variants.len() == 2));
     }
 }

@@ -6,6 +6,11 @@
 /// Appends `params` (already `name=value&...`) to a URI's query, before any
 /// fragment. `data:` URIs and empty ones are left alone.
 pub fn with_params(uri: &str, params: &str) -> String {
+    append_params(uri, params, "&")
+}
+
+/// `with_params` with `amp` between parameters (`&amp;` inside XML).
+fn append_params(uri: &str, params: &str, amp: &str) -> String {
     if uri.is_empty() || params.is_empty() || uri.starts_with("data:") {
         return uri.to_string();
     }
@@ -14,10 +19,10 @@ pub fn with_params(uri: &str, params: &str) -> String {
         None => (uri, None),
     };
     let sep = if base.contains('?') {
-        if base.ends_with('?') || base.ends_with('&') {
+        if base.ends_with('?') || base.ends_with(amp) {
             ""
         } else {
-            "&"
+            amp
         }
     } else {
         "?"
@@ -47,7 +52,7 @@ pub fn hls(playlist: &str, params: &str) -> String {
             out.push_str(&with_params(trimmed, params));
             out.push_str(end);
         } else {
-            out.push_str(&rewrite_attr(text, "URI=\"", '"', params));
+            out.push_str(&rewrite_attr(text, "URI=\"", '"', params, "&"));
             out.push_str(end);
         }
     }
@@ -60,9 +65,9 @@ pub fn hls(playlist: &str, params: &str) -> String {
 /// The ampersands are written as `&amp;`, as XML attributes need.
 pub fn dash(mpd: &str, params: &str) -> String {
     let escaped = params.replace('&', "&amp;");
-    let mut s = rewrite_attr(mpd, "media=\"", '"', &escaped);
-    s = rewrite_attr(&s, "initialization=\"", '"', &escaped);
-    s = rewrite_attr(&s, "sourceURL=\"", '"', &escaped);
+    let mut s = rewrite_attr(mpd, "media=\"", '"', &escaped, "&amp;");
+    s = rewrite_attr(&s, "initialization=\"", '"', &escaped, "&amp;");
+    s = rewrite_attr(&s, "sourceURL=\"", '"', &escaped, "&amp;");
     let mut out = String::with_capacity(s.len() + 64);
     let mut rest = s.as_str();
     while let Some(open) = rest.find("<BaseURL") {
@@ -74,7 +79,7 @@ pub fn dash(mpd: &str, params: &str) -> String {
         if url.trim().ends_with('/') || url.trim().is_empty() {
             out.push_str(url);
         } else {
-            out.push_str(&with_params(url.trim(), &escaped));
+            out.push_str(&append_params(url.trim(), &escaped, "&amp;"));
         }
         rest = &rest[content_start + close..];
     }
@@ -84,7 +89,7 @@ pub fn dash(mpd: &str, params: &str) -> String {
 
 /// Rewrites every `key...quote` value in `text` (a value starting with `$`
 /// inside a template is still a URI pattern and is rewritten too).
-fn rewrite_attr(text: &str, key: &str, quote: char, params: &str) -> String {
+fn rewrite_attr(text: &str, key: &str, quote: char, params: &str, amp: &str) -> String {
     let mut out = String::with_capacity(text.len() + 32);
     let mut rest = text;
     while let Some(at) = rest.find(key) {
@@ -95,7 +100,7 @@ fn rewrite_attr(text: &str, key: &str, quote: char, params: &str) -> String {
         out.push_str(&rest[..start]);
         let value = &rest[start..start + len];
         if ok {
-            out.push_str(&with_params(value, params));
+            out.push_str(&append_params(value, params, amp));
         } else {
             out.push_str(value);
         }
@@ -142,5 +147,19 @@ mod tests {
         assert!(out.contains(&format!("initialization=\"init.m4s?{e}\"")));
         assert!(out.contains(&format!("<BaseURL>file.mp4?{e}</BaseURL>")));
         assert!(out.contains("<BaseURL>https://cdn/a/</BaseURL>"));
+    }
+
+    #[test]
+    fn a_template_with_a_query_stays_well_formed_xml() {
+        // Found by fuzzing: a `media` template that already had a query got
+        // its parameters after a bare `&`, which is not XML, and the MPD
+        // served to the viewer no longer parsed.
+        let mpd = r#"<MPD><Period><AdaptationSet><SegmentTemplate media="s-$Number$.m4s?v=1" initialization="i.mp4?a=1&amp;"/><BaseURL>f.mp4?x=2</BaseURL></AdaptationSet></Period></MPD>"#;
+        let out = dash(mpd, P);
+        let e = P.replace('&', "&amp;");
+        assert!(out.contains(&format!("media=\"s-$Number$.m4s?v=1&amp;{e}\"")), "{out}");
+        assert!(out.contains(&format!("initialization=\"i.mp4?a=1&amp;{e}\"")), "{out}");
+        assert!(out.contains(&format!("<BaseURL>f.mp4?x=2&amp;{e}</BaseURL>")), "{out}");
+        assert!(crate::media::dash::parse(out.as_bytes()).is_ok(), "{out}");
     }
 }
