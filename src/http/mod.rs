@@ -3,6 +3,7 @@
 
 pub mod body;
 pub mod conditional;
+pub mod path;
 pub mod range;
 
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
