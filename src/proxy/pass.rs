@@ -40,6 +40,7 @@ impl Edge {
         if !ctx.route.behavior().cache_key.headers.contains(&header::HOST) {
             headers.remove(header::HOST);
         }
+        let viewer_body = matches!(body, RequestBody::Viewer(_));
         let request = OriginRequest {
             method: parts.method.clone(),
             path_and_query: parts.uri.path_and_query().map_or("/", |p| p.as_str()).to_string(),
@@ -48,6 +49,11 @@ impl Edge {
         };
         let response = match ctx.route.origin().send(request).await {
             Ok(r) => r,
+            // The viewer's body could not be read (bad chunk framing, cut
+            // short): the viewer's fault, not the origin's.
+            Err(e) if viewer_body && e.to_string().contains(VIEWER_BODY_FAILED) => {
+                return error(http::StatusCode::BAD_REQUEST, "the request body is malformed or incomplete");
+            }
             Err(e) => {
                 tracing::warn!(origin = %ctx.route.origin().config.id, path = parts.uri.path(), "{e}");
                 return error(e.status(), &e.to_string());
@@ -86,6 +92,10 @@ impl Edge {
         }
     }
 }
+
+/// How the origin client reports a failure of the request body it was
+/// sending (hyper's text for its `User(Body)` error).
+const VIEWER_BODY_FAILED: &str = "error from user's Body stream";
 
 fn is_unsafe(m: &Method) -> bool {
     !matches!(*m, Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE)
