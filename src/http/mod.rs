@@ -4,6 +4,7 @@
 pub mod body;
 pub mod conditional;
 pub mod date;
+pub mod path;
 pub mod range;
 pub mod sf;
 

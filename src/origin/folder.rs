@@ -36,7 +36,11 @@ impl FolderOrigin {
             return Ok(respond(StatusCode::METHOD_NOT_ALLOWED, h, OriginBody::Empty));
         }
         let path = req.path_and_query.split('?').next().unwrap_or("/");
-        let Some(file) = self.resolve(path) else {
+        let resolved = match self.resolve(path) {
+            Some(file) => self.confine(&file).await.map(|real| (file, real)),
+            None => None,
+        };
+        let Some((named, file)) = resolved else {
             return Ok(respond(
                 StatusCode::NOT_FOUND,
                 text_headers(),
@@ -66,7 +70,7 @@ impl FolderOrigin {
         if let Ok(v) = HeaderValue::from_str(&httpdate::fmt_http_date(lm)) {
             headers.insert(header::LAST_MODIFIED, v);
         }
-        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type(&file)));
+        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type(&named)));
         if conditional::evaluate(&req.headers, etag.as_ref(), Some(lm)) == Precondition::NotModified {
             return Ok(respond(StatusCode::NOT_MODIFIED, headers, OriginBody::Empty));
         }
@@ -88,17 +92,25 @@ impl FolderOrigin {
         Ok(respond(StatusCode::OK, headers, body))
     }
 
-    /// Maps a URI path into the folder; `None` for anything that would leave it.
+    /// Maps a canonical URI path (see `http::path`) into the folder; `None`
+    /// for a path that is not canonical (the edge canonicalises every path
+    /// before it gets here: anything else is refused, never repaired) or whose
+    /// segments are not plain file names.
     fn resolve(&self, uri_path: &str) -> Option<PathBuf> {
-        let decoded = percent_encoding::percent_decode_str(uri_path).decode_utf8().ok()?;
-        if decoded.contains('\0') || decoded.contains('\\') {
+        if !matches!(crate::http::path::canonical(uri_path), Ok(std::borrow::Cow::Borrowed(_))) {
             return None;
         }
+        // Each escape is decoded exactly once: `%252e` names a file `%2e`.
+        let decoded = percent_encoding::percent_decode_str(uri_path).decode_utf8().ok()?;
         let mut out = self.root.clone();
-        for c in Path::new(decoded.trim_start_matches('/')).components() {
-            match c {
-                Component::Normal(part) => out.push(part),
-                Component::CurDir => {}
+        let mut segments = decoded[1..].split('/').peekable();
+        while let Some(seg) = segments.next() {
+            if seg.is_empty() && segments.peek().is_none() {
+                break; // the trailing slash of a folder
+            }
+            let mut parts = Path::new(seg).components();
+            match (parts.next(), parts.next()) {
+                (Some(Component::Normal(name)), None) if name == seg && !seg.contains(['\\', '\0']) => out.push(name),
                 _ => return None,
             }
         }
@@ -106,6 +118,15 @@ impl FolderOrigin {
             out.push("index.html");
         }
         Some(out)
+    }
+
+    /// The file a resolved path names, symbolic links followed, if it is
+    /// inside the root (which may itself be reached through a link).
+    /// A link that leads outside the root is treated as absent.
+    async fn confine(&self, file: &Path) -> Option<PathBuf> {
+        let root = tokio::fs::canonicalize(&self.root).await.ok()?;
+        let real = tokio::fs::canonicalize(file).await.ok()?;
+        real.starts_with(&root).then_some(real)
     }
 }
 

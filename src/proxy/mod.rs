@@ -22,6 +22,7 @@ use arc_swap::ArcSwap;
 use http::header::{self, HeaderValue};
 use http::{Request, Response, StatusCode};
 use hyper::body::Incoming;
+use std::borrow::Cow;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
@@ -173,11 +174,17 @@ impl Edge {
         viewer: Viewer,
         stats: &mut Option<Arc<DistStats>>,
     ) -> Served {
-        let Some(host) = request_host(&req) else {
-            return respond::error(StatusCode::BAD_REQUEST, "the request names no host");
+        let host = match crate::routing::viewer_host(&mut req) {
+            Ok(h) => h,
+            Err(reason) => return respond::error(StatusCode::BAD_REQUEST, reason),
         };
-        if !req.uri().path().starts_with('/') {
-            return respond::error(StatusCode::BAD_REQUEST, "the request target is not a path");
+        // One spelling of the path from here on: routing, signatures, the
+        // cache key, invalidations and the origin all see the canonical one.
+        if let Err(reason) = canonicalise(&mut req) {
+            return respond::error(StatusCode::BAD_REQUEST, reason);
+        }
+        if self.looped(req.headers()) {
+            return respond::error(StatusCode::LOOP_DETECTED, "this edge is its own origin (its Via token came back)");
         }
         let route = match self.routes.load().route(&host, req.uri().path()) {
             Some(r) => r,
@@ -279,7 +286,13 @@ impl Edge {
             client_ip: viewer.addr.ip(),
             now,
         };
-        self.signed.check(groups, &signed)
+        match self.signed.check(groups, &signed) {
+            Err(crate::security::Denial::Invalid) => match req.extensions().get::<crate::security::SentPath>() {
+                Some(sent) => self.signed.check(groups, &crate::security::SignedRequest { path: &sent.0, ..signed }),
+                None => Err(crate::security::Denial::Invalid),
+            },
+            other => other,
+        }
     }
 
     /// Adds the headers every response carries, counts the response, and
@@ -383,12 +396,48 @@ impl Edge {
             range: None,
         })
     }
+
+    /// Whether this node's own `Via` token is on the request: it went out to
+    /// an origin that is (or leads back to) this edge. Other edges' tokens,
+    /// including tiers with the same location name, do not count.
+    fn looped(&self, headers: &http::HeaderMap) -> bool {
+        let own = self.via.split(' ').nth(1).unwrap_or("");
+        headers
+            .get_all(header::VIA)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .any(|member| member.split_whitespace().nth(1) == Some(own))
+    }
 }
 
+/// `1.1 <edge location>-<node> (mediaedge)`: the node part is random per
+/// process, so that edges sharing a location name (tiers of one network) never
+/// take each other's token for their own.
 fn via_for(server: &ServerConfig) -> String {
     let loc: String =
         server.edge_location.chars().filter(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '.').collect();
-    format!("1.1 {} (mediaedge)", if loc.is_empty() { "edge" } else { &loc })
+    let node: String = (0..8).map(|_| char::from(b"0123456789abcdef"[fastrand::usize(..16)])).collect();
+    format!("1.1 {}-{node} (mediaedge)", if loc.is_empty() { "edge" } else { &loc })
+}
+
+/// Replaces the request's path with its canonical form (the query kept).
+fn canonicalise<B>(req: &mut Request<B>) -> Result<(), &'static str> {
+    let path = match crate::http::path::canonical(req.uri().path()) {
+        Ok(Cow::Borrowed(_)) => return Ok(()),
+        Ok(Cow::Owned(p)) => p,
+        Err(e) => return Err(e.reason()),
+    };
+    let original = req.uri().path().to_string();
+    let target = match req.uri().query() {
+        Some(q) => format!("{path}?{q}"),
+        None => path,
+    };
+    let mut parts = req.uri().clone().into_parts();
+    parts.path_and_query = Some(target.parse().map_err(|_| "the request target is not valid")?);
+    *req.uri_mut() = http::Uri::from_parts(parts).map_err(|_| "the request target is not valid")?;
+    req.extensions_mut().insert(crate::security::SentPath(original));
+    Ok(())
 }
 
 /// Shared by the hit path and the fill: what a request needs after routing.

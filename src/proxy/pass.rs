@@ -36,9 +36,15 @@ impl Edge {
         body: RequestBody,
         detail: &'static str,
     ) -> Served {
+        let viewer_body = matches!(body, RequestBody::Viewer(_));
         let request = self.pass_request(&parts, ctx, body);
         let response = match ctx.route.origin().send(request).await {
             Ok(r) => r,
+            // The viewer's body could not be read (bad chunk framing, cut
+            // short): the viewer's fault, not the origin's.
+            Err(e) if viewer_body && e.to_string().contains(VIEWER_BODY_FAILED) => {
+                return error(http::StatusCode::BAD_REQUEST, "the request body is malformed or incomplete");
+            }
             Err(e) => {
                 tracing::warn!(origin = %ctx.route.origin().config.id, path = parts.uri.path(), "{e}");
                 return error(e.status(), &e.to_string());
@@ -77,6 +83,10 @@ impl Edge {
         }
     }
 }
+
+/// How the origin client reports a failure of the request body it was
+/// sending (hyper's text for its `User(Body)` error).
+const VIEWER_BODY_FAILED: &str = "error from user's Body stream";
 
 fn is_unsafe(m: &Method) -> bool {
     !matches!(*m, Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE)

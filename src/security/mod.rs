@@ -264,6 +264,15 @@ pub fn signing_params(query: Option<&str>) -> Option<String> {
     (!kept.is_empty()).then(|| kept.join("&"))
 }
 
+/// The path as the viewer sent it, kept (in the request's extensions) when it
+/// was not canonical. Resource matching runs on the canonical path; a canned
+/// policy, which signs one exact URL, is also accepted for the spelling that
+/// was signed (the signature then covers exactly what the viewer sent, and the
+/// edge serves what that spelling means). A custom policy's resource, which
+/// may hold wildcards, is matched against the canonical URL only.
+#[derive(Debug, Clone)]
+pub struct SentPath(pub String);
+
 /// The signing parameters a viewer's request carried, kept (in the request's
 /// extensions) after they are stripped, for manifests that pass them on.
 #[derive(Debug, Clone)]
