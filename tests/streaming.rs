@@ -345,17 +345,15 @@ async fn prefetch_fetches_listed_segments_once_ahead_of_viewers() {
     }
     assert_eq!(o.hits("/vod/seg3.ts"), 0, "only the next 3");
     // Viewers collapse onto the prefetch (or hit it): no second origin request.
-    let started = Instant::now();
     for i in 0..3u64 {
         let (s, _, _, b) = get(&c, &url(&e, &format!("/vod/seg{i}.ts")), &[]).await;
         assert_eq!((s, b), (200, payload(50_000, i)));
         assert_eq!(o.hits(&format!("/vod/seg{i}.ts")), 1);
     }
-    let prefetched = started.elapsed() / 3;
-    // A segment outside the prefetch window pays the origin's latency.
-    let started = Instant::now();
+    // A segment outside the prefetch window is a viewer's own miss. (How much
+    // sooner a prefetched segment arrives is measured by the players bench,
+    // not asserted here.)
     let (_, x, _, _) = get(&c, &url(&e, "/vod/seg4.ts"), &[]).await;
-    let missed = started.elapsed();
     assert_eq!(x, "Miss");
-    eprintln!("segment fetch: prefetched {prefetched:?} vs miss {missed:?} (origin latency 200 ms)");
+    assert_eq!(o.hits("/vod/seg4.ts"), 1);
 }
