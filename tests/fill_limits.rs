@@ -37,13 +37,8 @@ async fn endless_origin() -> EndlessOrigin {
             a.fetch_add(1, Ordering::SeqCst);
             let c = c.clone();
             tokio::spawn(async move {
-                let mut buf = vec![0u8; 8192];
-                let mut got = Vec::new();
-                while !got.windows(4).any(|w| w == b"\r\n\r\n") {
-                    match s.read(&mut buf).await {
-                        Ok(0) | Err(_) => return,
-                        Ok(n) => got.extend_from_slice(&buf[..n]),
-                    }
+                if read_request_head(&mut s).await.is_none() {
+                    return;
                 }
                 let head = b"HTTP/1.1 200 OK\r\ncontent-type: video/mp4\r\ncache-control: max-age=60\r\ntransfer-encoding: chunked\r\n\r\n";
                 let chunk = payload(64 * 1024, 7);
