@@ -310,7 +310,7 @@ fn key_groups() -> &'static [Arc<mediaedge::config::KeyGroup>] {
     static G: OnceLock<Vec<Arc<mediaedge::config::KeyGroup>>> = OnceLock::new();
     G.get_or_init(|| {
         let key = mediaedge::security::signature::PublicKey::from_pem(PUBLIC_KEY).expect("fixture key");
-        let keys = vec![mediaedge::config::TrustedKey { id: "K2JCJMDEHXQW5F".into(), key }];
+        let keys = vec![mediaedge::config::TrustedKey::new("K2JCJMDEHXQW5F", key)];
         vec![Arc::new(mediaedge::config::KeyGroup { id: "g".into(), keys })]
     })
 }

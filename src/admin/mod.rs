@@ -454,6 +454,9 @@ pub async fn start(mut config: Config) -> Result<ControlledEdge, String> {
         let running = crate::server::start(&config).await?;
         return Ok(ControlledEdge { running, control: None, admin_addr: None, _tasks: Tasks(Vec::new()) });
     };
+    // Public keys are inlined into the documents the store keeps: load the
+    // files first (nothing is read again if the configuration was loaded).
+    config.materialise().map_err(|e| e.to_string())?;
     let state_dir = config.admin.state_dir.clone();
     let store = StateStore::open(&state_dir).map_err(|e| e.to_string())?;
     let source = config.admin.seed_source.clone();
@@ -462,8 +465,7 @@ pub async fn start(mut config: Config) -> Result<ControlledEdge, String> {
         let outcome = store.seed_distribution(&d.id, &text, &seed_hash(&text), &source).map_err(|e| e.to_string())?;
         tracing::debug!(id = %d.id, ?outcome, "seeded from {source}");
     }
-    let seeded_now: Vec<&str> = config.distributions.iter().map(|d| d.id.as_str()).collect();
-    config.distributions = deployable(&store, &seeded_now, &config.server.edge_domain)?;
+    config.distributions = deployable(&store, &config.distributions, &config.server.edge_domain)?;
     let running = crate::server::start(&config).await.map_err(|e| {
         if e.starts_with("cannot listen on") {
             format!("{e}; is another edge listening there? Give this one its own port with --listen ADDR (or [server] listen)")
@@ -513,11 +515,22 @@ pub async fn start(mut config: Config) -> Result<ControlledEdge, String> {
 ///    its source is), one that does not validate, and one that claims a host
 ///    an earlier one in this order holds. The last two are logged as warnings;
 ///    nothing is deleted.
-fn deployable(store: &StateStore, seeded_now: &[&str], edge_domain: &str) -> Result<Vec<Arc<Distribution>>, String> {
+fn deployable(
+    store: &StateStore,
+    seeded_now: &[Arc<Distribution>],
+    edge_domain: &str,
+) -> Result<Vec<Arc<Distribution>>, String> {
     let marks: std::collections::HashMap<String, crate::state::SeedMark> =
         store.seed_marks().map_err(|e| e.to_string())?.into_iter().map(|m| (m.id.clone(), m)).collect();
     let (mut ours, mut api_made) = (Vec::new(), Vec::new());
     for r in store.distributions().map_err(|e| e.to_string())? {
+        let this_start = seeded_now.iter().find(|d| d.id == r.id);
+        // Seeded by this start and unchanged: the configuration's own,
+        // already loaded (its files are not read again).
+        if let Some(d) = this_start.filter(|d| doc_text(&d.document) == r.document) {
+            ours.push(d.clone());
+            continue;
+        }
         let doc = match toml::from_str::<toml::Table>(&r.document) {
             Ok(d) => d,
             Err(e) => {
@@ -533,7 +546,7 @@ fn deployable(store: &StateStore, seeded_now: &[&str], edge_domain: &str) -> Res
                 continue;
             }
         };
-        if seeded_now.contains(&r.id.as_str()) {
+        if this_start.is_some() {
             ours.push(dist);
             continue;
         }

@@ -5,12 +5,16 @@
 //! line and the field.
 
 mod error;
+mod loaded;
+pub mod materialise;
 pub mod origin_request;
 pub mod pattern;
 mod raw;
 pub mod units;
 
 pub use error::ConfigError;
+pub use loaded::{CaFile, KeySource, LoadedCertificate, Place, Slot};
+pub use materialise::Materialised;
 pub use origin_request::{ForwardedHeaders, OriginRequestPolicy, ViewerHeader};
 pub use pattern::{HostPattern, PathPattern};
 
@@ -117,6 +121,11 @@ pub struct ServerConfig {
 pub struct CertificateConfig {
     pub cert: PathBuf,
     pub key: PathBuf,
+    /// Where `cert` and `key` are written (for errors).
+    pub cert_at: Place,
+    pub key_at: Place,
+    /// The pair, filled by the materialise step.
+    pub loaded: Slot<LoadedCertificate>,
     /// Lower-case names; `*.example.com` covers one label under example.com.
     pub hosts: Vec<String>,
     /// Used when SNI matches no host or is absent.
@@ -196,7 +205,25 @@ pub struct KeyGroup {
 #[derive(Debug, Clone)]
 pub struct TrustedKey {
     pub id: String,
-    pub key: crate::security::signature::PublicKey,
+    pub source: KeySource,
+    /// Where `public_key` and `id` are written (for errors).
+    pub at: Place,
+    pub id_at: Place,
+    /// The key, filled by the materialise step; a key not loaded verifies nothing.
+    pub key: Slot<crate::security::signature::PublicKey>,
+}
+
+impl TrustedKey {
+    /// A key made in code rather than read from a configuration.
+    pub fn new(id: impl Into<String>, key: crate::security::signature::PublicKey) -> TrustedKey {
+        TrustedKey {
+            id: id.into(),
+            source: KeySource::Inline(String::new()),
+            at: Place::default(),
+            id_at: Place::default(),
+            key: Slot::filled(key),
+        }
+    }
 }
 
 impl Distribution {
@@ -238,7 +265,7 @@ pub struct HttpOriginConfig {
     pub keepalive_timeout: Duration,
     pub max_idle_per_host: usize,
     /// Verify the origin's certificate against this PEM bundle instead of the system roots.
-    pub ca_file: Option<PathBuf>,
+    pub ca_file: Option<CaFile>,
     /// The URL's scheme unless `protocol_policy` says otherwise.
     pub protocol_policy: OriginProtocolPolicy,
     /// Ports for match-viewer (default: the URL's port).
@@ -249,6 +276,8 @@ pub struct HttpOriginConfig {
 #[derive(Debug, Clone)]
 pub struct FolderOriginConfig {
     pub root: PathBuf,
+    /// Where `folder` is written (the materialise step checks it is a folder).
+    pub at: Place,
 }
 
 #[derive(Debug, Clone)]
@@ -502,31 +531,54 @@ pub fn new_distribution_id() -> String {
 }
 
 impl Config {
-    /// Reads and validates a config file.
+    /// Reads a config file and loads the files it names: [`Config::read`]
+    /// then [`Config::materialise`].
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let mut cfg = Self::read(path)?;
+        cfg.materialise()?;
+        Ok(cfg)
+    }
+
+    /// Reads a config file and checks it, without reading the files it names.
+    pub fn read(path: &Path) -> Result<Config, ConfigError> {
         let text = std::fs::read_to_string(path)
             .map_err(|e| ConfigError::whole_file(path, format!("cannot read the file: {e}")))?;
-        let mut cfg = Self::parse(&text, path)?;
+        let mut cfg = Self::from_text(&text, path)?;
         let absolute = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
         cfg.admin.seed_source = format!("the configuration file {}", absolute.display());
         Ok(cfg)
     }
 
-    /// Parses config text; `path` is used for error messages and to resolve
-    /// relative folder origins.
+    /// Parses config text and loads the files it names; `path` is used for
+    /// error messages and to resolve relative paths.
     pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
+        let mut cfg = Self::from_text(text, path)?;
+        cfg.materialise()?;
+        Ok(cfg)
+    }
+
+    /// Parses and checks config text: the model with paths, places and empty
+    /// slots. No file is read; [`Config::materialise`] reads them.
+    pub fn from_text(text: &str, path: &Path) -> Result<Config, ConfigError> {
         raw::resolve(text, path)
     }
 
     /// Resolves one distribution document (a `[[distributions]]` table, as the
-    /// admin API receives it) with the same checks as the file. Errors name the
-    /// field within the distribution (`behaviors[0].origin`); `source` names
-    /// where it came from in messages.
+    /// admin API receives it) with the same checks as the file, and loads the
+    /// files it names. Errors name the field within the distribution
+    /// (`behaviors[0].origin`); `source` names where it came from in messages.
     pub fn distribution_from_document(
         doc: &toml::Table,
         edge_domain: &str,
         source: &str,
     ) -> Result<Distribution, ConfigError> {
+        let mut dist = Arc::new(Self::document(doc, edge_domain, source)?);
+        materialise::distribution(&mut dist, &mut materialise::Reader::default())?;
+        Ok(Arc::unwrap_or_clone(dist))
+    }
+
+    /// [`Config::distribution_from_document`] without reading any file.
+    pub fn document(doc: &toml::Table, edge_domain: &str, source: &str) -> Result<Distribution, ConfigError> {
         let mut server = toml::Table::new();
         server.insert("edge_domain".into(), toml::Value::String(edge_domain.into()));
         let mut whole = toml::Table::new();
@@ -534,18 +586,7 @@ impl Config {
         whole.insert("distributions".into(), toml::Value::Array(vec![toml::Value::Table(doc.clone())]));
         let text = toml::to_string(&whole)
             .map_err(|e| ConfigError::whole_file(Path::new(source), format!("cannot be written as TOML: {e}")))?;
-        let strip = |mut e: ConfigError| {
-            e.file = PathBuf::from(source);
-            e.line = 0;
-            e.column = 0;
-            e.field = e.field.map(|f| match f.strip_prefix("distributions[0].") {
-                Some(inner) => inner.to_string(),
-                // A type error names only the key on its line: find where it is.
-                None => unique_path(doc, &f).unwrap_or(f),
-            });
-            e
-        };
-        let mut cfg = raw::resolve(&text, Path::new(source)).map_err(strip)?;
+        let mut cfg = raw::resolve_document(&text, Path::new(source), doc)?;
         match cfg.distributions.pop() {
             Some(d) if cfg.distributions.is_empty() => Ok(Arc::unwrap_or_clone(d)),
             _ => Err(ConfigError::whole_file(Path::new(source), "holds no distribution")),
@@ -575,6 +616,7 @@ impl Config {
         text.push_str("\n[distributions.default_behavior]\norigin = \"origin\"\n");
         let cwd = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."));
         let mut cfg = raw::resolve(&text, &cwd.join("--origin"))?;
+        cfg.materialise()?;
         cfg.admin.seed_source = "--origin".to_string();
         if let Some(addr) = listen {
             cfg.server.listen = vec![addr];
@@ -608,6 +650,7 @@ compress = true
             root = toml_string(&media_root.to_string_lossy())
         );
         let mut cfg = raw::resolve(&text, Path::new("<built-in demo>"))?;
+        cfg.materialise()?;
         cfg.admin.seed_source = "the built-in demo".to_string();
         if let Some(addr) = listen {
             cfg.server.listen = vec![addr];

@@ -197,6 +197,9 @@ enum RawList {
 struct Ctx<'a> {
     file: &'a Path,
     text: &'a str,
+    /// Set when the text wraps one distribution document (the admin API):
+    /// places then name the document's source and its own field paths.
+    document: Option<&'a toml::Table>,
 }
 
 impl Ctx<'_> {
@@ -207,11 +210,44 @@ impl Ctx<'_> {
     fn error(&self, span: std::ops::Range<usize>, field: String, msg: impl Into<String>) -> ConfigError {
         ConfigError::at(self.file, self.text, span.start, Some(field), msg)
     }
+
+    /// Where a value the materialise step reads is written.
+    fn place(&self, span: std::ops::Range<usize>, field: String) -> Place {
+        let e = self.error(span, field, "");
+        let e = match self.document {
+            Some(doc) => in_document(e, doc),
+            None => e,
+        };
+        Place { file: e.file, line: e.line, column: e.column, field: e.field.unwrap_or_default() }
+    }
 }
 
 pub(super) fn resolve(text: &str, file: &Path) -> Result<Config, ConfigError> {
+    resolve_with(text, file, None)
+}
+
+/// Resolves `text`, which wraps the distribution document `doc`; errors (and
+/// places) name `file` (the document's source) and the document's own fields.
+pub(super) fn resolve_document(text: &str, file: &Path, doc: &toml::Table) -> Result<Config, ConfigError> {
+    resolve_with(text, file, Some(doc)).map_err(|e| in_document(e, doc))
+}
+
+/// An error in a wrapped document, as the document's sender sees it: no line,
+/// and the field path within the document.
+fn in_document(mut e: ConfigError, doc: &toml::Table) -> ConfigError {
+    e.line = 0;
+    e.column = 0;
+    e.field = e.field.map(|f| match f.strip_prefix("distributions[0].") {
+        Some(inner) => inner.to_string(),
+        // A type error names only the key on its line: find where it is.
+        None => unique_path(doc, &f).unwrap_or(f),
+    });
+    e
+}
+
+fn resolve_with(text: &str, file: &Path, document: Option<&toml::Table>) -> Result<Config, ConfigError> {
     let raw: RawConfig = toml::from_str(text).map_err(|e| toml_error(file, text, &e))?;
-    let cx = Ctx { file, text };
+    let cx = Ctx { file, text, document };
 
     let mut server = ServerConfig::default();
     if let Some(listen) = raw.server.listen {
@@ -387,7 +423,8 @@ pub(super) fn conflicts(distributions: &[Arc<Distribution>]) -> Option<String> {
 }
 
 /// Makes a distribution document stand on its own: folder and CA paths
-/// absolute, public keys inlined as PEM text.
+/// absolute. (Public keys are inlined as PEM text by the materialise step,
+/// which reads them.)
 fn normalize_document(doc: &mut toml::Table, file: &Path) {
     let absolute = |p: &str| {
         let path = relative_to(file, p);
@@ -398,21 +435,6 @@ fn normalize_document(doc: &mut toml::Table, file: &Path) {
             for field in ["folder", "ca_file"] {
                 if let Some(toml::Value::String(p)) = o.get_mut(field) {
                     *p = absolute(p);
-                }
-            }
-        }
-    }
-    if let Some(toml::Value::Array(groups)) = doc.get_mut("key_groups") {
-        for g in groups.iter_mut().filter_map(toml::Value::as_table_mut) {
-            if let Some(toml::Value::Array(keys)) = g.get_mut("keys") {
-                for k in keys.iter_mut().filter_map(toml::Value::as_table_mut) {
-                    if let Some(toml::Value::String(p)) = k.get_mut("public_key") {
-                        if !is_inline_pem(p) {
-                            if let Ok(pem) = std::fs::read_to_string(relative_to(file, p)) {
-                                *p = pem;
-                            }
-                        }
-                    }
                 }
             }
         }
@@ -525,10 +547,7 @@ fn resolve_distribution(
             (Some(url), None) => OriginKind::Http(parse_origin_url(cx, url, of("url"), &o)?),
             (None, Some(folder)) => {
                 let root = relative_to(cx.file, folder.get_ref());
-                if !root.is_dir() {
-                    return cx.err(folder.span(), of("folder"), format!("{} is not a folder", root.display()));
-                }
-                OriginKind::Folder(FolderOriginConfig { root })
+                OriginKind::Folder(FolderOriginConfig { root, at: cx.place(folder.span(), of("folder")) })
             }
             _ => return cx.err(ospan, of("url"), "an origin needs exactly one of `url` or `folder`"),
         };
@@ -628,16 +647,11 @@ fn parse_origin_url(
             }
         },
     };
-    let ca_file = match &o.ca_file {
-        None => None,
-        Some(ca) => {
-            let path = relative_to(cx.file, ca.get_ref());
-            if let Err(e) = crate::origin::load_roots(&path) {
-                return cx.err(ca.span(), field.replace(".url", ".ca_file"), e);
-            }
-            Some(path)
-        }
-    };
+    let ca_file = o.ca_file.as_ref().map(|ca| CaFile {
+        path: relative_to(cx.file, ca.get_ref()),
+        at: cx.place(ca.span(), field.replace(".url", ".ca_file")),
+        roots: Slot::empty(),
+    });
     Ok(HttpOriginConfig {
         scheme,
         authority: authority.as_str().to_string(),

@@ -40,8 +40,9 @@ impl HttpOrigin {
         http.set_keepalive(Some(std::time::Duration::from_secs(30)));
         let builder = hyper_rustls::HttpsConnectorBuilder::new();
         let builder = match &config.ca_file {
-            Some(path) => {
-                let roots = super::load_roots(path)?;
+            Some(ca) => {
+                // Loaded by the configuration's materialise step (or now, if it did not run).
+                let roots = crate::config::materialise::ca_roots(ca).map_err(|e| e.to_string())?;
                 let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
                 let tls = rustls::ClientConfig::builder_with_provider(provider)
                     .with_safe_default_protocol_versions()

@@ -205,22 +205,6 @@ tokio::task_local! {
     pub static VIEWER_TLS: bool;
 }
 
-/// Reads a PEM bundle of CA certificates (an origin's `ca_file`).
-pub fn load_roots(path: &std::path::Path) -> Result<rustls::RootCertStore, String> {
-    use rustls::pki_types::pem::PemObject;
-    use rustls::pki_types::CertificateDer;
-    let mut roots = rustls::RootCertStore::empty();
-    let certs = CertificateDer::pem_file_iter(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-    for c in certs {
-        let c = c.map_err(|e| format!("{} is not a PEM certificate bundle: {e}", path.display()))?;
-        roots.add(c).map_err(|e| format!("{}: a certificate cannot be a trust anchor: {e}", path.display()))?;
-    }
-    if roots.is_empty() {
-        return Err(format!("{} holds no PEM certificate", path.display()));
-    }
-    Ok(roots)
-}
-
 impl Origin {
     pub fn new(config: Arc<OriginConfig>, stats: Arc<DistStats>) -> Result<Origin, String> {
         let kind = match &config.kind {

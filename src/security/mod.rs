@@ -167,7 +167,8 @@ impl Verifier {
             .iter()
             .flat_map(|g| g.keys.iter())
             .find(|k| k.id == key_pair_id)
-            .map(|k| &k.key)
+            // A key the configuration's materialise step did not load verifies nothing.
+            .and_then(|k| k.key.get())
             .ok_or(Denial::UnknownKey)?;
 
         let host_url = || resource_url(req);

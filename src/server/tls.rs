@@ -1,48 +1,15 @@
 //! HTTPS for viewers: certificates chosen by SNI (exact host, then wildcard,
 //! then the default), read from PEM files and reloaded when they change.
 
+use crate::config::materialise;
 use crate::config::CertificateConfig;
 use arc_swap::ArcSwap;
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
 use std::collections::HashMap;
-use std::path::Path;
+
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
-
-/// Why a certificate and key pair could not be used.
-#[derive(Debug)]
-pub struct PairError {
-    /// The fault is in the key file (else in the certificate file).
-    pub in_key: bool,
-    pub message: String,
-}
-
-/// Reads a PEM certificate chain and its private key, and checks they match.
-pub fn load_pair(cert: &Path, key: &Path) -> Result<CertifiedKey, PairError> {
-    let cert_err = |message: String| PairError { in_key: false, message };
-    let key_err = |message: String| PairError { in_key: true, message };
-    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
-        .map_err(|e| cert_err(format!("cannot read {}: {e}", cert.display())))?
-        .collect::<Result<_, _>>()
-        .map_err(|e| cert_err(format!("{} is not a PEM certificate chain: {e}", cert.display())))?;
-    if chain.is_empty() {
-        return Err(cert_err(format!("{} holds no PEM certificate", cert.display())));
-    }
-    let private = PrivateKeyDer::from_pem_file(key)
-        .map_err(|e| key_err(format!("cannot read a PEM private key from {}: {e}", key.display())))?;
-    let signing = rustls::crypto::ring::sign::any_supported_type(&private)
-        .map_err(|e| key_err(format!("{} is not a usable private key: {e}", key.display())))?;
-    let pair = CertifiedKey::new(chain, signing);
-    match pair.keys_match() {
-        Ok(()) => Ok(pair),
-        // The key's public half could not be computed: nothing to compare.
-        Err(rustls::Error::InconsistentKeys(rustls::InconsistentKeys::Unknown)) => Ok(pair),
-        Err(e) => Err(key_err(format!("{} does not match the certificate in {}: {e}", key.display(), cert.display()))),
-    }
-}
 
 /// Who serves which name, built from the loaded pairs.
 #[derive(Default)]
@@ -103,20 +70,15 @@ impl std::fmt::Debug for CertResolver {
     }
 }
 
-fn stamps(e: &CertificateConfig) -> Stamps {
-    let m = |p: &Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
-    (m(&e.cert), m(&e.key))
-}
-
 impl CertResolver {
     pub fn new(entries: &[CertificateConfig]) -> Result<CertResolver, String> {
         let mut keys = Vec::new();
         let mut seen = Vec::new();
         for e in entries {
-            let st = stamps(e);
-            let pair = load_pair(&e.cert, &e.key).map_err(|err| err.message)?;
-            keys.push(Arc::new(pair));
-            seen.push(st);
+            // Loaded by the configuration's materialise step (or now, if it did not run).
+            let loaded = materialise::certificate(e).map_err(|err| err.to_string())?;
+            keys.push(loaded.pair);
+            seen.push(loaded.modified);
         }
         Ok(CertResolver {
             entries: entries.to_vec(),
@@ -135,18 +97,18 @@ impl CertResolver {
         let (keys, seen) = &mut *guard;
         let mut replaced = 0;
         for (i, e) in self.entries.iter().enumerate() {
-            let now = stamps(e);
+            let now = materialise::certificate_stamps(e);
             if now == seen[i] {
                 continue;
             }
             seen[i] = now;
-            match load_pair(&e.cert, &e.key) {
-                Ok(pair) => {
-                    keys[i] = Arc::new(pair);
+            match materialise::read_certificate(e) {
+                Ok(loaded) => {
+                    keys[i] = loaded.pair;
                     replaced += 1;
                     tracing::info!("reloaded the certificate {}", e.cert.display());
                 }
-                Err(err) => tracing::warn!("keeping the old certificate for {}: {}", e.cert.display(), err.message),
+                Err(err) => tracing::warn!("keeping the old certificate for {}: {err}", e.cert.display()),
             }
         }
         if replaced > 0 {

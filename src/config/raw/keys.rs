@@ -1,10 +1,11 @@
-//! Trusted key groups and viewer certificates: files read (relative to the
-//! config file) and checked at load.
+//! Trusted key groups and viewer certificates: ids, host names and the files
+//! they name (relative to the config file). The materialise step reads the files.
 
 use super::*;
 
-/// Key groups: ids, and public keys read (relative to the config file) and
-/// checked at load. One key id names one key across the distribution.
+/// Key groups: ids, and where their public keys are. One key id names one
+/// key across the distribution (the same source here; the same key once the
+/// materialise step has read them).
 pub(super) fn resolve_key_groups(
     cx: &Ctx,
     i: usize,
@@ -45,28 +46,22 @@ pub(super) fn resolve_key_groups(
             let Some(path) = key.public_key else {
                 return cx.err(kspan, kf("public_key"), "is missing (the path of a PEM public key)");
             };
-            let file = relative_to(cx.file, path.get_ref());
-            let text = if is_inline_pem(path.get_ref()) {
-                path.get_ref().clone()
+            let source = if is_inline_pem(path.get_ref()) {
+                KeySource::Inline(path.get_ref().clone())
             } else {
-                std::fs::read_to_string(&file).map_err(|e| {
-                    cx.error(path.span(), kf("public_key"), format!("cannot read {}: {e}", file.display()))
-                })?
+                KeySource::File(relative_to(cx.file, path.get_ref()))
             };
-            let public = crate::security::signature::PublicKey::from_pem(&text).map_err(|e| {
-                cx.error(path.span(), kf("public_key"), format!("{} is not an RSA public key: {e}", file.display()))
-            })?;
-            let trusted = match all_keys.iter().find(|x| x.id == *kid.get_ref()) {
-                Some(prev) if prev.key.same_key(&public) => prev.clone(),
-                Some(_) => {
-                    return cx.err(
-                        kid.span(),
-                        kf("id"),
-                        format!("key id {:?} names a different public key in another key group", kid.get_ref()),
-                    )
-                }
+            let trusted = match all_keys.iter().find(|x| x.id == *kid.get_ref() && x.source == source) {
+                // The same key named again: one key, loaded once.
+                Some(prev) => prev.clone(),
                 None => {
-                    let t = TrustedKey { id: kid.into_inner(), key: public };
+                    let t = TrustedKey {
+                        at: cx.place(path.span(), kf("public_key")),
+                        id_at: cx.place(kid.span(), kf("id")),
+                        id: kid.into_inner(),
+                        source,
+                        key: Slot::empty(),
+                    };
                     all_keys.push(t.clone());
                     t
                 }
@@ -78,8 +73,8 @@ pub(super) fn resolve_key_groups(
     Ok(groups)
 }
 
-/// Viewer certificates: files read (relative to the config file) and checked
-/// at load, host names validated, at most one default.
+/// Viewer certificates: host names validated, at most one default, and where
+/// the files are.
 pub(super) fn resolve_certificates(
     cx: &Ctx,
     raw: Vec<Spanned<RawCertificate>>,
@@ -119,13 +114,15 @@ pub(super) fn resolve_certificates(
         if c.default && out.iter().any(|x| x.default) {
             return cx.err(span, f("default"), "only one certificate can be the default");
         }
-        let cert_path = relative_to(cx.file, cert.get_ref());
-        let key_path = relative_to(cx.file, key.get_ref());
-        if let Err(e) = crate::server::tls::load_pair(&cert_path, &key_path) {
-            let s = if e.in_key { key.span() } else { cert.span() };
-            return cx.err(s, f(if e.in_key { "key" } else { "cert" }), e.message);
-        }
-        out.push(CertificateConfig { cert: cert_path, key: key_path, hosts, default: c.default });
+        out.push(CertificateConfig {
+            cert: relative_to(cx.file, cert.get_ref()),
+            key: relative_to(cx.file, key.get_ref()),
+            cert_at: cx.place(cert.span(), f("cert")),
+            key_at: cx.place(key.span(), f("key")),
+            loaded: Slot::empty(),
+            hosts,
+            default: c.default,
+        });
     }
     Ok(out)
 }
