@@ -1,8 +1,10 @@
 //! Configuration: the TOML file, the built-in demo, and `serve --origin URL`.
 //!
 //! The file is read into `raw` structures (with spans, for error messages), then
-//! resolved and validated into the model below. Every error names the file, the
-//! line and the field.
+//! resolved and validated into the model below: plain data, with the paths of
+//! the files it names and empty slots for their contents. No other file is
+//! read there; `materialise` then reads each named file once and fills the
+//! slots. Every error, from either step, names the file, the line and the field.
 
 mod error;
 mod loaded;
