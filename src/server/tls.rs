@@ -1,5 +1,6 @@
 //! HTTPS for viewers: certificates chosen by SNI (exact host, then wildcard,
-//! then the default), read from PEM files and reloaded when they change.
+//! then the default), as the configuration's materialise step loaded them,
+//! and read again by the same loader when their files change.
 
 use crate::config::materialise;
 use crate::config::CertificateConfig;
@@ -7,7 +8,6 @@ use arc_swap::ArcSwap;
 use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
 use std::collections::HashMap;
-
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
