@@ -144,12 +144,8 @@ fn parsing_reads_no_file_and_materialise_fills_every_slot() {
 async fn each_file_is_read_once_and_the_running_edge_reads_none_again() {
     let dir = Dir::new("once");
     let (ca, cert, key, leaf_der) = certificates("m.example.test");
-    let files = [
-        dir.write("c.pem", &cert),
-        dir.write("c.key", &key),
-        dir.write("ca.pem", &ca),
-        dir.write("k.pem", PUBLIC_KEY),
-    ];
+    let files =
+        [dir.write("c.pem", &cert), dir.write("c.key", &key), dir.write("ca.pem", &ca), dir.write("k.pem", PUBLIC_KEY)];
     let path = dir.write("edge.toml", &config_text("ca.pem", "c.pem", "c.key", "k.pem"));
     let mut cfg = mediaedge::Config::read(&path).unwrap_or_else(|e| panic!("{e}"));
     let report = cfg.materialise().unwrap_or_else(|e| panic!("{e}"));
