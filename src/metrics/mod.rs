@@ -28,6 +28,7 @@
 //! Latency buckets (seconds): 0.001 0.0025 0.005 0.01 0.025 0.05 0.1 0.25 0.5
 //! 1 2.5 5 10 +Inf.
 
+use crate::outcome::{EdgeResult, RESULT_TYPES};
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -36,36 +37,6 @@ use std::time::Duration;
 
 /// The `Content-Type` of [`render_prometheus`]'s output.
 pub const PROMETHEUS_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
-
-/// The cache result of a response, as in X-Cache / access logs.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum CacheResult {
-    Hit,
-    RefreshHit,
-    Miss,
-    Error,
-    /// The edge redirected the viewer (a behavior's `redirect-to-https`).
-    Redirect,
-}
-
-impl CacheResult {
-    pub const ALL: [CacheResult; 5] =
-        [CacheResult::Hit, CacheResult::RefreshHit, CacheResult::Miss, CacheResult::Error, CacheResult::Redirect];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            CacheResult::Hit => "Hit",
-            CacheResult::RefreshHit => "RefreshHit",
-            CacheResult::Miss => "Miss",
-            CacheResult::Error => "Error",
-            CacheResult::Redirect => "Redirect",
-        }
-    }
-
-    fn index(self) -> usize {
-        self as usize
-    }
-}
 
 /// Why an origin request failed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -93,7 +64,7 @@ impl OriginErrorKind {
 }
 
 const CLASSES: [&str; 5] = ["1xx", "2xx", "3xx", "4xx", "5xx"];
-const RESULTS: usize = 5;
+const RESULTS: usize = RESULT_TYPES.len();
 
 /// The status class index (0 for 1xx .. 4 for 5xx); codes outside 100..=599
 /// are clamped to the nearest class.
@@ -114,7 +85,7 @@ const BUCKETS: usize = LATENCY_LE.len();
 #[derive(Debug)]
 pub struct DistStats {
     id: String,
-    /// Responses by (status class × cache result): `class * 4 + result`.
+    /// Responses by (status class × result type): `class * RESULTS + result.class()`.
     responses: [AtomicU64; 5 * RESULTS],
     http: AtomicU64,
     https: AtomicU64,
@@ -171,8 +142,8 @@ impl DistStats {
     }
 
     /// One viewer response, counted when its head is sent. `status` is the HTTP status code.
-    pub fn record_response(&self, status: u16, result: CacheResult, https: bool) {
-        add(&self.responses[class_index(status) * RESULTS + result.index()], 1);
+    pub fn record_response(&self, status: u16, result: EdgeResult, https: bool) {
+        add(&self.responses[class_index(status) * RESULTS + result.class()], 1);
         if https {
             add(&self.https, 1);
             add(&self.usage_https, 1);
@@ -239,19 +210,19 @@ impl DistStats {
             by_result[i % RESULTS] += n;
         }
         let requests: u64 = by_class.iter().sum();
-        let hits = by_result[CacheResult::Hit.index()] + by_result[CacheResult::RefreshHit.index()];
-        let lookups = hits + by_result[CacheResult::Miss.index()];
+        let hits = by_result[EdgeResult::Hit.class()] + by_result[EdgeResult::RefreshHit.class()];
+        let lookups = hits + by_result[EdgeResult::Miss.class()];
         let hit_ratio = if lookups == 0 { 0.0 } else { hits as f64 / lookups as f64 };
         let buckets: [u64; BUCKETS] = std::array::from_fn(|i| load(&self.latency_buckets[i]));
         StatsSnapshot {
             distribution_id: self.id.clone(),
             requests,
             requests_by_result: ByResult {
-                hit: by_result[0],
-                refresh_hit: by_result[1],
-                miss: by_result[2],
-                error: by_result[3],
-                redirect: by_result[4],
+                hit: by_result[EdgeResult::Hit.class()],
+                refresh_hit: by_result[EdgeResult::RefreshHit.class()],
+                miss: by_result[EdgeResult::Miss.class()],
+                error: by_result[EdgeResult::OriginError.class()],
+                redirect: by_result[EdgeResult::Redirect.class()],
             },
             requests_by_status_class: ByClass {
                 class_1xx: by_class[0],
@@ -373,7 +344,7 @@ pub struct StatsSnapshot {
     pub origin_latency_ms: LatencySummary,
 }
 
-/// Requests by cache result.
+/// Requests by result type (the keys are [`RESULT_TYPES`]).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
 pub struct ByResult {
     #[serde(rename = "Hit")]
@@ -508,12 +479,11 @@ pub fn render_prometheus(registry: &Registry, cache: &CacheGauges) -> String {
     family(&mut out, "mediaedge_requests_total", "counter", "Viewer responses by status class and cache result.");
     for (d, s) in &dists {
         for (ci, class) in CLASSES.iter().enumerate() {
-            for r in CacheResult::ALL {
-                let n = load(&s.responses[ci * RESULTS + r.index()]);
+            for (ri, result) in RESULT_TYPES.iter().enumerate() {
+                let n = load(&s.responses[ci * RESULTS + ri]);
                 let _ = writeln!(
                     out,
-                    "mediaedge_requests_total{{distribution=\"{d}\",status_class=\"{class}\",cache_result=\"{}\"}} {n}",
-                    r.as_str()
+                    "mediaedge_requests_total{{distribution=\"{d}\",status_class=\"{class}\",cache_result=\"{result}\"}} {n}"
                 );
             }
         }
@@ -599,13 +569,13 @@ mod tests {
     #[test]
     fn snapshot_counts_results_classes_and_ratio() {
         let s = DistStats::new("E1");
-        s.record_response(200, CacheResult::Hit, true);
-        s.record_response(206, CacheResult::RefreshHit, false);
-        s.record_response(200, CacheResult::Miss, false);
-        s.record_response(304, CacheResult::Hit, true);
-        s.record_response(404, CacheResult::Error, false);
-        s.record_response(502, CacheResult::Error, true);
-        s.record_response(101, CacheResult::Miss, false);
+        s.record_response(200, EdgeResult::Hit, true);
+        s.record_response(206, EdgeResult::RefreshHit, false);
+        s.record_response(200, EdgeResult::Miss, false);
+        s.record_response(304, EdgeResult::Hit, true);
+        s.record_response(404, EdgeResult::OriginError, false);
+        s.record_response(502, EdgeResult::OriginError, true);
+        s.record_response(101, EdgeResult::Miss, false);
         s.record_bytes_out(100, 900);
         s.record_origin_request(250);
         s.record_origin_bytes(4000);
@@ -639,7 +609,7 @@ mod tests {
     #[test]
     fn snapshot_json_shape() {
         let s = DistStats::new("E1");
-        s.record_response(200, CacheResult::Hit, false);
+        s.record_response(200, EdgeResult::Hit, false);
         let v = serde_json::to_value(s.snapshot()).unwrap_or_default();
         assert_eq!(v["requests_by_result"]["RefreshHit"], 0);
         assert_eq!(v["requests_by_result"]["Hit"], 1);
@@ -648,6 +618,23 @@ mod tests {
         assert_eq!(v["errors"]["5xx"], 0);
         assert_eq!(v["origin_latency_ms"]["p99"], 0.0);
         assert_eq!(v["hit_ratio"], 1.0);
+    }
+
+    #[test]
+    fn every_result_counts_under_its_type_and_the_json_names_them() {
+        let s = DistStats::new("E1");
+        for r in EdgeResult::ALL {
+            s.record_response(200, r, false);
+        }
+        let v = serde_json::to_value(s.snapshot().requests_by_result).unwrap_or_default();
+        let keys: Vec<&str> = v.as_object().map(|o| o.keys().map(String::as_str).collect()).unwrap_or_default();
+        let mut want = RESULT_TYPES.to_vec();
+        want.sort_unstable();
+        assert_eq!(keys, want, "the stats JSON names the result types");
+        for (i, name) in RESULT_TYPES.iter().enumerate() {
+            let n = EdgeResult::ALL.iter().filter(|r| r.class() == i).count();
+            assert_eq!(v[name], n, "{name}");
+        }
     }
 
     #[test]
@@ -680,9 +667,9 @@ mod tests {
     #[test]
     fn take_usage_resets_and_pending_does_not() {
         let s = DistStats::new("E1");
-        s.record_response(200, CacheResult::Hit, false);
-        s.record_response(200, CacheResult::Hit, true);
-        s.record_response(200, CacheResult::Miss, true);
+        s.record_response(200, EdgeResult::Hit, false);
+        s.record_response(200, EdgeResult::Hit, true);
+        s.record_response(200, EdgeResult::Miss, true);
         s.record_bytes_out(10, 90);
         s.record_origin_request(40);
         let want = UsageDelta { bytes_to_viewers: 100, bytes_to_origin: 40, http_requests: 1, https_requests: 2 };
@@ -695,7 +682,7 @@ mod tests {
         assert_eq!(s.take_usage(), UsageDelta { bytes_to_viewers: 3, ..Default::default() });
         // Usage put back is taken again, with what was counted since.
         s.restore_usage(&want);
-        s.record_response(200, CacheResult::Hit, false);
+        s.record_response(200, EdgeResult::Hit, false);
         assert_eq!(s.take_usage(), UsageDelta { http_requests: 2, ..want });
         // The cumulative counters are not reset by taking usage.
         let snap = s.snapshot();
@@ -817,10 +804,10 @@ mod tests {
         let r = Registry::new();
         let odd = "we\"ird\\dist\nname";
         let a = r.get_or_create("EABC");
-        r.get_or_create(odd).record_response(200, CacheResult::Miss, false);
-        a.record_response(200, CacheResult::Hit, true);
-        a.record_response(200, CacheResult::Hit, false);
-        a.record_response(503, CacheResult::Error, false);
+        r.get_or_create(odd).record_response(200, EdgeResult::Miss, false);
+        a.record_response(200, EdgeResult::Hit, true);
+        a.record_response(200, EdgeResult::Hit, false);
+        a.record_response(503, EdgeResult::OriginError, false);
         a.record_bytes_out(200, 1800);
         a.record_origin_request(300);
         a.record_origin_bytes(5000);
