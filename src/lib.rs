@@ -14,6 +14,7 @@ pub mod log;
 pub mod media;
 pub mod metrics;
 pub mod origin;
+pub mod outcome;
 pub mod proxy;
 pub mod routing;
 pub mod security;

@@ -136,6 +136,7 @@ async fn lines_record_misses_hits_ranges_and_edge_errors() {
         ("-", "200", "Hit", "5000")
     );
     assert_eq!(hit["x-edge-detailed-result-type"], "Hit");
+    assert_eq!(miss["x-edge-detailed-result-type"], "Miss");
 
     assert_eq!((range["sc-status"], range["sc-bytes"], range["sc-content-len"]), ("206", "100", "100"));
     assert_eq!((range["sc-range-start"], range["sc-range-end"]), ("100", "199"));
@@ -145,9 +146,36 @@ async fn lines_record_misses_hits_ranges_and_edge_errors() {
         (misdirected["cs-uri-stem"], misdirected["sc-status"], misdirected["x-edge-result-type"]),
         ("/nowhere", "421", "Error")
     );
+    assert_eq!(misdirected["x-edge-detailed-result-type"], "InvalidRequest");
     assert_eq!(misdirected["cs(Host)"], "unknown.example");
     assert_eq!(misdirected["sc-bytes"], b421.len().to_string());
     assert_eq!(o.hits("/v/seg.ts"), 1);
+}
+
+/// A viewer that leaves mid-body: the request is an Error (`ClientCommError`),
+/// the response keeps the result it began with, as at CloudFront.
+#[tokio::test]
+async fn a_response_cut_short_is_a_client_comm_error_that_keeps_its_response_result() {
+    let o = TestOrigin::start().await;
+    o.set("/slow.ts", Script::ok(payload(200_000, 3)).pieces(20, Duration::from_millis(100)));
+    let log = TempLog::new("cut");
+    let e = edge(&logged_config(&o.url(), &log, "")).await;
+    let c = client();
+    let mut r = c.get(url(&e, "/slow.ts")).header("host", "media.example").send().await.expect("request");
+    assert_eq!((r.status().as_u16(), x_cache(&r).as_str()), (200, "Miss"));
+    let first = r.chunk().await.expect("a first chunk");
+    assert!(first.is_some_and(|b| !b.is_empty() && b.len() < 200_000));
+    drop(r);
+
+    let (headers, lines) = wait_for_lines(&log.0, 1).await;
+    let fields = fields_of(&headers);
+    let row = parse_line(&fields, &lines[0]);
+    assert_eq!(
+        (row["x-edge-result-type"], row["x-edge-response-result-type"], row["x-edge-detailed-result-type"]),
+        ("Error", "Miss", "ClientCommError"),
+        "{row:?}"
+    );
+    assert!(row["sc-bytes"].parse::<u64>().is_ok_and(|n| n < 200_000), "{row:?}");
 }
 
 #[tokio::test]

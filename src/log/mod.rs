@@ -5,6 +5,7 @@
 mod writer;
 
 use crate::config::{LogRotation, LogTarget};
+use crate::outcome::EdgeResult;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
@@ -72,8 +73,8 @@ pub struct Pending {
     pub request_bytes: u64,
     pub request_id: String,
     pub status: u16,
-    pub result: &'static str,
-    pub detailed_result: &'static str,
+    /// How the response was produced (its result types).
+    pub result: EdgeResult,
     pub content_type: String,
     pub content_len: String,
     pub range: Option<(u64, u64)>,
@@ -93,8 +94,9 @@ impl Pending {
         let ttfb = self.ttfb.map_or(taken, |d| d.as_secs_f64());
         let now = httpdate::fmt_http_date(SystemTime::now());
         let (date, time) = iso_date_time(SystemTime::now()).unwrap_or_else(|| (now.clone(), String::new()));
-        let result = if complete { self.result } else { "Error" };
-        let detailed = if complete { self.detailed_result } else { "ClientCommError" };
+        // A response cut short is an Error for the request, and keeps how the
+        // edge classified the response it started to send.
+        let request_result = if complete { self.result } else { EdgeResult::ClientCommError };
         let (rs, re) = match self.range {
             Some((s, e)) => (s.to_string(), e.to_string()),
             None => ("-".into(), "-".into()),
@@ -113,7 +115,7 @@ impl Pending {
             field(&self.user_agent),
             field(&self.query),
             field(&self.cookie),
-            result.into(),
+            request_result.log_result().into(),
             field(&self.request_id),
             field(&self.host),
             if self.tls { "https".into() } else { "http".into() },
@@ -122,13 +124,13 @@ impl Pending {
             field(&self.forwarded_for),
             "-".into(),
             "-".into(),
-            result.into(),
+            self.result.log_result().into(),
             self.protocol_version.into(),
             "-".into(),
             "-".into(),
             self.client.port().to_string(),
             format!("{ttfb:.3}"),
-            detailed.into(),
+            request_result.detailed().into(),
             field(&self.content_type),
             field(&self.content_len),
             rs,

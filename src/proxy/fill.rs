@@ -1,7 +1,7 @@
 //! The cache path: look up, collapse, fill from the origin, store.
 
 use super::respond::{self, error};
-use super::{Ctx, Edge, ResultType, Served, Viewer};
+use super::{Ctx, Edge, EdgeResult, Served, Viewer};
 use crate::cache::body::{BodyWriter, Room, StoredBody};
 use crate::cache::inflight::{self, Join, Lead, Outcome};
 use crate::cache::key::{self, CacheKey};
@@ -53,16 +53,16 @@ impl Edge {
                 Lookup::Found(obj) => {
                     let state = obj.head().staleness(Instant::now());
                     match state {
-                        Staleness::Fresh => return self.serve(&parts, &ctx, obj, ResultType::Hit, "Hit").await,
+                        Staleness::Fresh => return self.serve(&parts, &ctx, obj, EdgeResult::Hit).await,
                         Staleness::StaleWhileRevalidate => {
                             self.revalidate_in_background(&key, &parts, &ctx, obj.clone());
-                            return self.serve(&parts, &ctx, obj, ResultType::Hit, "StaleHit").await;
+                            return self.serve(&parts, &ctx, obj, EdgeResult::StaleHit).await;
                         }
                         Staleness::Stale => stale = Some(obj),
                     }
                 }
                 Lookup::Pass | Lookup::Miss if respond::only_if_cached(&parts.headers) => return respond::not_stored(),
-                Lookup::Pass => return self.pass_parts(parts, &ctx, "HitForPass").await,
+                Lookup::Pass => return self.pass_parts(parts, &ctx, EdgeResult::HitForPass).await,
                 Lookup::Miss => {}
             }
             if respond::only_if_cached(&parts.headers) {
@@ -75,35 +75,32 @@ impl Edge {
                 // that refresh is under way: a burst never waits on the origin.
                 Join::Wait(_) if stale.as_ref().is_some_and(|o| within_one_refresh(o)) => {
                     let obj = stale.take().unwrap_or_else(|| unreachable!("checked above"));
-                    return self.serve(&parts, &ctx, obj, ResultType::Hit, "StaleWhileRefresh").await;
+                    return self.serve(&parts, &ctx, obj, EdgeResult::StaleWhileRefresh).await;
                 }
                 Join::Wait(rx) => match inflight::wait(rx, self.cache.config.lock_timeout).await {
                     Ok(Some(Outcome::Stored { object, refreshed })) => {
                         if object.vary.as_ref().is_some_and(|v| !v.matches(&parts.headers)) {
                             continue;
                         }
-                        let (result, detail) = if refreshed {
-                            (ResultType::RefreshHit, "CollapsedRefreshHit")
-                        } else {
-                            (ResultType::Miss, "CollapsedMiss")
-                        };
-                        return self.serve(&parts, &ctx, object, result, detail).await;
+                        let result =
+                            if refreshed { EdgeResult::CollapsedRefreshHit } else { EdgeResult::CollapsedMiss };
+                        return self.serve(&parts, &ctx, object, result).await;
                     }
-                    Ok(Some(Outcome::Pass)) => return self.pass_parts(parts, &ctx, "CollapsedPass").await,
+                    Ok(Some(Outcome::Pass)) => return self.pass_parts(parts, &ctx, EdgeResult::CollapsedPass).await,
                     Ok(Some(Outcome::Failed { status, reason })) => {
                         if let Some(obj) = stale.filter(|o| o.head().usable_on_error(Instant::now())) {
-                            return self.serve(&parts, &ctx, obj, ResultType::Hit, "StaleIfError").await;
+                            return self.serve(&parts, &ctx, obj, EdgeResult::StaleIfError).await;
                         }
                         return error(status, &reason);
                     }
                     // The leader went away before an answer: look again.
                     Ok(None) => continue,
                     // The fill stalled: go on alone, without storing.
-                    Err(inflight::Elapsed) => return self.pass_parts(parts, &ctx, "LockTimeout").await,
+                    Err(inflight::Elapsed) => return self.pass_parts(parts, &ctx, EdgeResult::LockTimeout).await,
                 },
             }
         }
-        self.pass_parts(parts, &ctx, "Pass").await
+        self.pass_parts(parts, &ctx, EdgeResult::Pass).await
     }
 
     /// Starts one background revalidation of a stale object, unless one runs.
@@ -160,7 +157,7 @@ impl Edge {
         if response.status.is_server_error() {
             if let Some(obj) = stale.as_ref().filter(|o| o.head().usable_on_error(now())) {
                 lead.publish(Outcome::Failed { status: response.status, reason: "origin error".into() });
-                return self.serve(&parts, &ctx, obj.clone(), ResultType::Hit, "StaleIfError").await;
+                return self.serve(&parts, &ctx, obj.clone(), EdgeResult::StaleIfError).await;
             }
         }
         let behavior = ctx.route.behavior();
@@ -190,9 +187,9 @@ impl Edge {
                     // The whole object would not be stored: drop this response
                     // (closing its connection) and ask for the viewer's range.
                     drop(response);
-                    return self.pass_parts(parts, &ctx, "Pass").await;
+                    return self.pass_parts(parts, &ctx, EdgeResult::Pass).await;
                 }
-                return respond::from_origin(response, ResultType::Miss, "Pass", parts.method == Method::HEAD);
+                return respond::from_origin(response, EdgeResult::Pass, parts.method == Method::HEAD);
             }
         };
         let OriginResponse { status, mut headers, body, response_time, request_time: _ } = response;
@@ -212,7 +209,7 @@ impl Edge {
             parts.uri.clone(),
         ));
         lead.publish(Outcome::Stored { object: object.clone(), refreshed: false });
-        let mut served = self.serve(&parts, &ctx, object, ResultType::Miss, "Miss").await;
+        let mut served = self.serve(&parts, &ctx, object, EdgeResult::Miss).await;
         // `set_cookie = "strip"`: only this viewer's answer carries the cookie.
         for v in cookies {
             served.response.headers_mut().append(header::SET_COOKIE, v);
@@ -319,7 +316,7 @@ impl Edge {
                 lead.publish(Outcome::Pass);
             }
         }
-        let mut served = self.serve(parts, ctx, obj, ResultType::RefreshHit, "RefreshHit").await;
+        let mut served = self.serve(parts, ctx, obj, EdgeResult::RefreshHit).await;
         for v in cookies {
             served.response.headers_mut().append(header::SET_COOKIE, v);
         }
@@ -338,7 +335,7 @@ impl Edge {
         tracing::warn!(origin = %ctx.route.origin().config.id, path = parts.uri.path(), "{reason}");
         lead.publish(Outcome::Failed { status, reason: reason.into() });
         if let Some(obj) = stale.filter(|o| o.head().usable_on_error(Instant::now())) {
-            return self.serve(parts, ctx, obj, ResultType::Hit, "StaleIfError").await;
+            return self.serve(parts, ctx, obj, EdgeResult::StaleIfError).await;
         }
         error(status, reason)
     }

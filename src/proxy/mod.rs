@@ -16,7 +16,8 @@ use crate::cache::Cache;
 use crate::config::{Config, ServerConfig};
 use crate::http::body::EdgeBody;
 use crate::log::{AccessLog, Pending};
-use crate::metrics::{CacheResult, DistStats, Registry};
+use crate::metrics::{DistStats, Registry};
+pub use crate::outcome::EdgeResult;
 use crate::routing::{request_host, Route, Routes};
 use arc_swap::ArcSwap;
 use http::header::{self, HeaderValue};
@@ -27,41 +28,17 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
-/// The cache's verdict on a response, as viewers see it in `X-Cache`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ResultType {
-    Hit,
-    RefreshHit,
-    Miss,
-    Error,
-    /// The edge answered with a redirect of its own (`redirect-to-https`).
-    Redirect,
-}
-
-impl ResultType {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ResultType::Hit => "Hit",
-            ResultType::RefreshHit => "RefreshHit",
-            ResultType::Miss => "Miss",
-            ResultType::Error => "Error",
-            ResultType::Redirect => "Redirect",
-        }
-    }
-}
-
 /// A response on its way out, with how it was produced.
 pub struct Served {
     pub response: Response<EdgeBody>,
-    pub result: ResultType,
-    /// For the access log: `Hit`, `StaleHit`, `CollapsedMiss`, `Pass`, `OriginError`, ...
-    pub detail: &'static str,
+    /// For `X-Cache`, the access log and the metrics.
+    pub result: EdgeResult,
     pub range: Option<(u64, u64)>,
 }
 
 impl Served {
-    fn new(response: Response<EdgeBody>, result: ResultType, detail: &'static str) -> Served {
-        Served { response, result, detail, range: None }
+    fn new(response: Response<EdgeBody>, result: EdgeResult) -> Served {
+        Served { response, result, range: None }
     }
 }
 
@@ -78,7 +55,6 @@ pub struct Edge {
     log: Option<Arc<AccessLog>>,
     /// `1.1 <edge location> (mediaedge)`, added to `Via` both ways.
     via: String,
-    x_cache: [HeaderValue; 5],
     via_value: HeaderValue,
     /// Bounds the segment prefetches running at once.
     prefetch_permits: Arc<tokio::sync::Semaphore>,
@@ -107,23 +83,12 @@ impl Edge {
             None => None,
         };
         let via = via_for(&config.server);
-        let x = |r: ResultType| {
-            HeaderValue::from_str(&format!("{} from mediaedge", r.as_str()))
-                .unwrap_or(HeaderValue::from_static("mediaedge"))
-        };
         Ok(Arc::new(Edge {
             routes: ArcSwap::from_pointee(routes),
             cache: Cache::new(config.cache.clone()),
             log,
             via_value: HeaderValue::from_str(&via).unwrap_or(HeaderValue::from_static("1.1 mediaedge")),
             via,
-            x_cache: [
-                x(ResultType::Hit),
-                x(ResultType::RefreshHit),
-                x(ResultType::Miss),
-                x(ResultType::Error),
-                x(ResultType::Redirect),
-            ],
             prefetch_permits: Arc::new(tokio::sync::Semaphore::new(8)),
             signed: crate::security::Verifier::default(),
             https_port: std::sync::atomic::AtomicU16::new(config.server.https_listen.first().map_or(443, |a| a.port())),
@@ -210,8 +175,7 @@ impl Edge {
                     let port = if port == 443 { String::new() } else { format!(":{port}") };
                     let target = req.uri().path_and_query().map_or("/", |p| p.as_str());
                     let mut served = respond::error(StatusCode::MOVED_PERMANENTLY, "this path is served over HTTPS");
-                    served.result = ResultType::Redirect;
-                    served.detail = "Redirect";
+                    served.result = EdgeResult::Redirect;
                     if let Ok(v) = HeaderValue::from_str(&format!("https://{host}{port}{target}")) {
                         served.response.headers_mut().insert(header::LOCATION, v);
                     }
@@ -230,7 +194,7 @@ impl Edge {
         if !groups.is_empty() {
             if let Err(denied) = self.check_signed(&req, viewer, groups) {
                 let mut served = respond::error(StatusCode::FORBIDDEN, denied.reason());
-                served.detail = denied.log_reason();
+                served.result = EdgeResult::Denied(denied);
                 return served;
             }
             if route.behavior().propagate_tokens {
@@ -261,7 +225,7 @@ impl Edge {
         if cacheable_request {
             self.cached(req, route, viewer).await
         } else {
-            self.pass(req, &route, viewer, "Pass").await
+            self.pass(req, &route, viewer, EdgeResult::Pass).await
         }
     }
 
@@ -304,37 +268,17 @@ impl Edge {
         stats: Option<Arc<DistStats>>,
         viewer: Viewer,
     ) -> Response<EdgeBody> {
-        let Served { mut response, result, detail, range } = served;
+        let Served { mut response, result, range } = served;
         let h = response.headers_mut();
-        h.insert(
-            "x-cache",
-            self.x_cache[match result {
-                ResultType::Hit => 0,
-                ResultType::RefreshHit => 1,
-                ResultType::Miss => 2,
-                ResultType::Error => 3,
-                ResultType::Redirect => 4,
-            }]
-            .clone(),
-        );
+        h.insert("x-cache", result.x_cache_header());
         if h.contains_key(header::VIA) {
             crate::http::append_list(h, header::VIA, &self.via);
         } else {
             h.insert(header::VIA, self.via_value.clone());
         }
         if let Some(stats) = stats {
-            let cache_result = match result {
-                ResultType::Hit => CacheResult::Hit,
-                ResultType::RefreshHit => CacheResult::RefreshHit,
-                ResultType::Miss => CacheResult::Miss,
-                ResultType::Error => CacheResult::Error,
-                ResultType::Redirect => CacheResult::Redirect,
-            };
-            stats.record_response(response.status().as_u16(), cache_result, viewer.tls);
-            if matches!(
-                detail,
-                "CollapsedMiss" | "CollapsedRefreshHit" | "StaleWhileRefresh" | "BlockingReloadCollapsed"
-            ) {
+            stats.record_response(response.status().as_u16(), result, viewer.tls);
+            if result.collapsed() {
                 stats.record_collapsed();
             }
             let reason = response.status().canonical_reason().map_or(0, str::len);
@@ -343,8 +287,7 @@ impl Edge {
         }
         if let Some(mut p) = pending {
             p.status = response.status().as_u16();
-            p.result = result.as_str();
-            p.detailed_result = detail;
+            p.result = result;
             p.range = range;
             let h = response.headers();
             p.content_type = h.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
@@ -389,8 +332,8 @@ impl Edge {
             request_bytes: request_bytes as u64,
             request_id: crate::log::request_id(),
             status: 0,
-            result: "Error",
-            detailed_result: "Error",
+            // Set when the response is finished.
+            result: EdgeResult::OriginError,
             content_type: String::new(),
             content_len: String::new(),
             range: None,

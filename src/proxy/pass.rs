@@ -2,7 +2,7 @@
 //! hit-for-pass and waiters released from a fill. Bodies stream both ways.
 
 use super::respond::{error, from_origin};
-use super::{Ctx, Edge, ResultType, Served, Viewer};
+use super::{Ctx, Edge, EdgeResult, Served, Viewer};
 use crate::cache::key;
 use crate::origin::RequestBody;
 use crate::routing::Route;
@@ -18,15 +18,15 @@ impl Edge {
         req: Request<Incoming>,
         route: &Route,
         viewer: Viewer,
-        detail: &'static str,
+        result: EdgeResult,
     ) -> Served {
         let (parts, body) = req.into_parts();
         let ctx = Ctx { route: route.clone(), viewer };
-        self.pass_with_body(parts, &ctx, RequestBody::Viewer(body), detail).await
+        self.pass_with_body(parts, &ctx, RequestBody::Viewer(body), result).await
     }
 
-    pub(super) async fn pass_parts(self: &Arc<Self>, parts: Parts, ctx: &Ctx, detail: &'static str) -> Served {
-        self.pass_with_body(parts, ctx, RequestBody::Empty, detail).await
+    pub(super) async fn pass_parts(self: &Arc<Self>, parts: Parts, ctx: &Ctx, result: EdgeResult) -> Served {
+        self.pass_with_body(parts, ctx, RequestBody::Empty, result).await
     }
 
     async fn pass_with_body(
@@ -34,7 +34,7 @@ impl Edge {
         parts: Parts,
         ctx: &Ctx,
         body: RequestBody,
-        detail: &'static str,
+        result: EdgeResult,
     ) -> Served {
         let viewer_body = matches!(body, RequestBody::Viewer(_));
         let request = self.pass_request(&parts, ctx, body);
@@ -53,7 +53,7 @@ impl Edge {
         if is_unsafe(&parts.method) && (response.status.is_success() || response.status.is_redirection()) {
             self.invalidate_after_unsafe(&parts, &ctx.route, &response.headers);
         }
-        from_origin(response, ResultType::Miss, detail, parts.method == Method::HEAD)
+        from_origin(response, result, parts.method == Method::HEAD)
     }
 
     /// RFC 9111 §4.4: a successful unsafe request invalidates the target URI,

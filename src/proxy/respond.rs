@@ -1,7 +1,7 @@
 //! Building viewer responses: from a stored object (conditionals, ranges,
 //! compressed variants, HEAD), from an origin response, and for errors.
 
-use super::{Ctx, Edge, ResultType, Served};
+use super::{Ctx, Edge, EdgeResult, Served};
 use crate::cache::object::Object;
 use crate::compress::Encoding;
 use crate::http::body::EdgeBody;
@@ -19,26 +19,19 @@ static ACCEPT_ENCODING: HeaderValue = HeaderValue::from_static("Accept-Encoding"
 
 impl Edge {
     /// Answers a request from a stored object, which may still be filling.
-    pub(super) async fn serve(
-        &self,
-        parts: &Parts,
-        _ctx: &Ctx,
-        obj: Arc<Object>,
-        result: ResultType,
-        detail: &'static str,
-    ) -> Served {
+    pub(super) async fn serve(&self, parts: &Parts, _ctx: &Ctx, obj: Arc<Object>, result: EdgeResult) -> Served {
         let head = obj.head();
         let now = Instant::now();
         let mut headers = head.headers.clone();
         let age = head.age(now).as_secs();
-        if result != ResultType::Miss || age > 0 {
+        if result != EdgeResult::Miss || age > 0 {
             headers.insert(header::AGE, HeaderValue::from(age));
         }
         if obj.compressible && !crate::http::list_contains(&headers, &header::VARY, "accept-encoding") {
             headers.append(header::VARY, ACCEPT_ENCODING.clone());
         }
         let is_head = parts.method == Method::HEAD;
-        let served = |resp: Response<EdgeBody>| Served::new(resp, result, detail);
+        let served = |resp: Response<EdgeBody>| Served::new(resp, result);
         if let Some(tokens) = parts.extensions.get::<crate::security::ViewerTokens>() {
             if obj.is_manifest() && head.status == StatusCode::OK {
                 drop(head);
@@ -51,8 +44,9 @@ impl Edge {
         }
         match conditional::evaluate(&parts.headers, head.etag.as_ref(), head.last_modified) {
             Precondition::NotModified => return served(not_modified(&headers)),
+            // Answered from the stored validators, as a 304 is.
             Precondition::Failed => {
-                return error_with(StatusCode::PRECONDITION_FAILED, "a precondition failed", result)
+                return Served { result, ..error(StatusCode::PRECONDITION_FAILED, "a precondition failed") }
             }
             Precondition::Proceed => {}
         }
@@ -74,9 +68,7 @@ impl Edge {
         if let Some(specs) = parts.headers.get(header::RANGE).and_then(|v| range::parse(v.as_bytes())) {
             if conditional::if_range_holds(&parts.headers, head.etag.as_ref(), head.last_modified, head.date) {
                 drop(head);
-                let mut s = self.serve_range(&obj, headers, &specs, is_head, result, detail).await;
-                s.detail = detail;
-                return s;
+                return self.serve_range(&obj, headers, &specs, is_head, result).await;
             }
         }
         if obj.compressible {
@@ -103,8 +95,7 @@ impl Edge {
         mut headers: HeaderMap,
         specs: &[Spec],
         is_head: bool,
-        result: ResultType,
-        detail: &'static str,
+        result: EdgeResult,
     ) -> Served {
         let body = &obj.body;
         let mut total = body.total_len();
@@ -117,12 +108,12 @@ impl Edge {
             };
             match body.wait_for(need).await {
                 Ok(_) => total = body.total_len(),
-                Err(e) => return error_with(StatusCode::BAD_GATEWAY, &e.to_string(), ResultType::Error),
+                Err(e) => return error(StatusCode::BAD_GATEWAY, &e.to_string()),
             }
             if total.is_none() {
                 if let [Spec::Closed(first, last)] = specs {
                     let r = ByteRange { start: *first, end: last + 1 };
-                    return ranged(headers, obj, r, None, is_head, result, detail);
+                    return ranged(headers, obj, r, None, is_head, result);
                 }
             }
         }
@@ -143,16 +134,15 @@ impl Edge {
                         if is_head { EdgeBody::empty() } else { EdgeBody::full(msg) },
                     ),
                     result,
-                    detail,
                 )
             }
             Resolved::Ranges(ranges) if ranges.len() == 1 => {
-                ranged(headers, obj, ranges[0], Some(total), is_head, result, detail)
+                ranged(headers, obj, ranges[0], Some(total), is_head, result)
             }
             Resolved::Ranges(ranges) => {
                 let all = match body.wait_complete().await {
                     Ok(b) => b,
-                    Err(e) => return error_with(StatusCode::BAD_GATEWAY, &e.to_string(), ResultType::Error),
+                    Err(e) => return error(StatusCode::BAD_GATEWAY, &e.to_string()),
                 };
                 let ct = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).map(str::to_string);
                 let (boundary, pieces) = range::multipart(&all, &ranges, ct.as_deref());
@@ -162,7 +152,7 @@ impl Edge {
                 let len: usize = pieces.iter().map(Bytes::len).sum();
                 headers.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
                 let body = if is_head { EdgeBody::empty() } else { EdgeBody::pieces(pieces) };
-                Served::new(with(StatusCode::PARTIAL_CONTENT, headers, body), result, detail)
+                Served::new(with(StatusCode::PARTIAL_CONTENT, headers, body), result)
             }
         }
     }
@@ -174,15 +164,14 @@ fn ranged(
     r: ByteRange,
     total: Option<u64>,
     is_head: bool,
-    result: ResultType,
-    detail: &'static str,
+    result: EdgeResult,
 ) -> Served {
     if let Ok(v) = HeaderValue::from_str(&range::content_range(r, total)) {
         headers.insert(header::CONTENT_RANGE, v);
     }
     headers.insert(header::CONTENT_LENGTH, HeaderValue::from(r.len()));
     let body = if is_head { EdgeBody::empty() } else { EdgeBody::stored(obj.body.clone(), r.start, Some(r.end)) };
-    let mut s = Served::new(with(StatusCode::PARTIAL_CONTENT, headers, body), result, detail);
+    let mut s = Served::new(with(StatusCode::PARTIAL_CONTENT, headers, body), result);
     s.range = Some((r.start, r.end - 1));
     s
 }
@@ -271,11 +260,11 @@ fn with(status: StatusCode, headers: HeaderMap, body: EdgeBody) -> Response<Edge
 }
 
 /// Streams an origin response to the viewer as it arrives.
-pub(super) fn from_origin(resp: OriginResponse, result: ResultType, detail: &'static str, is_head: bool) -> Served {
+pub(super) fn from_origin(resp: OriginResponse, result: EdgeResult, is_head: bool) -> Served {
     let OriginResponse { status, mut headers, body, .. } = resp;
     crate::http::strip_hop_by_hop(&mut headers);
     let body = if is_head { EdgeBody::empty() } else { EdgeBody::origin(body) };
-    Served::new(with(status, headers, body), result, detail)
+    Served::new(with(status, headers, body), result)
 }
 
 /// Whether the viewer asked for a stored response only
@@ -295,16 +284,11 @@ pub(super) fn not_stored() -> Served {
 
 /// An error the edge produces itself: a short text body, never cached.
 pub(super) fn error(status: StatusCode, message: &str) -> Served {
-    error_with(status, message, ResultType::Error)
-}
-
-fn error_with(status: StatusCode, message: &str, result: ResultType) -> Served {
     let body =
         Bytes::from(format!("{} {}: {message}\n", status.as_u16(), status.canonical_reason().unwrap_or("Error")));
     let mut h = HeaderMap::new();
     h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     h.insert(header::CONTENT_LENGTH, HeaderValue::from(body.len()));
-    let detail = if status.is_server_error() { "OriginError" } else { "ClientError" };
-    Served::new(with(status, h, EdgeBody::full(body)), result, detail)
+    Served::new(with(status, h, EdgeBody::full(body)), EdgeResult::edge_error(status.as_u16()))
 }

@@ -2,7 +2,7 @@
 //! LL-HLS blocking playlist reloads held at the edge, and segment prefetch.
 
 use super::respond::error;
-use super::{Ctx, Edge, ResultType, Served, Viewer};
+use super::{Ctx, Edge, EdgeResult, Served, Viewer};
 use crate::cache::body::StoredBody;
 use crate::cache::inflight::{self, Join, Lead, Outcome};
 use crate::cache::key::{self, CacheKey};
@@ -136,14 +136,14 @@ impl Edge {
                 return error(StatusCode::BAD_REQUEST, "_HLS_msn is more than two segments past the playlist");
             }
             if !d.skip && m.contains(msn, d.part) {
-                return self.serve(&parts, &ctx, obj.clone(), ResultType::Hit, "BlockingReloadHit").await;
+                return self.serve(&parts, &ctx, obj.clone(), EdgeResult::BlockingReloadHit).await;
             }
         }
         let deadline = Instant::now() + limit;
         for _ in 0..4 {
             if let Lookup::Found(o) = self.cache.lookup(&key, &parts.headers) {
                 if o.head().staleness(Instant::now()) == Staleness::Fresh {
-                    return self.serve(&parts, &ctx, o, ResultType::Hit, "BlockingReloadHit").await;
+                    return self.serve(&parts, &ctx, o, EdgeResult::BlockingReloadHit).await;
                 }
             }
             let collapse_key = self.cache.collapse_key(&key, &parts.headers);
@@ -153,10 +153,12 @@ impl Edge {
                     let left = deadline.saturating_duration_since(Instant::now());
                     match inflight::wait(rx, left).await {
                         Ok(Some(Outcome::Stored { object, .. })) => {
-                            return self.serve(&parts, &ctx, object, ResultType::Miss, "BlockingReloadCollapsed").await
+                            return self.serve(&parts, &ctx, object, EdgeResult::BlockingReloadCollapsed).await
                         }
                         Ok(Some(Outcome::Failed { status, reason })) => return error(status, &reason),
-                        Ok(Some(Outcome::Pass)) => return self.pass_parts(parts, &ctx, "BlockingReloadPass").await,
+                        Ok(Some(Outcome::Pass)) => {
+                            return self.pass_parts(parts, &ctx, EdgeResult::BlockingReloadPass).await
+                        }
                         Ok(None) => continue,
                         Err(inflight::Elapsed) => return blocking_timeout(),
                     }
@@ -202,7 +204,7 @@ impl Edge {
             };
             if !response.status.is_success() {
                 lead.publish(Outcome::Pass);
-                return super::respond::from_origin(response, ResultType::Miss, "Pass", parts.method == Method::HEAD);
+                return super::respond::from_origin(response, EdgeResult::Pass, parts.method == Method::HEAD);
             }
             let crate::origin::OriginResponse { status, headers, mut body, request_time, response_time } = response;
             let mut bytes = BytesMut::new();
@@ -255,7 +257,7 @@ impl Edge {
                     *resp.headers_mut() = headers;
                     crate::http::strip_hop_by_hop(resp.headers_mut());
                     resp.headers_mut().remove(http::header::CONTENT_LENGTH);
-                    return Served::new(resp, ResultType::Miss, "Pass");
+                    return Served::new(resp, EdgeResult::Pass);
                 }
             };
             let object = self.admit(
@@ -275,7 +277,7 @@ impl Edge {
             }
             self.settle_manifest(&object, &ctx.route, &parts.uri);
             lead.publish(Outcome::Stored { object: object.clone(), refreshed: false });
-            return self.serve(&parts, &ctx, object, ResultType::Miss, "BlockingReload").await;
+            return self.serve(&parts, &ctx, object, EdgeResult::BlockingReload).await;
         }
     }
 }
