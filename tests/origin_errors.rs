@@ -110,7 +110,9 @@ fn assert_all(answers: &[(u16, String, Bytes)], status: u16, body: &[u8]) {
 fn with_error_ttls(ttls: &[(u16, &str)]) -> String {
     ttls.iter()
         .map(|(code, ttl)| {
-            format!("[[distributions.custom_error_responses]]\nerror_code = {code}\nerror_caching_min_ttl = \"{ttl}\"\n")
+            format!(
+                "[[distributions.custom_error_responses]]\nerror_code = {code}\nerror_caching_min_ttl = \"{ttl}\"\n"
+            )
         })
         .collect()
 }
