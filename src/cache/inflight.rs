@@ -19,9 +19,11 @@ pub enum Outcome {
     Stored { object: Arc<Object>, refreshed: bool },
     /// Uncacheable: go to the origin on your own, now.
     Pass,
-    /// The origin failed and a stale copy under `stale-if-error` answers (an
-    /// error answer itself comes as `Stored`, kept or not, so that every
-    /// waiter gets the same status, headers and body).
+    /// The leader answered without an object to share: a stale copy under
+    /// `stale-if-error` stood in for an origin failure (waiters serve theirs),
+    /// or a held LL-HLS reload gave up. An error answer from the origin, or
+    /// the edge's own 502/504, comes as `Stored` instead (kept or not), so
+    /// that every waiter gets the same status, headers and body.
     Failed { status: http::StatusCode, reason: Arc<str> },
 }
 
