@@ -444,14 +444,15 @@ async fn http2_viewers_get_the_same_cached_responses() {
 }
 
 #[tokio::test]
-async fn gateway_errors_are_not_cached() {
+async fn gateway_errors_with_a_zero_error_ttl_are_not_cached() {
     // 504: the origin is slow once, then answers.
     let o = TestOrigin::start().await;
     o.set("/t", Script::ok("late").delay(Duration::from_secs(2)));
     let cfg = format!(
         "[[distributions]]\nid = \"ENOCACHE\"\naliases = [\"*\"]\n\n\
          [[distributions.origins]]\nid = \"o\"\nurl = \"{}\"\nread_timeout = \"300ms\"\n\n\
-         [distributions.default_behavior]\norigin = \"o\"\n",
+         [distributions.default_behavior]\norigin = \"o\"\n\n\
+         [[distributions.custom_error_responses]]\nerror_code = 504\nerror_caching_min_ttl = 0\n",
         o.url()
     );
     let e = edge(&cfg).await;
@@ -464,7 +465,8 @@ async fn gateway_errors_are_not_cached() {
 
     // 502: nothing listens, then an origin comes up on that port.
     let port = dead_port();
-    let e = edge(&config_for(&format!("http://127.0.0.1:{port}"), "")).await;
+    let zero = "[[distributions.custom_error_responses]]\nerror_code = 502\nerror_caching_min_ttl = 0\n";
+    let e = edge(&config_for(&format!("http://127.0.0.1:{port}"), zero)).await;
     let (s, x, _, _) = get(&c, &url(&e, "/g"), &[]).await;
     assert_eq!((s, x.as_str()), (502, "Error"));
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await.expect("rebind the freed port");

@@ -275,9 +275,12 @@ pub fn cache_control(data: &[u8]) {
     let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
     for status in [200u16, 404, 500] {
         let status = http::StatusCode::from_u16(status).expect("status");
-        match policy::storability(status, &headers, &f.behavior, &f.cache, None, now, now + Duration::from_secs(1)) {
+        let media = policy::Media { kind: mediaedge::media::MediaKind::Other, default_ttl: None };
+        match policy::storability(status, &headers, &f.behavior, &f.cache, media, now, now + Duration::from_secs(1)) {
             Ok(fresh) => {
-                assert!(!effective.no_store && !effective.private);
+                assert!(!effective.private);
+                // An error that says no-store is shared with the burst, never kept.
+                assert!(!effective.no_store || (policy::is_error(status) && fresh.ttl.is_zero()));
                 assert!(fresh.ttl <= f.behavior.max_ttl.max(f.behavior.min_ttl));
                 if effective.no_cache {
                     assert_eq!(fresh.ttl, Duration::ZERO);

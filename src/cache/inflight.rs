@@ -8,6 +8,7 @@
 use super::object::Object;
 use std::collections::HashMap;
 use std::hash::BuildHasher;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use tokio::sync::watch;
 
@@ -18,7 +19,11 @@ pub enum Outcome {
     Stored { object: Arc<Object>, refreshed: bool },
     /// Uncacheable: go to the origin on your own, now.
     Pass,
-    /// The origin failed; the stale object (if any) may serve under stale-if-error.
+    /// The leader answered without an object to share: a stale copy under
+    /// `stale-if-error` stood in for an origin failure (waiters serve theirs),
+    /// or a held LL-HLS reload gave up. An error answer from the origin, or
+    /// the edge's own 502/504, comes as `Stored` instead (kept or not), so
+    /// that every waiter gets the same status, headers and body.
     Failed { status: http::StatusCode, reason: Arc<str> },
 }
 
@@ -30,11 +35,25 @@ const SHARDS: usize = 32;
 pub struct InFlight {
     shards: Box<[Shard]>,
     hasher: std::collections::hash_map::RandomState,
+    /// Requests waiting on a leader right now, over all keys.
+    waiting: AtomicUsize,
 }
 
 pub enum Join {
     Lead(Lead),
-    Wait(watch::Receiver<Option<Outcome>>),
+    Wait(Waiter),
+}
+
+/// A request waiting on a leader's outcome (counted while it waits).
+pub struct Waiter {
+    rx: watch::Receiver<Option<Outcome>>,
+    inflight: Arc<InFlight>,
+}
+
+impl Drop for Waiter {
+    fn drop(&mut self) {
+        self.inflight.waiting.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 impl InFlight {
@@ -42,6 +61,7 @@ impl InFlight {
         Arc::new(InFlight {
             shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
             hasher: Default::default(),
+            waiting: AtomicUsize::new(0),
         })
     }
 
@@ -56,7 +76,8 @@ impl InFlight {
             // A leader that published already is gone from the map; one whose
             // sender is dropped is stale and is replaced below.
             if rx.has_changed().is_ok() {
-                return Join::Wait(rx.clone());
+                self.waiting.fetch_add(1, Ordering::Relaxed);
+                return Join::Wait(Waiter { rx: rx.clone(), inflight: self.clone() });
             }
         }
         let (tx, rx) = watch::channel(None);
@@ -79,6 +100,11 @@ impl InFlight {
 
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+
+    /// Requests waiting on a leader right now.
+    pub fn waiting(&self) -> usize {
+        self.waiting.load(Ordering::Relaxed)
     }
 }
 
@@ -114,11 +140,8 @@ impl Drop for Lead {
 
 /// Waits for the leader's outcome. `None`: the leader gave up (retry), or
 /// `timeout` passed (go to the origin on your own).
-pub async fn wait(
-    mut rx: watch::Receiver<Option<Outcome>>,
-    timeout: std::time::Duration,
-) -> Result<Option<Outcome>, Elapsed> {
-    match tokio::time::timeout(timeout, rx.wait_for(|o| o.is_some())).await {
+pub async fn wait(mut waiter: Waiter, timeout: std::time::Duration) -> Result<Option<Outcome>, Elapsed> {
+    match tokio::time::timeout(timeout, waiter.rx.wait_for(|o| o.is_some())).await {
         Ok(Ok(v)) => Ok(v.clone()),
         Ok(Err(_)) => Ok(None),
         Err(_) => Err(Elapsed),
@@ -144,10 +167,12 @@ mod tests {
             Join::Wait(rx) => rx,
             Join::Lead(_) => panic!("second joiner must wait"),
         };
+        assert_eq!(f.waiting(), 1);
         let waiter = tokio::spawn(wait(rx, Duration::from_secs(5)));
         drop(lead);
         assert!(matches!(waiter.await.unwrap(), Ok(None)));
         assert!(f.is_empty());
+        assert_eq!(f.waiting(), 0);
         assert!(matches!(f.join("k"), Join::Lead(_)));
     }
 

@@ -218,6 +218,11 @@ impl Cache {
         self.inflight.len()
     }
 
+    /// Requests waiting on another request's fill right now (collapsed).
+    pub fn collapsed_waiting(&self) -> usize {
+        self.inflight.waiting()
+    }
+
     /// Slots evicted to make room, since start.
     pub fn evictions(&self) -> u64 {
         self.store.evictions()

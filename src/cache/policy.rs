@@ -3,6 +3,7 @@
 
 use crate::config::{Behavior, CacheConfig, SetCookiePolicy};
 use crate::http::sf;
+use crate::media::MediaKind;
 use http::header::{self, HeaderMap, HeaderName};
 use http::StatusCode;
 use std::time::{Duration, SystemTime};
@@ -188,27 +189,97 @@ pub enum NoStore {
     NotCacheable(&'static str),
 }
 
-/// Statuses cacheable by default (RFC 9110 §15.1), split into the ones that get
-/// the behavior's default TTL and the errors that get the short error TTL.
-fn heuristic_ttl(status: StatusCode, behavior: &Behavior, cache: &CacheConfig) -> Option<Duration> {
+/// Success and redirect statuses cacheable by default (RFC 9110 §15.1): they
+/// get the behavior's default TTL. Errors are decided by [`error_ttl`].
+fn heuristic_ttl(status: StatusCode, behavior: &Behavior) -> Option<Duration> {
     match status.as_u16() {
         200 | 203 | 204 | 300 | 301 | 308 => Some(behavior.default_ttl),
-        404 | 405 | 410 | 414 | 501 => {
-            Some(cache.error_ttl.clamp(behavior.min_ttl, behavior.max_ttl.max(behavior.min_ttl)))
-        }
         _ => None,
     }
 }
 
+/// What the response is, for streaming-aware lifetimes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Media {
+    pub kind: MediaKind,
+    /// Replaces the behavior's default TTL for 2xx responses without explicit
+    /// freshness (streaming-aware defaults).
+    pub default_ttl: Option<Duration>,
+}
+
+impl Media {
+    /// A response of `kind` with the behavior's streaming defaults.
+    pub fn at_headers(kind: MediaKind, streaming: &crate::config::StreamingPolicy) -> Media {
+        Media { kind, default_ttl: crate::media::policy::default_at_headers(kind, streaming) }
+    }
+}
+
+/// Error statuses kept without explicit freshness: CloudFront's "always
+/// cached" list, plus 410, which RFC 9110 §15.1 makes cacheable by default.
+const ERRORS_KEPT_BY_DEFAULT: [u16; 9] = [404, 405, 410, 414, 500, 501, 502, 503, 504];
+
+/// Error statuses whose error-caching minimum TTL applies only when the origin
+/// gives them explicit freshness (CloudFront's list).
+const ERRORS_KEPT_WITH_FRESHNESS: [u16; 4] = [400, 403, 412, 415];
+
+/// How long an error answer (a 4xx or 5xx from the origin, or the edge's own
+/// 502/504 for an origin it could not reach) is kept: the one place that
+/// decides it. Zero: the answer is shared with the requests collapsed on it
+/// and never stored.
+///
+/// `explicit` is the origin's freshness (`s-maxage`, `max-age` or `Expires`),
+/// `None` when it gave none. As CloudFront does,
+/// an error is kept for the longer of its explicit freshness and the
+/// error-caching minimum TTL of its status, never longer than the behavior's
+/// `max_ttl`. Statuses CloudFront never caches keep RFC 9111's rule (explicit
+/// freshness only), and a 416 is never kept: it answers a range, which the
+/// cache key does not hold.
+///
+/// `kind` is where live-media rules plug in (errors for live segments and
+/// parts kept for a fraction of their duration).
+pub fn error_ttl(
+    status: StatusCode,
+    kind: MediaKind,
+    explicit: Option<Duration>,
+    behavior: &Behavior,
+    cache: &CacheConfig,
+) -> Duration {
+    let code = status.as_u16();
+    let floor = || behavior.error_responses.min_ttl(status, cache.error_ttl);
+    let ttl = match explicit {
+        _ if code == 416 => Duration::ZERO,
+        None if ERRORS_KEPT_BY_DEFAULT.contains(&code) => floor(),
+        None => Duration::ZERO,
+        Some(t) if ERRORS_KEPT_BY_DEFAULT.contains(&code) || ERRORS_KEPT_WITH_FRESHNESS.contains(&code) => {
+            t.max(floor())
+        }
+        Some(t) => t,
+    };
+    // Every kind follows the status rule today; a new kind must decide here.
+    match kind {
+        MediaKind::HlsPlaylist
+        | MediaKind::DashMpd
+        | MediaKind::InitSegment
+        | MediaKind::Segment
+        | MediaKind::Subtitle
+        | MediaKind::Other => ttl.min(behavior.max_ttl),
+    }
+}
+
+/// Whether a status is an error answer, kept by [`error_ttl`]'s rule.
+pub fn is_error(status: StatusCode) -> bool {
+    status.is_client_error() || status.is_server_error()
+}
+
 /// Decides whether a response to a GET may be stored and how fresh it is.
-/// `media_default` replaces the behavior's default TTL for 2xx responses
-/// without explicit freshness (streaming-aware defaults).
+/// An error answer is "stored" with a zero lifetime when it is only to be
+/// shared with the requests collapsed on it (see [`error_ttl`]).
 pub fn storability(
     status: StatusCode,
     headers: &HeaderMap,
     behavior: &Behavior,
     cache: &CacheConfig,
-    media_default: Option<Duration>,
+    media: Media,
     request_time: SystemTime,
     response_time: SystemTime,
 ) -> Result<Freshness, NoStore> {
@@ -216,7 +287,10 @@ pub fn storability(
         return Err(NoStore::NotCacheable("status"));
     }
     let (d, _) = effective_directives(headers);
-    if d.no_store {
+    let error = is_error(status);
+    // An error that must not be stored is still the answer for the requests
+    // collapsed on it: each of them would get the same from a failing origin.
+    if d.no_store && !error {
         return Err(NoStore::Forbidden("no-store"));
     }
     if d.private {
@@ -241,13 +315,16 @@ pub fn storability(
     });
     let clamp = |ttl: Duration| ttl.clamp(behavior.min_ttl, behavior.max_ttl.max(behavior.min_ttl));
     // `public` makes any final status heuristically cacheable (RFC 9111 §4.2.2).
-    let heuristic = heuristic_ttl(status, behavior, cache).or_else(|| {
-        d.public.then(|| if status.as_u16() < 400 { behavior.default_ttl } else { cache.error_ttl }).map(clamp)
-    });
+    let heuristic = heuristic_ttl(status, behavior).or_else(|| d.public.then_some(behavior.default_ttl).map(clamp));
     let ttl = match explicit {
+        // An error the origin forbids reusing is shared with the burst only.
+        _ if error && (d.no_store || d.no_cache) => Duration::ZERO,
+        _ if error => error_ttl(status, media.kind, explicit, behavior, cache),
         Some(ttl) => clamp(ttl),
         None => match heuristic {
-            Some(_) if status.is_success() && media_default.is_some() => clamp(media_default.unwrap_or_default()),
+            Some(_) if status.is_success() && media.default_ttl.is_some() => {
+                clamp(media.default_ttl.unwrap_or_default())
+            }
             Some(ttl) => match last_modified_heuristic(headers, behavior, date.unwrap_or(response_time)) {
                 Some(h) => clamp(h),
                 None => ttl,
@@ -330,9 +407,14 @@ mod tests {
     }
 
     fn decide(pairs: &[(&'static str, &'static str)]) -> Result<Freshness, NoStore> {
+        decide_status(StatusCode::OK, pairs)
+    }
+
+    fn decide_status(status: StatusCode, pairs: &[(&'static str, &'static str)]) -> Result<Freshness, NoStore> {
         let now = SystemTime::now();
         let b = Behavior::default_for(0);
-        storability(StatusCode::OK, &h(pairs), &b, &CacheConfig::default(), None, now, now)
+        let media = Media { kind: MediaKind::Other, default_ttl: None };
+        storability(status, &h(pairs), &b, &CacheConfig::default(), media, now, now)
     }
 
     #[test]
@@ -371,6 +453,60 @@ mod tests {
         assert_eq!(decide(&[("cache-control", "private")]), Err(NoStore::Forbidden("private")));
         assert_eq!(decide(&[("vary", "*")]), Err(NoStore::Forbidden("vary-star")));
         assert!(decide(&[("cache-control", "s-maxage=5")]).unwrap().must_revalidate);
+    }
+
+    #[test]
+    fn error_lifetimes_follow_cloudfront() {
+        let ttl = |code: u16, pairs: &[(&'static str, &'static str)]| {
+            decide_status(StatusCode::from_u16(code).unwrap(), pairs).map(|f| f.ttl)
+        };
+        let (s, zero) = (Duration::from_secs, Duration::ZERO);
+        for code in [404, 405, 410, 414, 500, 501, 502, 503, 504] {
+            assert_eq!(ttl(code, &[]), Ok(s(10)), "{code}");
+        }
+        // The longer of the origin's freshness and the error-caching minimum.
+        assert_eq!(ttl(404, &[("cache-control", "max-age=60")]), Ok(s(60)));
+        assert_eq!(ttl(503, &[("cache-control", "max-age=3")]), Ok(s(10)));
+        // 400, 403, 412, 415: kept only with explicit freshness.
+        assert_eq!(ttl(403, &[]), Ok(zero));
+        assert_eq!(ttl(403, &[("cache-control", "s-maxage=30")]), Ok(s(30)));
+        assert_eq!(ttl(400, &[("cache-control", "max-age=2")]), Ok(s(10)));
+        // Statuses CloudFront never caches: RFC 9111's rule.
+        assert_eq!(ttl(429, &[]), Ok(zero));
+        assert_eq!(ttl(429, &[("cache-control", "max-age=5")]), Ok(s(5)));
+        assert_eq!(ttl(416, &[("cache-control", "max-age=60")]), Ok(zero));
+        // Forbidden reuse: shared with the burst, never kept.
+        assert_eq!(ttl(500, &[("cache-control", "no-store")]), Ok(zero));
+        assert_eq!(ttl(500, &[("cache-control", "no-cache, max-age=60")]), Ok(zero));
+        assert_eq!(ttl(500, &[("cache-control", "private")]), Err(NoStore::Forbidden("private")));
+    }
+
+    #[test]
+    fn error_ttls_come_from_the_distribution_and_stay_within_the_behavior() {
+        use crate::config::{ErrorResponse, ErrorResponses};
+        let mut b = Behavior::default_for(0);
+        let entry = |code: u16, ttl: u64| ErrorResponse {
+            error_code: StatusCode::from_u16(code).unwrap(),
+            caching_min_ttl: Some(Duration::from_secs(ttl)),
+            response_page_path: None,
+            response_code: None,
+        };
+        b.error_responses = std::sync::Arc::new(ErrorResponses(vec![entry(503, 0), entry(404, 300)]));
+        let cache = CacheConfig::default();
+        let t = |code: u16, explicit: Option<u64>, b: &Behavior| {
+            let status = StatusCode::from_u16(code).unwrap();
+            error_ttl(status, MediaKind::Segment, explicit.map(Duration::from_secs), b, &cache)
+        };
+        assert_eq!(t(503, None, &b), Duration::ZERO);
+        assert_eq!(t(503, Some(20), &b), Duration::from_secs(20));
+        assert_eq!(t(404, None, &b), Duration::from_secs(300));
+        assert_eq!(t(500, None, &b), Duration::from_secs(10));
+        b.max_ttl = Duration::from_secs(60);
+        assert_eq!(t(404, None, &b), Duration::from_secs(60));
+        assert_eq!(t(404, Some(3600), &b), Duration::from_secs(60));
+        // The behavior's min_ttl does not lengthen errors.
+        b.min_ttl = Duration::from_secs(50);
+        assert_eq!(t(500, None, &b), Duration::from_secs(10));
     }
 
     #[test]

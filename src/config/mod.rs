@@ -7,6 +7,7 @@
 //! slots. Every error, from either step, names the file, the line and the field.
 
 mod error;
+pub mod error_responses;
 mod loaded;
 pub mod materialise;
 pub mod origin_request;
@@ -15,6 +16,7 @@ mod raw;
 pub mod units;
 
 pub use error::ConfigError;
+pub use error_responses::{ErrorResponse, ErrorResponses};
 pub use loaded::{CaFile, KeySource, LoadedCertificate, Place, Slot};
 pub use materialise::Materialised;
 pub use origin_request::{ForwardedHeaders, OriginRequestPolicy, ViewerHeader};
@@ -171,8 +173,8 @@ pub struct CacheConfig {
     pub lock_timeout: Duration,
     /// How long an uncacheable answer makes later requests skip the wait.
     pub hit_for_pass_ttl: Duration,
-    /// TTL of error statuses that are cacheable by default (404, 405, 410, 414, 501)
-    /// when the origin says nothing.
+    /// The error-caching minimum TTL of every error status a distribution's
+    /// `custom_error_responses` does not name (docs/caching.md, "Origin errors").
     pub error_ttl: Duration,
 }
 
@@ -309,6 +311,9 @@ pub struct Behavior {
     /// Without explicit freshness, a response with `Last-Modified` is fresh for
     /// 10% of its age at arrival (RFC 9111 §4.2.2) instead of `default_ttl`.
     pub heuristic_freshness: bool,
+    /// The distribution's custom error responses (the same for all its
+    /// behaviors): how long error answers are kept.
+    pub error_responses: Arc<ErrorResponses>,
 }
 
 /// What a behavior does with a cacheable response that carries `Set-Cookie`
@@ -452,6 +457,7 @@ impl Behavior {
             viewer_protocol_policy: ViewerProtocolPolicy::AllowAll,
             set_cookie: SetCookiePolicy::Pass,
             heuristic_freshness: false,
+            error_responses: Arc::default(),
         }
     }
 }

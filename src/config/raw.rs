@@ -7,6 +7,7 @@ use std::collections::{BTreeMap, HashSet};
 use toml::Spanned;
 
 mod behavior;
+mod errors;
 mod forwarding;
 mod keys;
 
@@ -106,6 +107,8 @@ struct RawDistribution {
     default_behavior: Option<Spanned<RawBehavior>>,
     #[serde(default)]
     key_groups: Vec<Spanned<RawKeyGroup>>,
+    #[serde(default)]
+    custom_error_responses: Vec<Spanned<errors::RawErrorResponse>>,
 }
 
 #[derive(Deserialize)]
@@ -566,6 +569,7 @@ fn resolve_distribution(
     }
 
     let key_groups = resolve_key_groups(cx, i, d.key_groups)?;
+    let error_responses = Arc::new(errors::resolve_error_responses(cx, i, d.custom_error_responses)?);
     let mut behaviors = Vec::new();
     for (j, b) in d.behaviors.into_iter().enumerate() {
         let bf = f(&format!("behaviors[{j}]"));
@@ -577,7 +581,7 @@ fn resolve_distribution(
         let pattern = PathPattern::parse(path.get_ref()).or_else(|e| cx.err(path.span(), format!("{bf}.path"), e))?;
         behaviors.push(resolve_behavior(cx, &bf, span, b, Some(pattern), &origins, &key_groups)?);
     }
-    let default_behavior = match d.default_behavior {
+    let mut default_behavior = match d.default_behavior {
         Some(b) => {
             let span = b.span();
             let b = b.into_inner();
@@ -592,6 +596,9 @@ fn resolve_distribution(
         }
         None => Behavior::default_for(0),
     };
+    for b in behaviors.iter_mut().chain([&mut default_behavior]) {
+        b.error_responses = error_responses.clone();
+    }
     Ok(Distribution {
         id,
         enabled: d.enabled,
@@ -706,7 +713,7 @@ mod tests {
         resolve(text, Path::new("edge.toml"))
     }
 
-    const BASE: &str = "[[distributions]]\nid = \"E1\"\naliases = [\"a.example\"]\n[[distributions.origins]]\nid = \"o\"\nurl = \"http://127.0.0.1:9/base/\"\n";
+    pub(super) const BASE: &str = "[[distributions]]\nid = \"E1\"\naliases = [\"a.example\"]\n[[distributions.origins]]\nid = \"o\"\nurl = \"http://127.0.0.1:9/base/\"\n";
 
     #[test]
     fn minimal_distribution() {

@@ -82,8 +82,13 @@ impl Edge {
                         if object.vary.as_ref().is_some_and(|v| !v.matches(&parts.headers)) {
                             continue;
                         }
-                        let result =
-                            if refreshed { EdgeResult::CollapsedRefreshHit } else { EdgeResult::CollapsedMiss };
+                        let result = if refreshed {
+                            EdgeResult::CollapsedRefreshHit
+                        } else if policy::is_error(object.head().status) {
+                            EdgeResult::OriginError
+                        } else {
+                            EdgeResult::CollapsedMiss
+                        };
                         return self.serve(&parts, &ctx, object, result).await;
                     }
                     Ok(Some(Outcome::Pass)) => return self.pass_parts(parts, &ctx, EdgeResult::CollapsedPass).await,
@@ -147,7 +152,7 @@ impl Edge {
         let now = Instant::now;
         let response = match ctx.route.origin().send(request).await {
             Ok(r) => r,
-            Err(e) => return self.origin_failed(lead, &parts, &ctx, stale, e.status(), &e.to_string()).await,
+            Err(e) => return self.origin_failed(lead, &key, &parts, &ctx, stale, epoch, &e).await,
         };
         if response.status == StatusCode::NOT_MODIFIED {
             if let Some(obj) = stale {
@@ -168,7 +173,7 @@ impl Edge {
             &response.headers,
             behavior,
             &self.cache.config,
-            media::policy::default_at_headers(kind, &behavior.streaming),
+            policy::Media::at_headers(kind, &behavior.streaming),
             response.request_time,
             response.response_time,
         );
@@ -195,8 +200,10 @@ impl Edge {
         let OriginResponse { status, mut headers, body, response_time, request_time: _ } = response;
         let cookies = policy::take_set_cookie(&mut headers, behavior);
         let (stored, writer) = StoredBody::filling(announced);
-        let object = self.admit(status, headers, response_time, freshness, kind, stored, &parts, &ctx);
-        self.cache.insert(&key, object.clone(), epoch);
+        // An error page is no manifest or segment, whatever its path says.
+        let stored_kind = if policy::is_error(status) { MediaKind::Other } else { kind };
+        let object = self.admit(status, headers, response_time, freshness, stored_kind, stored, &parts, &ctx);
+        self.keep(&key, &object, epoch);
         // The fill belongs to the cache: it runs on even if this viewer leaves.
         tokio::spawn(pump(
             self.clone(),
@@ -209,7 +216,8 @@ impl Edge {
             parts.uri.clone(),
         ));
         lead.publish(Outcome::Stored { object: object.clone(), refreshed: false });
-        let mut served = self.serve(&parts, &ctx, object, EdgeResult::Miss).await;
+        let result = if policy::is_error(status) { EdgeResult::OriginError } else { EdgeResult::Miss };
+        let mut served = self.serve(&parts, &ctx, object, result).await;
         // `set_cookie = "strip"`: only this viewer's answer carries the cookie.
         for v in cookies {
             served.response.headers_mut().append(header::SET_COOKIE, v);
@@ -288,7 +296,7 @@ impl Edge {
         }
         let behavior = ctx.route.behavior();
         let cookies = policy::take_set_cookie(&mut headers, behavior);
-        let media_default = if behavior.streaming.media_ttls {
+        let default_ttl = if behavior.streaming.media_ttls {
             obj.manifest().map(|m| m.default_ttl(&behavior.streaming)).or_else(|| {
                 media::policy::default_at_headers(obj.media, &behavior.streaming).filter(|_| !obj.is_manifest())
             })
@@ -300,7 +308,7 @@ impl Edge {
             &headers,
             behavior,
             &self.cache.config,
-            media_default,
+            policy::Media { kind: obj.media, default_ttl },
             resp.request_time,
             resp.response_time,
         ) {
@@ -323,22 +331,64 @@ impl Edge {
         served
     }
 
+    /// Stores a cacheable answer, unless it is an error to be shared with the
+    /// requests collapsed on it only (an error-caching TTL of 0).
+    fn keep(&self, key: &CacheKey, object: &Arc<Object>, epoch: crate::cache::Epoch) {
+        let head = object.head();
+        if policy::is_error(head.status) && head.freshness.ttl.is_zero() {
+            return;
+        }
+        drop(head);
+        self.cache.insert(key, object.clone(), epoch);
+    }
+
+    /// The origin could not be reached or broke off: a stale copy under
+    /// `stale-if-error` answers, else the edge's own 502/504, which the
+    /// requests collapsed on this one share and which is kept for the error
+    /// TTL of its status, as an error answer from the origin would be.
+    #[allow(clippy::too_many_arguments)]
     async fn origin_failed(
         &self,
         lead: Lead,
+        key: &CacheKey,
         parts: &Parts,
         ctx: &Ctx,
         stale: Option<Arc<Object>>,
-        status: StatusCode,
-        reason: &str,
+        epoch: crate::cache::Epoch,
+        e: &OriginError,
     ) -> Served {
+        let (status, reason) = (e.status(), e.to_string());
         tracing::warn!(origin = %ctx.route.origin().config.id, path = parts.uri.path(), "{reason}");
-        lead.publish(Outcome::Failed { status, reason: reason.into() });
         if let Some(obj) = stale.filter(|o| o.head().usable_on_error(Instant::now())) {
+            lead.publish(Outcome::Failed { status, reason: reason.into() });
             return self.serve(parts, ctx, obj, EdgeResult::StaleIfError).await;
         }
-        error(status, reason)
+        let kind = media::classify(parts.uri.path(), None);
+        let ttl = policy::error_ttl(status, kind, None, ctx.route.behavior(), &self.cache.config);
+        let object = edge_error(status, &reason, ttl);
+        self.keep(key, &object, epoch);
+        lead.publish(Outcome::Stored { object: object.clone(), refreshed: false });
+        self.serve(parts, ctx, object, EdgeResult::OriginError).await
     }
+}
+
+/// The edge's own error answer as a stored object, kept for `ttl`: the same
+/// text a viewer gets for any error the edge makes (`respond::error`).
+fn edge_error(status: StatusCode, reason: &str, ttl: std::time::Duration) -> Arc<Object> {
+    let (mut headers, body) = respond::error_parts(status, reason);
+    headers.remove(header::CONTENT_LENGTH);
+    if let Ok(v) = HeaderValue::from_str(&httpdate::fmt_http_date(std::time::SystemTime::now())) {
+        headers.insert(header::DATE, v);
+    }
+    let freshness = policy::Freshness {
+        ttl,
+        initial_age: std::time::Duration::ZERO,
+        stale_while_revalidate: std::time::Duration::ZERO,
+        stale_if_error: std::time::Duration::ZERO,
+        must_revalidate: true,
+        heuristic: true,
+    };
+    Object::new(Head::new(status, headers, freshness), StoredBody::complete(body), None, false, MediaKind::Other)
 }
 
 /// A stale manifest no older than one refresh past its lifetime.

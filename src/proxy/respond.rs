@@ -282,13 +282,20 @@ pub(super) fn not_stored() -> Served {
     error(StatusCode::GATEWAY_TIMEOUT, "only-if-cached, and no fresh response is stored")
 }
 
-/// An error the edge produces itself: a short text body, never cached.
-pub(super) fn error(status: StatusCode, message: &str) -> Served {
+/// The headers and body of an error the edge produces itself: a short text
+/// body that caches downstream must not store.
+pub(super) fn error_parts(status: StatusCode, message: &str) -> (HeaderMap, Bytes) {
     let body =
         Bytes::from(format!("{} {}: {message}\n", status.as_u16(), status.canonical_reason().unwrap_or("Error")));
     let mut h = HeaderMap::new();
     h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     h.insert(header::CONTENT_LENGTH, HeaderValue::from(body.len()));
+    (h, body)
+}
+
+/// An error the edge produces itself, answered now: a short text body.
+pub(super) fn error(status: StatusCode, message: &str) -> Served {
+    let (h, body) = error_parts(status, message);
     Served::new(with(status, h, EdgeBody::full(body)), EdgeResult::edge_error(status.as_u16()))
 }

@@ -244,7 +244,7 @@ impl Edge {
                 &headers,
                 behavior,
                 &self.cache.config,
-                crate::media::policy::default_at_headers(MediaKind::HlsPlaylist, &behavior.streaming),
+                policy::Media::at_headers(MediaKind::HlsPlaylist, &behavior.streaming),
                 request_time,
                 response_time,
             );
