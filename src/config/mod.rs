@@ -278,6 +278,10 @@ pub struct Behavior {
     /// Without explicit freshness, a response with `Last-Modified` is fresh for
     /// 10% of its age at arrival (RFC 9111 §4.2.2) instead of `default_ttl`.
     pub heuristic_freshness: bool,
+    /// Fetch and store objects in slices of this many bytes, each its own
+    /// cache entry fetched with a `Range` request (see docs/caching.md).
+    /// `None`: whole objects.
+    pub slice_size: Option<u64>,
 }
 
 /// What a behavior does with a cacheable response that carries `Set-Cookie`
@@ -421,6 +425,7 @@ impl Behavior {
             viewer_protocol_policy: ViewerProtocolPolicy::AllowAll,
             set_cookie: SetCookiePolicy::Pass,
             heuristic_freshness: false,
+            slice_size: None,
         }
     }
 }

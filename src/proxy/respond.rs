@@ -22,7 +22,7 @@ impl Edge {
     pub(super) async fn serve(
         &self,
         parts: &Parts,
-        _ctx: &Ctx,
+        ctx: &Ctx,
         obj: Arc<Object>,
         result: ResultType,
         detail: &'static str,
@@ -74,9 +74,12 @@ impl Edge {
         if let Some(specs) = parts.headers.get(header::RANGE).and_then(|v| range::parse(v.as_bytes())) {
             if conditional::if_range_holds(&parts.headers, head.etag.as_ref(), head.last_modified, head.date) {
                 drop(head);
-                let mut s = self.serve_range(&obj, headers, &specs, is_head, result, detail).await;
-                s.detail = detail;
-                return s;
+                return match self.serve_range(&obj, headers, &specs, is_head, result, detail).await {
+                    Some(s) => s,
+                    // The object turned out too large to store while this
+                    // range waited for it: the range goes to the origin.
+                    None => self.relay_range(parts, ctx).await,
+                };
             }
         }
         if obj.compressible {
@@ -105,7 +108,7 @@ impl Edge {
         is_head: bool,
         result: ResultType,
         detail: &'static str,
-    ) -> Served {
+    ) -> Option<Served> {
         let body = &obj.body;
         let mut total = body.total_len();
         if total.is_none() {
@@ -117,42 +120,27 @@ impl Edge {
             };
             match body.wait_for(need).await {
                 Ok(_) => total = body.total_len(),
-                Err(e) => return error_with(StatusCode::BAD_GATEWAY, &e.to_string(), ResultType::Error),
+                Err(_) if body.is_passing() => return None,
+                Err(e) => return Some(error_with(StatusCode::BAD_GATEWAY, &e.to_string(), ResultType::Error)),
             }
             if total.is_none() {
                 if let [Spec::Closed(first, last)] = specs {
                     let r = ByteRange { start: *first, end: last + 1 };
-                    return ranged(headers, obj, r, None, is_head, result, detail);
+                    return Some(ranged(headers, obj, r, None, is_head, result, detail));
                 }
             }
         }
         let total = total.unwrap_or(0);
-        match range::resolve(specs, total) {
-            Resolved::Unsatisfiable => {
-                let mut h = HeaderMap::new();
-                if let Ok(v) = HeaderValue::from_str(&format!("bytes */{total}")) {
-                    h.insert(header::CONTENT_RANGE, v);
-                }
-                h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
-                let msg = Bytes::from(format!("416 Range Not Satisfiable: the object has {total} bytes\n"));
-                h.insert(header::CONTENT_LENGTH, HeaderValue::from(msg.len()));
-                Served::new(
-                    with(
-                        StatusCode::RANGE_NOT_SATISFIABLE,
-                        h,
-                        if is_head { EdgeBody::empty() } else { EdgeBody::full(msg) },
-                    ),
-                    result,
-                    detail,
-                )
-            }
+        Some(match range::resolve(specs, total) {
+            Resolved::Unsatisfiable => unsatisfiable(total, is_head, result, detail),
             Resolved::Ranges(ranges) if ranges.len() == 1 => {
                 ranged(headers, obj, ranges[0], Some(total), is_head, result, detail)
             }
             Resolved::Ranges(ranges) => {
                 let all = match body.wait_complete().await {
                     Ok(b) => b,
-                    Err(e) => return error_with(StatusCode::BAD_GATEWAY, &e.to_string(), ResultType::Error),
+                    Err(_) if body.is_passing() => return None,
+                    Err(e) => return Some(error_with(StatusCode::BAD_GATEWAY, &e.to_string(), ResultType::Error)),
                 };
                 let ct = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).map(str::to_string);
                 let (boundary, pieces) = range::multipart(&all, &ranges, ct.as_deref());
@@ -164,8 +152,31 @@ impl Edge {
                 let body = if is_head { EdgeBody::empty() } else { EdgeBody::pieces(pieces) };
                 Served::new(with(StatusCode::PARTIAL_CONTENT, headers, body), result, detail)
             }
+        })
+    }
+
+    /// The viewer's range (whatever its shape) asked of the origin, its answer
+    /// relayed as it streams: for objects the cache does not hold whole.
+    async fn relay_range(&self, parts: &Parts, ctx: &Ctx) -> Served {
+        let request = self.pass_request(parts, ctx, crate::origin::RequestBody::Empty);
+        match ctx.route.origin().send(request).await {
+            Ok(r) => from_origin(r, ResultType::Miss, "Pass", parts.method == Method::HEAD),
+            Err(e) => error(e.status(), &e.to_string()),
         }
     }
+}
+
+/// 416 with the length the range was resolved against.
+pub(super) fn unsatisfiable(total: u64, is_head: bool, result: ResultType, detail: &'static str) -> Served {
+    let mut h = HeaderMap::new();
+    if let Ok(v) = HeaderValue::from_str(&format!("bytes */{total}")) {
+        h.insert(header::CONTENT_RANGE, v);
+    }
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+    let msg = Bytes::from(format!("416 Range Not Satisfiable: the object has {total} bytes\n"));
+    h.insert(header::CONTENT_LENGTH, HeaderValue::from(msg.len()));
+    let body = if is_head { EdgeBody::empty() } else { EdgeBody::full(msg) };
+    Served::new(with(StatusCode::RANGE_NOT_SATISFIABLE, h, body), result, detail)
 }
 
 fn ranged(
@@ -231,7 +242,7 @@ async fn with_tokens(obj: &Arc<Object>, mut headers: HeaderMap, tokens: &str, is
 }
 
 /// 304: only the headers RFC 9110 §15.4.5 lists.
-fn not_modified(stored: &HeaderMap) -> Response<EdgeBody> {
+pub(super) fn not_modified(stored: &HeaderMap) -> Response<EdgeBody> {
     let mut h = HeaderMap::new();
     for name in [
         header::CACHE_CONTROL,
@@ -263,7 +274,7 @@ fn weak_etag(etag: &HeaderValue, enc: Encoding) -> Option<HeaderValue> {
     HeaderValue::from_str(&format!("W/{inner}-{}\"", enc.token())).ok()
 }
 
-fn with(status: StatusCode, headers: HeaderMap, body: EdgeBody) -> Response<EdgeBody> {
+pub(super) fn with(status: StatusCode, headers: HeaderMap, body: EdgeBody) -> Response<EdgeBody> {
     let mut r = Response::new(body);
     *r.status_mut() = status;
     *r.headers_mut() = headers;
@@ -298,7 +309,7 @@ pub(super) fn error(status: StatusCode, message: &str) -> Served {
     error_with(status, message, ResultType::Error)
 }
 
-fn error_with(status: StatusCode, message: &str, result: ResultType) -> Served {
+pub(super) fn error_with(status: StatusCode, message: &str, result: ResultType) -> Served {
     let body =
         Bytes::from(format!("{} {}: {message}\n", status.as_u16(), status.canonical_reason().unwrap_or("Error")));
     let mut h = HeaderMap::new();
