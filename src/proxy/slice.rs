@@ -234,8 +234,14 @@ impl Edge {
         let key = slicer.key(i);
         for _ in 0..ROUNDS {
             if let Lookup::Found(obj) = self.cache.lookup(&key, &parts.headers) {
+                // A stale slice is fetched again whole; a stored slice of
+                // another version is dropped and fetched again: only a fresh
+                // answer of the origin proves that the object changed.
                 if obj.head().staleness(Instant::now()) == Staleness::Fresh {
-                    return self.checked(&key, obj, ResultType::Hit, expect);
+                    match self.checked(&key, obj, ResultType::Hit, expect) {
+                        Got::Changed => {}
+                        got => return got,
+                    }
                 }
             }
             if respond::only_if_cached(&parts.headers) {
