@@ -508,3 +508,34 @@ async fn seeks_in_a_2gib_object_cost_the_slices_they_read_measured_on_the_binary
     seeks("slice_size = \"1MiB\"", true).await;
     seeks("", true).await;
 }
+
+#[test]
+fn a_slice_size_out_of_bounds_is_a_config_error_naming_its_field() {
+    let text = config_for("http://127.0.0.1:9", "slice_size = \"1KiB\"");
+    let err = mediaedge::Config::parse(&text, std::path::Path::new("edge.toml")).err().expect("refused").to_string();
+    assert!(err.contains("edge.toml"), "{err}");
+    assert!(err.contains("default_behavior.slice_size"), "{err}");
+    assert!(err.contains("64KiB"), "{err}");
+    let text = config_for("http://127.0.0.1:9", "slice_size = \"4MiB\"");
+    assert!(mediaedge::Config::parse(&text, std::path::Path::new("edge.toml")).is_ok());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_viewers_of_the_same_slices_make_one_origin_request_each() {
+    let origin = RangeOrigin::start(2 * GIB).await;
+    let e = edge(&config(&origin, "max_object_size = \"4MiB\"", "slice_size = \"1MiB\"")).await;
+    let range = format!("bytes={}-{}", GIB - 1000, GIB + 999);
+    let mut viewers = Vec::new();
+    for _ in 0..16 {
+        let u = url(&e, "/movie.mp4");
+        let range = range.clone();
+        viewers.push(tokio::spawn(async move { get(&client(), &u, &[("range", range.as_str())]).await }));
+    }
+    for v in viewers {
+        let (s, _, _, body) = v.await.expect("viewer");
+        assert_eq!(s, 206);
+        assert!(body[..] == expected(GIB - 1000, GIB + 999, 1)[..]);
+    }
+    assert_eq!(origin.requests(), 3, "slice 0 and the two slices read, each once: {:?}", origin.ranges());
+    assert_eq!(origin.bytes(), 3 * MIB);
+}
