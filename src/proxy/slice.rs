@@ -67,7 +67,7 @@ enum Got {
     Slice(Arc<Object>, ResultType),
     /// The origin answered the first slice's request with something else than
     /// a slice (a 200 that ignores `Range`, an error): this is the answer.
-    Answer(OriginResponse),
+    Answer(Box<OriginResponse>),
     /// Not sliceable after all: the viewer's own request goes to the origin.
     Pass,
     Failed(StatusCode, String),
@@ -125,7 +125,7 @@ impl Edge {
         for _ in 0..ATTEMPTS {
             let (first, mut result) = match self.slice(&parts, &ctx, &slicer, 0, None).await {
                 Got::Slice(o, r) => (o, r),
-                Got::Answer(resp) => return respond::from_origin(resp, ResultType::Miss, "Pass", is_head),
+                Got::Answer(resp) => return respond::from_origin(*resp, ResultType::Miss, "Pass", is_head),
                 Got::Pass => return self.pass_parts(parts, &ctx, "Pass").await,
                 Got::Failed(status, why) => return error(status, &why),
                 Got::Changed => continue,
@@ -329,7 +329,7 @@ impl Edge {
                 self.cache.insert_pass(&slicer.key);
             }
             publish(lead, Outcome::Pass);
-            return if i == 0 { Got::Answer(response) } else { Got::Pass };
+            return if i == 0 { Got::Answer(Box::new(response)) } else { Got::Pass };
         }
         let version = Version::of(&response.headers);
         let asked = |r: &ByteRange, total: u64| r.start == first && r.end == last.saturating_add(1).min(total);
