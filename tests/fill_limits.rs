@@ -56,28 +56,6 @@ async fn endless_origin() -> EndlessOrigin {
     EndlessOrigin { addr, accepted, closed, task }
 }
 
-struct Child(std::process::Child);
-
-impl Drop for Child {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn rss_kib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("/proc status");
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .expect("VmRSS")
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
-}
-
 /// Reads the response head and about `n` body bytes, then drops the connection.
 async fn read_then_leave(addr: &str, path: &str, n: usize) -> usize {
     let mut s = TcpStream::connect(addr).await.expect("connect");
@@ -103,43 +81,16 @@ const RSS_GROWTH_BOUND_KIB: u64 = 48 * 1024;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn endless_fill_past_the_limit_is_bounded_and_stops_when_viewers_leave() {
     let origin = endless_origin().await;
-    let dir = TempDir::new("fill-limits");
-    let config = dir.path().join("edge.toml");
-    std::fs::write(
-        &config,
-        format!(
+    let edge = binary::EdgeProcess::start(
+        "fill-limits",
+        &format!(
             "[cache]\nmemory = \"64MiB\"\nmax_object_size = \"1MiB\"\n\n{}",
             config_for(&format!("http://{}", origin.addr), "")
         ),
     )
-    .expect("config");
-    let port = free_port();
-    let edge = Child(
-        std::process::Command::new(env!("CARGO_BIN_EXE_mediaedge"))
-            .arg("serve")
-            .arg("--config")
-            .arg(&config)
-            .arg("--listen")
-            .arg(format!("127.0.0.1:{port}"))
-            .arg("--admin-listen")
-            .arg("off")
-            .arg("--state-dir")
-            .arg(dir.path().join("state"))
-            .stdin(std::process::Stdio::null())
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .expect("the edge binary starts"),
-    );
-    let pid = edge.0.id();
-    let addr = format!("127.0.0.1:{port}");
-    let c = client();
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    while c.get(format!("http://{addr}/ready-probe")).send().await.is_err() {
-        assert!(std::time::Instant::now() < deadline, "the edge did not answer within 30s");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    let baseline = rss_kib(pid);
+    .await;
+    let addr = edge.addr.clone();
+    let baseline = edge.rss_kib();
 
     // Four fills (four objects); two viewers on each, leaving after 512 KiB
     // and 4 MiB: both past the 1 MiB limit for the second.
@@ -154,13 +105,13 @@ async fn endless_fill_past_the_limit_is_bounded_and_stops_when_viewers_leave() {
     for v in viewers {
         let got = v.await.expect("viewer");
         assert!(got >= 512 * 1024, "a viewer got only {got} bytes");
-        peak = peak.max(rss_kib(pid));
+        peak = peak.max(edge.rss_kib());
     }
     // Every origin connection closes once its viewers are gone (an upper bound
     // meaning "it never did"); memory is sampled all along.
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
     while origin.closed.load(Ordering::SeqCst) < origin.accepted.load(Ordering::SeqCst) {
-        peak = peak.max(rss_kib(pid));
+        peak = peak.max(edge.rss_kib());
         assert!(
             peak < baseline + RSS_GROWTH_BOUND_KIB,
             "edge RSS grew from {baseline} KiB to {peak} KiB with no viewer left"
@@ -175,7 +126,7 @@ async fn endless_fill_past_the_limit_is_bounded_and_stops_when_viewers_leave() {
     }
     // And stays bounded afterwards.
     for _ in 0..10 {
-        peak = peak.max(rss_kib(pid));
+        peak = peak.max(edge.rss_kib());
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     println!(

@@ -178,6 +178,12 @@ impl StoredBody {
         }
     }
 
+    /// Whether the fill went past the largest storable size: the body is a
+    /// pass-through that no longer holds what its readers have passed.
+    pub fn is_passing(&self) -> bool {
+        self.complete.get().is_none() && self.lock().passing
+    }
+
     pub fn is_failed(&self) -> bool {
         self.complete.get().is_none() && matches!(self.lock().end, End::Failed(_))
     }

@@ -314,6 +314,10 @@ pub struct Behavior {
     /// The distribution's custom error responses (the same for all its
     /// behaviors): how long error answers are kept.
     pub error_responses: Arc<ErrorResponses>,
+    /// Fetch and store objects in slices of this many bytes, each its own
+    /// cache entry fetched with a `Range` request (see docs/caching.md).
+    /// `None`: whole objects.
+    pub slice_size: Option<u64>,
 }
 
 /// What a behavior does with a cacheable response that carries `Set-Cookie`
@@ -458,6 +462,7 @@ impl Behavior {
             set_cookie: SetCookiePolicy::Pass,
             heuristic_freshness: false,
             error_responses: Arc::default(),
+            slice_size: None,
         }
     }
 }

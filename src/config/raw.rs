@@ -174,6 +174,7 @@ struct RawBehavior {
     blocking_reload: Option<bool>,
     set_cookie: Option<Spanned<String>>,
     heuristic_freshness: Option<bool>,
+    slice_size: Option<Spanned<ByteSize>>,
     prefetch_segments: Option<Spanned<usize>>,
     #[serde(default)]
     trusted_key_groups: Vec<Spanned<String>>,

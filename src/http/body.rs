@@ -31,8 +31,14 @@ enum Kind {
     Empty,
     Full(Option<Bytes>),
     Pieces(VecDeque<Bytes>),
-    Stored { reader: BodyReader, pos: u64, end: Option<u64> },
+    Stored {
+        reader: BodyReader,
+        pos: u64,
+        end: Option<u64>,
+    },
     Origin(OriginBody),
+    /// Chunks a producer task sends (a sliced object).
+    Channel(tokio::sync::mpsc::Receiver<Result<Bytes, BoxError>>),
 }
 
 impl EdgeBody {
@@ -62,6 +68,11 @@ impl EdgeBody {
 
     pub fn origin(b: OriginBody) -> EdgeBody {
         Self::of(Kind::Origin(b))
+    }
+
+    /// Chunks sent on a channel by a producer; an error ends the body cut.
+    pub fn channel(rx: tokio::sync::mpsc::Receiver<Result<Bytes, BoxError>>) -> EdgeBody {
+        Self::of(Kind::Channel(rx))
     }
 
     pub fn attach_log(&mut self, log: Box<Pending>, expected: Option<u64>) {
@@ -124,6 +135,13 @@ impl Body for EdgeBody {
                 }
                 Poll::Pending => Poll::Pending,
             },
+            Kind::Channel(rx) => match rx.poll_recv(cx) {
+                Poll::Ready(None) => {
+                    this.kind = Kind::Empty;
+                    Poll::Ready(None)
+                }
+                other => other,
+            },
         };
         match next {
             Poll::Ready(Some(Ok(b))) => {
@@ -148,7 +166,7 @@ impl Body for EdgeBody {
             Kind::Full(b) => b.is_none(),
             Kind::Pieces(p) => p.is_empty(),
             Kind::Stored { pos, end, .. } => end.is_some_and(|e| *pos >= e),
-            Kind::Origin(_) => false,
+            Kind::Origin(_) | Kind::Channel(_) => false,
         }
     }
 

@@ -134,24 +134,70 @@ pub fn content_range(r: ByteRange, len: Option<u64>) -> String {
 /// A `multipart/byteranges` body: the parts framed around slices of `body`.
 /// Returns the boundary and the pieces to send, in order (no body bytes copied).
 pub fn multipart(body: &Bytes, ranges: &[ByteRange], content_type: Option<&str>) -> (String, Vec<Bytes>) {
-    let boundary = format!("mediaedge-{:016x}", fastrand::u64(..));
-    let len = body.len() as u64;
+    let frame = Multipart::new(ranges, body.len() as u64, content_type);
     let mut pieces = Vec::with_capacity(ranges.len() * 2 + 1);
-    for (i, r) in ranges.iter().enumerate() {
-        let mut head = BytesMut::with_capacity(128);
-        if i > 0 {
-            head.put_slice(b"\r\n");
-        }
-        head.put_slice(format!("--{boundary}\r\n").as_bytes());
-        if let Some(ct) = content_type {
-            head.put_slice(format!("Content-Type: {ct}\r\n").as_bytes());
-        }
-        head.put_slice(format!("Content-Range: {}\r\n\r\n", content_range(*r, Some(len))).as_bytes());
-        pieces.push(head.freeze());
+    for (head, r) in frame.heads.into_iter().zip(ranges) {
+        pieces.push(head);
         pieces.push(body.slice(r.start as usize..r.end as usize));
     }
-    pieces.push(Bytes::from(format!("\r\n--{boundary}--\r\n")));
-    (boundary, pieces)
+    pieces.push(frame.tail);
+    (frame.boundary, pieces)
+}
+
+/// The framing of a `multipart/byteranges` body over a representation of
+/// `len` bytes: each range's part head goes before its bytes, `tail` after
+/// the last part.
+pub struct Multipart {
+    pub boundary: String,
+    pub heads: Vec<Bytes>,
+    pub tail: Bytes,
+}
+
+impl Multipart {
+    pub fn new(ranges: &[ByteRange], len: u64, content_type: Option<&str>) -> Multipart {
+        let boundary = format!("mediaedge-{:016x}", fastrand::u64(..));
+        let heads = ranges
+            .iter()
+            .enumerate()
+            .map(|(i, r)| {
+                let mut head = BytesMut::with_capacity(128);
+                if i > 0 {
+                    head.put_slice(b"\r\n");
+                }
+                head.put_slice(format!("--{boundary}\r\n").as_bytes());
+                if let Some(ct) = content_type {
+                    head.put_slice(format!("Content-Type: {ct}\r\n").as_bytes());
+                }
+                head.put_slice(format!("Content-Range: {}\r\n\r\n", content_range(*r, Some(len))).as_bytes());
+                head.freeze()
+            })
+            .collect();
+        let tail = Bytes::from(format!("\r\n--{boundary}--\r\n"));
+        Multipart { boundary, heads, tail }
+    }
+
+    /// The body's length: the framing plus the ranges' bytes.
+    pub fn body_len(&self, ranges: &[ByteRange]) -> u64 {
+        let framing: usize = self.heads.iter().map(Bytes::len).sum::<usize>() + self.tail.len();
+        framing as u64 + ranges.iter().map(ByteRange::len).sum::<u64>()
+    }
+}
+
+/// A `Content-Range` value as an origin sends it on a 206: `bytes a-b/len`
+/// (the complete length must be known). Returns the range and the length.
+pub fn parse_content_range(value: &[u8]) -> Option<(ByteRange, u64)> {
+    let s = std::str::from_utf8(value).ok()?.trim();
+    let (unit, rest) = s.split_once(' ')?;
+    if !unit.eq_ignore_ascii_case("bytes") {
+        return None;
+    }
+    let (span, len) = rest.trim().split_once('/')?;
+    let (a, b) = span.split_once('-')?;
+    let (first, last, len) = (digits(a)?, digits(b)?, digits(len)?);
+    if last < first || last >= len {
+        return None;
+    }
+    Some((ByteRange { start: first, end: last + 1 }, len))
 }
 
 #[cfg(test)]
@@ -189,5 +235,27 @@ mod tests {
         );
         let s = parse(b"bytes=0-,0-,0-").unwrap();
         assert_eq!(resolve(&s, 10), Resolved::Ranges(vec![ByteRange { start: 0, end: 10 }]));
+    }
+
+    #[test]
+    fn content_ranges_from_an_origin() {
+        assert_eq!(parse_content_range(b"bytes 0-99/1000"), Some((ByteRange { start: 0, end: 100 }, 1000)));
+        assert_eq!(parse_content_range(b"BYTES 10-10/11"), Some((ByteRange { start: 10, end: 11 }, 11)));
+        assert_eq!(parse_content_range(b"bytes 0-99/*"), None);
+        assert_eq!(parse_content_range(b"bytes 0-1000/1000"), None);
+        assert_eq!(parse_content_range(b"bytes 9-2/10"), None);
+        assert_eq!(parse_content_range(b"bytes */1000"), None);
+        assert_eq!(parse_content_range(b"items 0-1/2"), None);
+    }
+
+    #[test]
+    fn multipart_length_matches_its_pieces() {
+        let body = Bytes::from_static(b"0123456789abcdef");
+        let ranges = [ByteRange { start: 0, end: 3 }, ByteRange { start: 10, end: 16 }];
+        let (boundary, pieces) = multipart(&body, &ranges, Some("video/mp4"));
+        let sent: usize = pieces.iter().map(Bytes::len).sum();
+        let frame = Multipart::new(&ranges, 16, Some("video/mp4"));
+        assert_eq!(frame.body_len(&ranges), sent as u64);
+        assert!(pieces.last().unwrap().ends_with(format!("--{boundary}--\r\n").as_bytes()));
     }
 }

@@ -38,6 +38,9 @@ impl Edge {
             &route.behavior().cache_key,
         );
         let ctx = Ctx { route, viewer };
+        if let Some(size) = self.slice_size(&parts, &ctx) {
+            return self.sliced(parts, ctx, key, size).await;
+        }
         if ctx.route.behavior().streaming.blocking_reload
             && media::classify(parts.uri.path(), None) == MediaKind::HlsPlaylist
         {
@@ -409,8 +412,10 @@ fn content_length(headers: &HeaderMap) -> Option<u64> {
 /// and becomes a pass-through: it streams to the readers already on it at the
 /// pace of the slowest (within `PASS_WINDOW`), releases what they have all
 /// read, and stops, closing the origin connection, when nobody can read it.
+/// Viewers arriving after that are sent to the origin on their own
+/// (hit-for-pass), each with its own request and range, nothing held.
 #[allow(clippy::too_many_arguments)]
-async fn pump(
+pub(super) async fn pump(
     edge: Arc<Edge>,
     key: CacheKey,
     object: Arc<Object>,
@@ -436,6 +441,7 @@ async fn pump(
                 if writer.len() > limit {
                     if let Some(object) = stored.take() {
                         edge.cache.remove_object(&key, &object);
+                        edge.cache.insert_pass(&key);
                         writer.start_passing();
                     }
                 }

@@ -10,6 +10,7 @@ mod fill;
 mod forward;
 mod pass;
 mod respond;
+mod slice;
 mod streaming;
 
 use crate::cache::Cache;

@@ -19,7 +19,13 @@ static ACCEPT_ENCODING: HeaderValue = HeaderValue::from_static("Accept-Encoding"
 
 impl Edge {
     /// Answers a request from a stored object, which may still be filling.
-    pub(super) async fn serve(&self, parts: &Parts, _ctx: &Ctx, obj: Arc<Object>, result: EdgeResult) -> Served {
+    pub(super) async fn serve(
+        &self,
+        parts: &Parts,
+        ctx: &Ctx,
+        obj: Arc<Object>,
+        result: EdgeResult,
+    ) -> Served {
         let head = obj.head();
         let now = Instant::now();
         let mut headers = head.headers.clone();
@@ -68,7 +74,12 @@ impl Edge {
         if let Some(specs) = parts.headers.get(header::RANGE).and_then(|v| range::parse(v.as_bytes())) {
             if conditional::if_range_holds(&parts.headers, head.etag.as_ref(), head.last_modified, head.date) {
                 drop(head);
-                return self.serve_range(&obj, headers, &specs, is_head, result).await;
+                return match self.serve_range(&obj, headers, &specs, is_head, result).await {
+                    Some(s) => s,
+                    // The object turned out too large to store while this
+                    // range waited for it: the range goes to the origin.
+                    None => self.relay_range(parts, ctx).await,
+                };
             }
         }
         if obj.compressible {
@@ -96,7 +107,7 @@ impl Edge {
         specs: &[Spec],
         is_head: bool,
         result: EdgeResult,
-    ) -> Served {
+    ) -> Option<Served> {
         let body = &obj.body;
         let mut total = body.total_len();
         if total.is_none() {
@@ -108,41 +119,27 @@ impl Edge {
             };
             match body.wait_for(need).await {
                 Ok(_) => total = body.total_len(),
-                Err(e) => return error(StatusCode::BAD_GATEWAY, &e.to_string()),
+                Err(_) if body.is_passing() => return None,
+                Err(e) => return Some(error(StatusCode::BAD_GATEWAY, &e.to_string())),
             }
             if total.is_none() {
                 if let [Spec::Closed(first, last)] = specs {
                     let r = ByteRange { start: *first, end: last + 1 };
-                    return ranged(headers, obj, r, None, is_head, result);
+                    return Some(ranged(headers, obj, r, None, is_head, result));
                 }
             }
         }
         let total = total.unwrap_or(0);
-        match range::resolve(specs, total) {
-            Resolved::Unsatisfiable => {
-                let mut h = HeaderMap::new();
-                if let Ok(v) = HeaderValue::from_str(&format!("bytes */{total}")) {
-                    h.insert(header::CONTENT_RANGE, v);
-                }
-                h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
-                let msg = Bytes::from(format!("416 Range Not Satisfiable: the object has {total} bytes\n"));
-                h.insert(header::CONTENT_LENGTH, HeaderValue::from(msg.len()));
-                Served::new(
-                    with(
-                        StatusCode::RANGE_NOT_SATISFIABLE,
-                        h,
-                        if is_head { EdgeBody::empty() } else { EdgeBody::full(msg) },
-                    ),
-                    result,
-                )
-            }
+        Some(match range::resolve(specs, total) {
+            Resolved::Unsatisfiable => unsatisfiable(total, is_head, result),
             Resolved::Ranges(ranges) if ranges.len() == 1 => {
                 ranged(headers, obj, ranges[0], Some(total), is_head, result)
             }
             Resolved::Ranges(ranges) => {
                 let all = match body.wait_complete().await {
                     Ok(b) => b,
-                    Err(e) => return error(StatusCode::BAD_GATEWAY, &e.to_string()),
+                    Err(_) if body.is_passing() => return None,
+                    Err(e) => return Some(error(StatusCode::BAD_GATEWAY, &e.to_string())),
                 };
                 let ct = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).map(str::to_string);
                 let (boundary, pieces) = range::multipart(&all, &ranges, ct.as_deref());
@@ -154,8 +151,31 @@ impl Edge {
                 let body = if is_head { EdgeBody::empty() } else { EdgeBody::pieces(pieces) };
                 Served::new(with(StatusCode::PARTIAL_CONTENT, headers, body), result)
             }
+        })
+    }
+
+    /// The viewer's range (whatever its shape) asked of the origin, its answer
+    /// relayed as it streams: for objects the cache does not hold whole.
+    async fn relay_range(&self, parts: &Parts, ctx: &Ctx) -> Served {
+        let request = self.pass_request(parts, ctx, crate::origin::RequestBody::Empty);
+        match ctx.route.origin().send(request).await {
+            Ok(r) => from_origin(r, EdgeResult::Pass, parts.method == Method::HEAD),
+            Err(e) => error(e.status(), &e.to_string()),
         }
     }
+}
+
+/// 416 with the length the range was resolved against.
+pub(super) fn unsatisfiable(total: u64, is_head: bool, result: EdgeResult) -> Served {
+    let mut h = HeaderMap::new();
+    if let Ok(v) = HeaderValue::from_str(&format!("bytes */{total}")) {
+        h.insert(header::CONTENT_RANGE, v);
+    }
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+    let msg = Bytes::from(format!("416 Range Not Satisfiable: the object has {total} bytes\n"));
+    h.insert(header::CONTENT_LENGTH, HeaderValue::from(msg.len()));
+    let body = if is_head { EdgeBody::empty() } else { EdgeBody::full(msg) };
+    Served::new(with(StatusCode::RANGE_NOT_SATISFIABLE, h, body), result)
 }
 
 fn ranged(
@@ -220,7 +240,7 @@ async fn with_tokens(obj: &Arc<Object>, mut headers: HeaderMap, tokens: &str, is
 }
 
 /// 304: only the headers RFC 9110 §15.4.5 lists.
-fn not_modified(stored: &HeaderMap) -> Response<EdgeBody> {
+pub(super) fn not_modified(stored: &HeaderMap) -> Response<EdgeBody> {
     let mut h = HeaderMap::new();
     for name in [
         header::CACHE_CONTROL,
@@ -252,7 +272,7 @@ fn weak_etag(etag: &HeaderValue, enc: Encoding) -> Option<HeaderValue> {
     HeaderValue::from_str(&format!("W/{inner}-{}\"", enc.token())).ok()
 }
 
-fn with(status: StatusCode, headers: HeaderMap, body: EdgeBody) -> Response<EdgeBody> {
+pub(super) fn with(status: StatusCode, headers: HeaderMap, body: EdgeBody) -> Response<EdgeBody> {
     let mut r = Response::new(body);
     *r.status_mut() = status;
     *r.headers_mut() = headers;
@@ -299,3 +319,4 @@ pub(super) fn error(status: StatusCode, message: &str) -> Served {
     let (h, body) = error_parts(status, message);
     Served::new(with(status, h, EdgeBody::full(body)), EdgeResult::edge_error(status.as_u16()))
 }
+

@@ -1,6 +1,7 @@
 //! Test harness: a scriptable origin on 127.0.0.1 (port 0), the edge started
 //! in-process on 127.0.0.1 (port 0), and a real HTTP client.
 #![allow(dead_code)]
+pub mod binary;
 pub mod openapi;
 
 use bytes::Bytes;
@@ -469,4 +470,9 @@ pub async fn admin_call(
     let headers = r.headers().clone();
     let bytes = r.bytes().await.expect("admin body");
     (status, headers, serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null))
+}
+
+/// A port free on 127.0.0.1 a moment ago (for a child process to bind).
+pub fn free_port_here() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
 }

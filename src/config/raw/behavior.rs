@@ -2,6 +2,11 @@
 
 use super::*;
 
+/// The smallest and largest `slice_size`: below, the origin requests cost more
+/// than the bytes; above, one seek pulls too much.
+const MIN_SLICE: u64 = 64 << 10;
+const MAX_SLICE: u64 = 256 << 20;
+
 pub(super) fn resolve_behavior(
     cx: &Ctx,
     field: &str,
@@ -41,6 +46,13 @@ pub(super) fn resolve_behavior(
     }
     st.blocking_reload = b.blocking_reload.unwrap_or(true);
     behavior.heuristic_freshness = b.heuristic_freshness.unwrap_or(false);
+    if let Some(n) = &b.slice_size {
+        let n_bytes = n.get_ref().0;
+        if !(MIN_SLICE..=MAX_SLICE).contains(&n_bytes) {
+            return cx.err(n.span(), format!("{field}.slice_size"), "must lie between 64KiB and 256MiB");
+        }
+        behavior.slice_size = Some(n_bytes);
+    }
     if let Some(p) = &b.set_cookie {
         behavior.set_cookie = match p.get_ref().as_str() {
             "pass" => SetCookiePolicy::Pass,

@@ -1,0 +1,61 @@
+//! The real `mediaedge` binary as a child process, for measuring its memory.
+
+use super::{client, free_port_here, TempDir};
+use std::time::Duration;
+
+/// A running `mediaedge serve` (killed on drop), its state in a temp directory.
+pub struct EdgeProcess {
+    child: std::process::Child,
+    pub addr: String,
+    _dir: TempDir,
+}
+
+impl Drop for EdgeProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl EdgeProcess {
+    /// Starts the binary with this config file text and waits until it answers.
+    pub async fn start(tag: &str, config_text: &str) -> EdgeProcess {
+        let dir = TempDir::new(tag);
+        let config = dir.path().join("edge.toml");
+        std::fs::write(&config, config_text).expect("config");
+        let port = free_port_here();
+        let child = std::process::Command::new(env!("CARGO_BIN_EXE_mediaedge"))
+            .arg("serve")
+            .arg("--config")
+            .arg(&config)
+            .arg("--listen")
+            .arg(format!("127.0.0.1:{port}"))
+            .arg("--admin-listen")
+            .arg("off")
+            .arg("--state-dir")
+            .arg(dir.path().join("state"))
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("the edge binary starts");
+        let edge = EdgeProcess { child, addr: format!("127.0.0.1:{port}"), _dir: dir };
+        let c = client();
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while c.get(format!("http://{}/ready-probe", edge.addr)).send().await.is_err() {
+            assert!(std::time::Instant::now() < deadline, "the edge did not answer within 30s");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        edge
+    }
+
+    /// The process's resident memory now, in KiB (from /proc).
+    pub fn rss_kib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).expect("/proc status");
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .expect("VmRSS")
+    }
+}
