@@ -390,3 +390,29 @@ async fn a_head_on_a_stale_copy_is_revalidated_with_a_head() {
     let methods: Vec<String> = o.seen_for("/g").into_iter().map(|s| s.method).collect();
     assert_eq!(methods, ["GET", "HEAD", "GET"]);
 }
+
+// RFC 9111 §4.1: selecting header fields may be normalised before they are
+// compared: white space around list members, and several field lines combined
+// into one list, select the same variant.
+#[tokio::test]
+async fn vary_compares_normalised_field_values() {
+    let (e, o) = edge_and_origin("").await;
+    o.set("/vn", Script::ok("x").header("cache-control", "max-age=600").header("vary", "Foo"));
+    let c = client();
+    let u = url(&e, "/vn");
+    let (_, x, _, _) = get(&c, &u, &[("foo", "1,2")]).await;
+    assert_eq!(x, "Miss");
+    let (_, x, _, _) = get(&c, &u, &[("foo", "1 ,  2")]).await;
+    assert_eq!(x, "Hit", "white space around members");
+    let (_, x, _, _) = get(&c, &u, &[("foo", "1"), ("foo", "2")]).await;
+    assert_eq!(x, "Hit", "two field lines");
+    let (_, x, _, _) = get(&c, &u, &[("foo", "1,,2,")]).await;
+    assert_eq!(x, "Hit", "empty members");
+    assert_eq!(o.hits("/vn"), 1);
+    // Different members are a different variant.
+    let (_, x, _, _) = get(&c, &u, &[("foo", "1, 3")]).await;
+    assert_eq!(x, "Miss");
+    let (_, x, _, _) = get(&c, &u, &[("foo", "12")]).await;
+    assert_eq!(x, "Miss");
+    assert_eq!(o.hits("/vn"), 3);
+}
