@@ -288,3 +288,131 @@ async fn only_if_cached_answers_504_without_asking_the_origin() {
     let (s, _, _, _) = get(&c, &url(&e, "/oic-stale"), &only).await;
     assert_eq!((s, o.hits("/oic-stale")), (504, 1));
 }
+
+// RFC 9111 §4.3.2: with no stored response, a cache may forward the viewer's
+// own validators; the origin's 304 then answers that viewer, and is never
+// stored in place of the object.
+#[tokio::test]
+async fn with_nothing_stored_the_viewers_validators_reach_the_origin() {
+    let (e, o) = edge_and_origin("").await;
+    o.set("/v", Script::ok("version one").header("cache-control", "max-age=600").header("etag", "\"v1\""));
+    let c = client();
+    let (s, _, h, b) = get(&c, &url(&e, "/v"), &[("if-none-match", "\"v1\"")]).await;
+    assert_eq!((s, b.len()), (304, 0));
+    assert_eq!(h.get("etag").unwrap(), "\"v1\"");
+    let seen = o.seen_for("/v");
+    assert_eq!(seen.len(), 1);
+    assert_eq!(seen[0].headers.get("if-none-match").unwrap(), "\"v1\"");
+    // The 304 was not stored: a plain GET fills, without the validator.
+    let (s, x, _, b) = get(&c, &url(&e, "/v"), &[]).await;
+    assert_eq!((s, x.as_str(), &b[..]), (200, "Miss", &b"version one"[..]));
+    let seen = o.seen_for("/v");
+    assert_eq!(seen.len(), 2);
+    assert!(seen[1].headers.get("if-none-match").is_none());
+    // Now stored: the viewer's conditional is answered here.
+    let (s, x, _, _) = get(&c, &url(&e, "/v"), &[("if-none-match", "\"v1\"")]).await;
+    assert_eq!((s, x.as_str(), o.hits("/v")), (304, "Hit", 2));
+    // A validator that does not match: the origin's 200 is stored and served.
+    o.set("/w", Script::ok("w body").header("cache-control", "max-age=600").header("etag", "\"w2\""));
+    let (s, x, _, b) = get(&c, &url(&e, "/w"), &[("if-none-match", "\"w1\"")]).await;
+    assert_eq!((s, x.as_str(), &b[..]), (200, "Miss", &b"w body"[..]));
+    assert_eq!(o.seen_for("/w")[0].headers.get("if-none-match").unwrap(), "\"w1\"");
+    let (s, x, _, _) = get(&c, &url(&e, "/w"), &[]).await;
+    assert_eq!((s, x.as_str(), o.hits("/w")), (200, "Hit", 1));
+    // If-Modified-Since goes along the same way.
+    let lm = "Sat, 01 Jan 2022 00:00:00 GMT";
+    o.set("/m", Script::ok("m body").header("cache-control", "max-age=600").header("last-modified", lm));
+    let (s, _, _, _) = get(&c, &url(&e, "/m"), &[("if-modified-since", lm)]).await;
+    assert_eq!(o.seen_for("/m")[0].headers.get("if-modified-since").unwrap(), lm);
+    // This origin ignores If-Modified-Since: its 200 is stored, and the
+    // viewer's condition is evaluated against it.
+    assert_eq!(s, 304);
+    let (s, x, _, _) = get(&c, &url(&e, "/m"), &[]).await;
+    assert_eq!((s, x.as_str(), o.hits("/m")), (200, "Hit", 1));
+}
+
+// RFC 9111 §4.3.5: a HEAD response may update a stored response's header
+// fields when its validators match; a HEAD on a stale copy is sent as a HEAD,
+// and its answer never becomes the stored body.
+#[tokio::test]
+async fn a_head_on_a_stale_copy_is_revalidated_with_a_head() {
+    let (e, o) = edge_and_origin("").await;
+    let c = client();
+    let head = |path: &'static str| {
+        let c = c.clone();
+        let u = url(&e, path);
+        async move {
+            let r = c.head(&u).send().await.expect("HEAD");
+            let x = x_cache(&r);
+            (r.status().as_u16(), x, r.headers().clone())
+        }
+    };
+    // Stored, and stale at once.
+    o.set(
+        "/h",
+        Script::ok("the body").header("cache-control", "max-age=0").header("etag", "\"h1\"").header("x-a", "1"),
+    );
+    let (s, _, _, b) = get(&c, &url(&e, "/h"), &[]).await;
+    assert_eq!((s, &b[..]), (200, &b"the body"[..]));
+    // 304 to the HEAD: the copy is refreshed.
+    let (s, x, _) = head("/h").await;
+    assert_eq!((s, x.as_str()), (200, "RefreshHit"));
+    let seen = o.seen_for("/h");
+    assert_eq!((seen.len(), seen[1].method.as_str()), (2, "HEAD"));
+    assert_eq!(seen[1].headers.get("if-none-match").unwrap(), "\"h1\"");
+    // 200 to the HEAD, same validator: its fields and lifetime update the copy.
+    o.set(
+        "/h",
+        Script::ok("the body")
+            .header("cache-control", "max-age=600")
+            .header("etag", "\"h1\"")
+            .header("x-a", "2")
+            .no_revalidate(),
+    );
+    let (s, _, h) = head("/h").await;
+    assert_eq!((s, h.get("x-a").unwrap().to_str().unwrap()), (200, "2"));
+    assert_eq!(o.seen_for("/h")[2].method, "HEAD");
+    let (s, x, h, b) = get(&c, &url(&e, "/h"), &[]).await;
+    assert_eq!((s, x.as_str(), &b[..]), (200, "Hit", &b"the body"[..]));
+    assert_eq!(h.get("x-a").unwrap(), "2");
+    assert_eq!(o.hits("/h"), 3);
+
+    // 200 to the HEAD with another validator: the stored body is outdated and
+    // dropped; the next GET fills anew.
+    o.set("/g", Script::ok("old").header("cache-control", "max-age=0").header("etag", "\"g1\""));
+    get(&c, &url(&e, "/g"), &[]).await;
+    o.set("/g", Script::ok("new!").header("cache-control", "max-age=600").header("etag", "\"g2\"").no_revalidate());
+    let (s, _, h) = head("/g").await;
+    assert_eq!((s, h.get("etag").unwrap().to_str().unwrap()), (200, "\"g2\""));
+    let (s, x, h, b) = get(&c, &url(&e, "/g"), &[]).await;
+    assert_eq!((s, x.as_str(), &b[..]), (200, "Miss", &b"new!"[..]));
+    assert_eq!(h.get("etag").unwrap(), "\"g2\"");
+    let methods: Vec<String> = o.seen_for("/g").into_iter().map(|s| s.method).collect();
+    assert_eq!(methods, ["GET", "HEAD", "GET"]);
+}
+
+// RFC 9111 §4.1: selecting header fields may be normalised before they are
+// compared: white space around list members, and several field lines combined
+// into one list, select the same variant.
+#[tokio::test]
+async fn vary_compares_normalised_field_values() {
+    let (e, o) = edge_and_origin("").await;
+    o.set("/vn", Script::ok("x").header("cache-control", "max-age=600").header("vary", "Foo"));
+    let c = client();
+    let u = url(&e, "/vn");
+    let (_, x, _, _) = get(&c, &u, &[("foo", "1,2")]).await;
+    assert_eq!(x, "Miss");
+    let (_, x, _, _) = get(&c, &u, &[("foo", "1 ,  2")]).await;
+    assert_eq!(x, "Hit", "white space around members");
+    let (_, x, _, _) = get(&c, &u, &[("foo", "1"), ("foo", "2")]).await;
+    assert_eq!(x, "Hit", "two field lines");
+    let (_, x, _, _) = get(&c, &u, &[("foo", "1,,2,")]).await;
+    assert_eq!(x, "Hit", "empty members");
+    assert_eq!(o.hits("/vn"), 1);
+    // Different members are a different variant.
+    let (_, x, _, _) = get(&c, &u, &[("foo", "1, 3")]).await;
+    assert_eq!(x, "Miss");
+    let (_, x, _, _) = get(&c, &u, &[("foo", "12")]).await;
+    assert_eq!(x, "Miss");
+    assert_eq!(o.hits("/vn"), 3);
+}

@@ -39,7 +39,10 @@ fn setup() -> Setup {
 }
 
 async fn protected_edge(s: &Setup) -> mediaedge::RunningEdge {
-    let media = Path::new(env!("CARGO_MANIFEST_DIR")).join("test-media");
+    protected_folder(s, &Path::new(env!("CARGO_MANIFEST_DIR")).join("test-media")).await
+}
+
+async fn protected_folder(s: &Setup, media: &Path) -> mediaedge::RunningEdge {
     let cfg = format!(
         "[[distributions]]\nid = \"ETOK\"\naliases = [\"*\"]\n\n[[distributions.key_groups]]\nid = \"kg\"\nkeys = [{{ id = \"KTEST\", public_key = \"{}\" }}]\n\n[[distributions.origins]]\nid = \"m\"\nfolder = \"{}\"\n\n[distributions.default_behavior]\norigin = \"m\"\ntrusted_key_groups = [\"kg\"]\npropagate_tokens = true\n",
         s.dir.join("k.pub.pem").display(),
@@ -110,4 +113,28 @@ async fn ffmpeg_plays_a_protected_stream_with_a_valid_signed_master_url_only() {
     let expired = sign(&s, &e, "/hls-ts/master.m3u8", now() - 10);
     let (ok, frames, _) = tokio::task::spawn_blocking(move || ffmpeg_play(&expired)).await.unwrap();
     assert!(!ok || frames == 0, "an expired URL must not play ({frames} frames)");
+}
+
+// A malformed playlist whose parse adding tokens as text would change (found
+// by fuzzing) is served exactly as the origin sent it, and counted; a sound
+// one next to it still gets the tokens.
+#[tokio::test]
+async fn a_manifest_that_tokens_would_change_is_served_as_stored() {
+    let s = setup();
+    let folder = s.dir.join("hls-ts");
+    std::fs::create_dir_all(&folder).unwrap();
+    let seeds = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/seeds/hls");
+    let broken = std::fs::read(seeds.join("found-hls-rewrite-a09cd8f4.m3u8")).unwrap();
+    std::fs::write(folder.join("broken.m3u8"), &broken).unwrap();
+    std::fs::copy(seeds.join("vod.m3u8"), folder.join("sound.m3u8")).unwrap();
+    let e = protected_folder(&s, &s.dir).await;
+    let c = client();
+    let before = mediaedge::media::rewrite::refused();
+    let (st, _, _, body) = get(&c, &sign(&s, &e, "/hls-ts/broken.m3u8", now() + 600), &[]).await;
+    assert_eq!(st, 200);
+    assert_eq!(body[..], broken[..], "the broken playlist is served unchanged");
+    assert!(mediaedge::media::rewrite::refused() > before, "and counted");
+    let (st, _, _, body) = get(&c, &sign(&s, &e, "/hls-ts/sound.m3u8", now() + 600), &[]).await;
+    assert_eq!(st, 200);
+    assert!(String::from_utf8_lossy(&body).contains("Signature="), "a sound playlist gets tokens");
 }

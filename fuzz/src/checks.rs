@@ -8,7 +8,7 @@
 //! crate depends on.
 
 use http::header::{HeaderMap, HeaderName, HeaderValue};
-use mediaedge::media::{dash, hls, rewrite};
+use mediaedge::media::{dash, hls, rewrite, MediaKind};
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::Path;
 use std::sync::{Arc, OnceLock};
@@ -68,17 +68,19 @@ pub fn hls(data: &[u8]) {
                 assert!(master.variants.len() + master.renditions.len() <= lines);
             }
         }
-        // Propagating tokens keeps the playlist a playlist of the same shape.
-        let rewritten = rewrite::hls(text(data), PARAMS);
-        match (&playlist, hls::parse(rewritten.as_bytes())) {
-            (hls::Playlist::Media(a), Ok(hls::Playlist::Media(b))) => {
-                assert_eq!(a.segments.len(), b.segments.len(), "rewrite changed the segment count");
-                assert_eq!(a.ll.pending_parts.len(), b.ll.pending_parts.len());
+        // Propagating tokens keeps the playlist a playlist of the same shape,
+        // or leaves it alone.
+        if let Some(rewritten) = rewrite::propagate(MediaKind::HlsPlaylist, data, PARAMS) {
+            match (&playlist, hls::parse(rewritten.as_bytes())) {
+                (hls::Playlist::Media(a), Ok(hls::Playlist::Media(b))) => {
+                    assert_eq!(a.segments.len(), b.segments.len(), "rewrite changed the segment count");
+                    assert_eq!(a.ll.pending_parts.len(), b.ll.pending_parts.len());
+                }
+                (hls::Playlist::Master(a), Ok(hls::Playlist::Master(b))) => {
+                    assert_eq!(a.variants.len(), b.variants.len(), "rewrite changed the variant count");
+                }
+                (_, other) => panic!("a parsed playlist rewritten no longer parses alike: {other:?}"),
             }
-            (hls::Playlist::Master(a), Ok(hls::Playlist::Master(b))) => {
-                assert_eq!(a.variants.len(), b.variants.len(), "rewrite changed the variant count");
-            }
-            (_, other) => panic!("a parsed playlist rewritten no longer parses alike: {other:?}"),
         }
     }
     // Attribute lists and the `_HLS_msn` / `_HLS_part` query directives.
@@ -128,10 +130,10 @@ pub fn dash(data: &[u8]) {
         let uris = mpd.template_uris();
         let unique: std::collections::HashSet<&String> = uris.iter().collect();
         assert_eq!(unique.len(), uris.len(), "template_uris() repeats a URI");
-        // Propagating tokens keeps the MPD an MPD of the same shape.
-        if let Ok(s) = std::str::from_utf8(data) {
-            let again = dash::parse(rewrite::dash(s, PARAMS).as_bytes())
-                .unwrap_or_else(|e| panic!("a parsed MPD rewritten no longer parses: {e}"));
+        // Propagating tokens keeps the MPD an MPD of the same shape, or leaves it alone.
+        if let Some(s) = rewrite::propagate(MediaKind::DashMpd, data, PARAMS) {
+            let again =
+                dash::parse(s.as_bytes()).unwrap_or_else(|e| panic!("a parsed MPD rewritten no longer parses: {e}"));
             assert_eq!(again.periods.len(), mpd.periods.len());
             assert_eq!(again.dynamic, mpd.dynamic);
             assert_eq!(again.minimum_update_period, mpd.minimum_update_period);

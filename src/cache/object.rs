@@ -123,23 +123,33 @@ impl VaryKey {
     }
 }
 
-/// A request header's value for variant selection: all field lines joined, with
-/// white space folded; `Accept-Encoding` reduced to the codings that matter, so
-/// `gzip, br` and `br;q=1, gzip, deflate` select the same variant.
+/// A request header's value for variant selection: all field lines joined as
+/// one comma-separated list, white space folded and trimmed around each member,
+/// empty members dropped (RFC 9111 §4.1 lets a cache normalise this way, so
+/// `1,2`, ` 1, 2 ` and two lines `1` and `2` select the same variant);
+/// `Accept-Encoding` reduced to the codings that matter, so `gzip, br` and
+/// `br;q=1, gzip, deflate` select the same variant.
 fn normalized(req: &HeaderMap, name: &HeaderName) -> Option<String> {
     if name == header::ACCEPT_ENCODING {
         return Some(crate::compress::normalized_accept_encoding(req).to_string());
     }
     let mut out: Option<String> = None;
     for v in req.get_all(name) {
-        let v = String::from_utf8_lossy(v.as_bytes());
-        let v = v.split_whitespace().collect::<Vec<_>>().join(" ");
-        match &mut out {
-            Some(o) => {
-                o.push_str(", ");
-                o.push_str(&v);
+        let o = out.get_or_insert_with(String::new);
+        for member in String::from_utf8_lossy(v.as_bytes()).split(',') {
+            let mut words = member.split_whitespace().peekable();
+            if words.peek().is_none() {
+                continue;
             }
-            None => out = Some(v),
+            if !o.is_empty() {
+                o.push_str(", ");
+            }
+            for (i, w) in words.enumerate() {
+                if i > 0 {
+                    o.push(' ');
+                }
+                o.push_str(w);
+            }
         }
     }
     out

@@ -57,11 +57,23 @@ pub fn parse(value: &[u8]) -> Option<Vec<Spec>> {
     }
 }
 
+/// A byte position: any run of digits whose value fits in 64 bits (leading
+/// zeros allowed). Larger values are taken as invalid syntax, so the whole
+/// header is ignored (RFC 9110 §14.2 lets a server ignore a Range it cannot
+/// parse); values that fit are positions like any other, and one past the end
+/// makes the range unsatisfiable (416).
 fn digits(s: &str) -> Option<u64> {
-    if s.is_empty() || s.len() > 19 || !s.bytes().all(|b| b.is_ascii_digit()) {
+    if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
         return None;
     }
-    s.parse().ok()
+    let significant = s.trim_start_matches('0');
+    if significant.len() > 20 {
+        return None;
+    }
+    if significant.is_empty() {
+        return Some(0);
+    }
+    significant.parse().ok()
 }
 
 /// A satisfiable range: `start..end` (end exclusive).
@@ -224,6 +236,25 @@ mod tests {
         assert_eq!(parse(b"bytes=99999999999999999999-"), None);
         let many = format!("bytes={}", vec!["0-1"; 33].join(","));
         assert_eq!(parse(many.as_bytes()), None);
+    }
+
+    #[test]
+    fn positions_up_to_2_pow_64_are_numbers() {
+        // RFC 9110 §14.1.2: a first-byte-pos at or past the length is
+        // unsatisfiable, however large, as long as it is a number we can hold.
+        let s = parse(b"bytes=18446744073709551615-").unwrap();
+        assert_eq!(s, vec![Spec::From(u64::MAX)]);
+        assert_eq!(resolve(&s, 1000), Resolved::Unsatisfiable);
+        let s = parse(b"bytes=18446744073709551614-18446744073709551615").unwrap();
+        assert_eq!(resolve(&s, 1000), Resolved::Unsatisfiable);
+        let s = parse(b"bytes=0-18446744073709551615").unwrap();
+        assert_eq!(resolve(&s, 1000), Resolved::Ranges(vec![ByteRange { start: 0, end: 1000 }]));
+        let s = parse(b"bytes=-18446744073709551615").unwrap();
+        assert_eq!(resolve(&s, 1000), Resolved::Ranges(vec![ByteRange { start: 0, end: 1000 }]));
+        assert_eq!(parse(b"bytes=00000000000000000000000010-"), Some(vec![Spec::From(10)]));
+        // Past 2^64 - 1: not a number we take, so the Range is ignored.
+        assert_eq!(parse(b"bytes=18446744073709551616-"), None);
+        assert_eq!(parse(b"bytes=-99999999999999999999"), None);
     }
 
     #[test]

@@ -3,6 +3,90 @@
 //! and drop query strings. The cached manifest is never changed: each viewer's
 //! copy is made from it.
 
+use super::{dash as mpd, hls as m3u8, MediaKind};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Manifests served without the viewer's tokens since the process started.
+static REFUSED: AtomicU64 = AtomicU64::new(0);
+
+/// How many manifests were served unchanged because adding tokens would have
+/// changed how they parse (or they did not parse to begin with).
+pub fn refused() -> u64 {
+    REFUSED.load(Ordering::Relaxed)
+}
+
+/// A viewer's copy of a manifest with `params` on every URI it lists, or
+/// `None` (counted in [`refused`]) when the rewrite cannot be shown to keep the
+/// manifest's meaning: the copy is parsed again and must equal the original's
+/// parse with only the URIs changed, each by exactly `params`. A malformed
+/// manifest where the text rewrite would merge, split or move entries is
+/// served as the origin sent it instead of as something else.
+pub fn propagate(kind: MediaKind, manifest: &[u8], params: &str) -> Option<String> {
+    let text = std::str::from_utf8(manifest).ok();
+    let out = text.and_then(|text| match kind {
+        MediaKind::DashMpd => checked_dash(text, params),
+        _ => checked_hls(text, params),
+    });
+    if out.is_none() {
+        REFUSED.fetch_add(1, Ordering::Relaxed);
+    }
+    out
+}
+
+fn checked_hls(text: &str, params: &str) -> Option<String> {
+    let mut expected = m3u8::parse(text.as_bytes()).ok()?;
+    let out = hls(text, params);
+    let got = m3u8::parse(out.as_bytes()).ok()?;
+    let add = |u: &mut String| *u = with_params(u, params);
+    match &mut expected {
+        m3u8::Playlist::Master(m) => {
+            m.variants.iter_mut().for_each(|v| add(&mut v.uri));
+            m.renditions.iter_mut().for_each(add);
+        }
+        m3u8::Playlist::Media(m) => {
+            for s in &mut m.segments {
+                add(&mut s.uri);
+                s.map_uri.iter_mut().chain(s.key_uri.iter_mut()).for_each(add);
+                s.parts.iter_mut().for_each(|p| add(&mut p.uri));
+            }
+            m.ll.pending_parts.iter_mut().for_each(|p| add(&mut p.uri));
+            m.ll.preload_hints.iter_mut().for_each(|h| add(&mut h.uri));
+            m.ll.rendition_reports.iter_mut().for_each(|r| add(&mut r.uri));
+        }
+    }
+    (got == expected).then_some(out)
+}
+
+fn checked_dash(text: &str, params: &str) -> Option<String> {
+    let mut expected = mpd::parse(text.as_bytes()).ok()?;
+    let out = dash(text, params);
+    let got = mpd::parse(out.as_bytes()).ok()?;
+    let base = |u: &mut String| {
+        let t = u.trim();
+        if !t.is_empty() && !t.ends_with('/') {
+            *u = with_params(t, params);
+        }
+    };
+    let template = |t: &mut Option<mpd::SegmentTemplate>| {
+        if let Some(t) = t {
+            t.media.iter_mut().chain(t.initialization.iter_mut()).for_each(|u| *u = with_params(u, params));
+        }
+    };
+    expected.base_urls.iter_mut().for_each(base);
+    for p in &mut expected.periods {
+        p.base_urls.iter_mut().for_each(base);
+        for set in &mut p.adaptation_sets {
+            set.base_urls.iter_mut().for_each(base);
+            template(&mut set.segment_template);
+            for r in &mut set.representations {
+                r.base_urls.iter_mut().for_each(base);
+                template(&mut r.segment_template);
+            }
+        }
+    }
+    (got == expected).then_some(out)
+}
+
 /// Appends `params` (already `name=value&...`) to a URI's query, before any
 /// fragment. `data:` URIs and empty ones are left alone.
 pub fn with_params(uri: &str, params: &str) -> String {

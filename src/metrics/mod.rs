@@ -24,6 +24,7 @@
 //! | `mediaedge_cache_objects` | gauge | |
 //! | `mediaedge_fills_in_flight` | gauge | |
 //! | `mediaedge_cache_evictions_total` | counter | |
+//! | `mediaedge_manifests_without_tokens_total` | counter | (manifests served as stored: tokens would have changed how they parse) |
 //!
 //! Latency buckets (seconds): 0.001 0.0025 0.005 0.01 0.025 0.05 0.1 0.25 0.5
 //! 1 2.5 5 10 +Inf.

@@ -127,12 +127,18 @@ pub fn render_prometheus(registry: &Registry, cache: &CacheGauges) -> String {
         let _ = writeln!(out, "mediaedge_origin_latency_seconds_count{{distribution=\"{d}\"}} {cumulative}");
     }
 
-    let process: [(&str, &str, &str, u64); 5] = [
+    let process: [(&str, &str, &str, u64); 6] = [
         ("mediaedge_cache_bytes", "gauge", "Bytes held by the cache.", cache.bytes),
         ("mediaedge_cache_capacity_bytes", "gauge", "Capacity of the cache in bytes.", cache.capacity_bytes),
         ("mediaedge_cache_objects", "gauge", "Objects held by the cache.", cache.entries),
         ("mediaedge_fills_in_flight", "gauge", "Origin fills in progress.", cache.fills_in_flight),
         ("mediaedge_cache_evictions_total", "counter", "Objects evicted from the cache.", cache.evictions),
+        (
+            "mediaedge_manifests_without_tokens_total",
+            "counter",
+            "Manifests served without the viewer's tokens: adding them would change how they parse.",
+            crate::media::rewrite::refused(),
+        ),
     ];
     for (name, kind, help, v) in process {
         family(&mut out, name, kind, help);
@@ -279,6 +285,7 @@ mod tests {
             ("mediaedge_cache_objects", "gauge"),
             ("mediaedge_fills_in_flight", "gauge"),
             ("mediaedge_cache_evictions_total", "counter"),
+            ("mediaedge_manifests_without_tokens_total", "counter"),
         ] {
             assert_eq!(text.matches(&format!("# TYPE {name} {kind}\n")).count(), 1, "{name}");
             assert_eq!(text.matches(&format!("# HELP {name} ")).count(), 1, "{name}");

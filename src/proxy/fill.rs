@@ -150,7 +150,15 @@ impl Edge {
         ctx: Ctx,
         stale: Option<Arc<Object>>,
     ) -> Served {
-        let request = self.fill_request(&parts, &ctx, stale.as_ref());
+        let mut request = self.fill_request(&parts, &ctx, stale.as_ref());
+        // Nothing stored: the viewer's own validators may go along (RFC 9111
+        // §4.3.2), and a 304 answers this viewer alone.
+        let conditional = stale.is_none() && super::forward::viewer_validators(&parts.headers, &mut request.headers);
+        // A HEAD on a stale copy is revalidated with a HEAD (§4.3.5).
+        let head_only = stale.is_some() && parts.method == Method::HEAD;
+        if head_only {
+            request.method = Method::HEAD;
+        }
         let epoch = self.cache.epoch();
         let now = Instant::now;
         let response = match ctx.route.origin().send(request).await {
@@ -161,12 +169,20 @@ impl Edge {
             if let Some(obj) = stale {
                 return self.refreshed(lead, &key, &parts, &ctx, obj, response).await;
             }
+            if conditional {
+                // Never stored; the waiters, if any, look again and fill.
+                drop(lead);
+                return respond::from_origin(response, EdgeResult::Miss, parts.method == Method::HEAD);
+            }
         }
         if response.status.is_server_error() {
             if let Some(obj) = stale.as_ref().filter(|o| o.head().usable_on_error(now())) {
                 lead.publish(Outcome::Failed { status: response.status, reason: "origin error".into() });
                 return self.serve(&parts, &ctx, obj.clone(), EdgeResult::StaleIfError).await;
             }
+        }
+        if head_only {
+            return self.head_revalidated(lead, &key, &parts, &ctx, stale, response).await;
         }
         let behavior = ctx.route.behavior();
         let content_type = response.headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok());
@@ -334,6 +350,34 @@ impl Edge {
         served
     }
 
+    /// The origin's answer to a HEAD that revalidates a stale copy. A 200 whose
+    /// validators and length agree with the copy updates its head as a 304
+    /// would (RFC 9111 §4.3.5); one that disagrees means the stored body is
+    /// outdated, so the copy is dropped. Any other answer goes to this viewer
+    /// alone. A HEAD response is never stored as the object.
+    async fn head_revalidated(
+        &self,
+        lead: Lead,
+        key: &CacheKey,
+        parts: &Parts,
+        ctx: &Ctx,
+        stale: Option<Arc<Object>>,
+        response: OriginResponse,
+    ) -> Served {
+        let Some(obj) = stale else {
+            return respond::from_origin(response, EdgeResult::Miss, true);
+        };
+        if response.status == StatusCode::OK {
+            if same_representation(&obj, &response.headers) {
+                return self.refreshed(lead, key, parts, ctx, obj, response).await;
+            }
+            self.cache.remove_object(key, &obj);
+        }
+        // The waiters look again (and fill with a GET).
+        drop(lead);
+        respond::from_origin(response, EdgeResult::Miss, true)
+    }
+
     /// Stores a cacheable answer, unless it is an error to be shared with the
     /// requests collapsed on it only (an error-caching TTL of 0).
     fn keep(&self, key: &CacheKey, object: &Arc<Object>, epoch: crate::cache::Epoch) {
@@ -399,6 +443,19 @@ fn within_one_refresh(obj: &Object) -> bool {
     let head = obj.head();
     let f = &head.freshness;
     obj.is_manifest() && !f.must_revalidate && !f.ttl.is_zero() && head.age(Instant::now()) < f.ttl * 2
+}
+
+/// Whether a HEAD response describes the stored copy: each validator and the
+/// length it sends equal the stored ones (RFC 9111 §4.3.5).
+fn same_representation(obj: &Object, fresh: &HeaderMap) -> bool {
+    let head = obj.head();
+    let same = |name: header::HeaderName| match (fresh.get(&name), head.headers.get(&name)) {
+        (Some(new), Some(old)) => new == old,
+        (Some(_), None) => false,
+        (None, _) => true,
+    };
+    let length = content_length(fresh).is_none_or(|n| obj.body.total_len().is_none_or(|stored| stored == n));
+    same(header::ETAG) && same(header::LAST_MODIFIED) && length
 }
 
 fn content_length(headers: &HeaderMap) -> Option<u64> {

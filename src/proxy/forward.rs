@@ -35,6 +35,21 @@ const VIEWER_CONDITIONALS: [HeaderName; 6] = [
     header::IF_UNMODIFIED_SINCE,
 ];
 
+/// Copies the viewer's `If-None-Match` and `If-Modified-Since` into a fill's
+/// request (RFC 9111 §4.3.2: with no stored response to validate, a cache may
+/// pass the viewer's own validators on). The other preconditions are always
+/// evaluated here, against what is stored. Returns whether any was copied.
+pub(super) fn viewer_validators(viewer: &HeaderMap, to: &mut HeaderMap) -> bool {
+    let mut any = false;
+    for name in [header::IF_NONE_MATCH, header::IF_MODIFIED_SINCE] {
+        if viewer.contains_key(&name) {
+            copy(viewer, to, &name);
+            any = true;
+        }
+    }
+    any
+}
+
 /// Whether the cache may answer this request and share the answer: then the
 /// origin request follows the behavior's policies.
 pub(super) fn shared(method: &Method, headers: &HeaderMap) -> bool {

@@ -224,12 +224,9 @@ async fn with_tokens(obj: &Arc<Object>, mut headers: HeaderMap, tokens: &str, is
         Ok(b) => b,
         Err(e) => return error(StatusCode::BAD_GATEWAY, &e.to_string()).response,
     };
-    let text = String::from_utf8_lossy(&body);
-    let rewritten = match obj.media {
-        crate::media::MediaKind::DashMpd => crate::media::rewrite::dash(&text, tokens),
-        _ => crate::media::rewrite::hls(&text, tokens),
-    };
-    let rewritten = Bytes::from(rewritten);
+    let rewritten = crate::media::rewrite::propagate(obj.media, &body, tokens);
+    // A manifest the rewrite cannot keep intact goes as stored (and is counted).
+    let rewritten = rewritten.map_or(body, Bytes::from);
     for name in [header::ETAG, header::LAST_MODIFIED, header::ACCEPT_RANGES, header::CONTENT_ENCODING] {
         headers.remove(name);
     }
