@@ -279,6 +279,14 @@ impl Edge {
         for name in [header::CONTENT_LENGTH, header::CONTENT_ENCODING, header::CONTENT_RANGE, header::AGE] {
             update.remove(name);
         }
+        if !update.contains_key(header::DATE) {
+            // RFC 9110 §6.6.1: the 304 left out its Date, so the time it came
+            // is the stored response's new Date; keeping the old one would age
+            // the refreshed object past its lifetime at once.
+            if let Ok(v) = HeaderValue::from_str(&httpdate::fmt_http_date(resp.response_time)) {
+                update.insert(header::DATE, v);
+            }
+        }
         let mut last = None;
         for (name, value) in update {
             if let Some(n) = name {
