@@ -208,7 +208,7 @@ impl Edge {
             body,
             writer,
             announced,
-            ctx.route.clone(),
+            Ctx { route: ctx.route.clone(), viewer: ctx.viewer },
             parts.uri.clone(),
         ));
         lead.publish(Outcome::Stored { object: object.clone(), refreshed: false });
@@ -378,7 +378,7 @@ async fn pump(
     mut body: OriginBody,
     mut writer: BodyWriter,
     announced: Option<u64>,
-    route: Route,
+    ctx: Ctx,
     uri: http::Uri,
 ) {
     let limit = edge.cache.max_object_bytes();
@@ -418,7 +418,7 @@ async fn pump(
                 if let Some(object) = stored {
                     edge.cache.fill_finished(&key, &object);
                     if object.is_manifest() {
-                        edge.settle_manifest(&object, &route, &uri);
+                        edge.settle_manifest(&object, &ctx, &uri);
                     }
                 }
                 return;
