@@ -43,10 +43,13 @@ impl Edge {
         {
             match Directives::from_query(parts.uri.query()) {
                 Err(why) => return error(StatusCode::BAD_REQUEST, why),
-                Ok(Some(d)) if d.blocks() => return self.blocking_reload(parts, ctx, key, d).await,
+                Ok(Some(d)) if d.blocks() => return Box::pin(self.blocking_reload(parts, ctx, key, d)).await,
                 Ok(_) => {}
             }
         }
+        // The hit path stays inline; the rest (fills, passes, waits, blocking
+        // reloads) is boxed so that the future of every request, which is moved
+        // at each await level, stays small.
         let mut stale: Option<Arc<Object>> = None;
         for _ in 0..MAX_ROUNDS {
             match self.cache.lookup(&key, &parts.headers) {
@@ -62,7 +65,7 @@ impl Edge {
                     }
                 }
                 Lookup::Pass | Lookup::Miss if respond::only_if_cached(&parts.headers) => return respond::not_stored(),
-                Lookup::Pass => return self.pass_parts(parts, &ctx, "HitForPass").await,
+                Lookup::Pass => return Box::pin(self.pass_parts(parts, &ctx, "HitForPass")).await,
                 Lookup::Miss => {}
             }
             if respond::only_if_cached(&parts.headers) {
@@ -70,14 +73,14 @@ impl Edge {
             }
             let collapse_key = self.cache.collapse_key(&key, &parts.headers);
             match self.cache.join(&collapse_key) {
-                Join::Lead(lead) => return self.lead(lead, key, parts, ctx, stale).await,
+                Join::Lead(lead) => return Box::pin(self.lead(lead, key, parts, ctx, stale)).await,
                 // A manifest may be served stale for at most one refresh while
                 // that refresh is under way: a burst never waits on the origin.
                 Join::Wait(_) if stale.as_ref().is_some_and(|o| within_one_refresh(o)) => {
                     let obj = stale.take().unwrap_or_else(|| unreachable!("checked above"));
                     return self.serve(&parts, &ctx, obj, ResultType::Hit, "StaleWhileRefresh").await;
                 }
-                Join::Wait(rx) => match inflight::wait(rx, self.cache.config.lock_timeout).await {
+                Join::Wait(rx) => match Box::pin(inflight::wait(rx, self.cache.config.lock_timeout)).await {
                     Ok(Some(Outcome::Stored { object, refreshed })) => {
                         if object.vary.as_ref().is_some_and(|v| !v.matches(&parts.headers)) {
                             continue;
@@ -89,7 +92,7 @@ impl Edge {
                         };
                         return self.serve(&parts, &ctx, object, result, detail).await;
                     }
-                    Ok(Some(Outcome::Pass)) => return self.pass_parts(parts, &ctx, "CollapsedPass").await,
+                    Ok(Some(Outcome::Pass)) => return Box::pin(self.pass_parts(parts, &ctx, "CollapsedPass")).await,
                     Ok(Some(Outcome::Failed { status, reason })) => {
                         if let Some(obj) = stale.filter(|o| o.head().usable_on_error(Instant::now())) {
                             return self.serve(&parts, &ctx, obj, ResultType::Hit, "StaleIfError").await;
@@ -99,11 +102,11 @@ impl Edge {
                     // The leader went away before an answer: look again.
                     Ok(None) => continue,
                     // The fill stalled: go on alone, without storing.
-                    Err(inflight::Elapsed) => return self.pass_parts(parts, &ctx, "LockTimeout").await,
+                    Err(inflight::Elapsed) => return Box::pin(self.pass_parts(parts, &ctx, "LockTimeout")).await,
                 },
             }
         }
-        self.pass_parts(parts, &ctx, "Pass").await
+        Box::pin(self.pass_parts(parts, &ctx, "Pass")).await
     }
 
     /// Starts one background revalidation of a stale object, unless one runs.
