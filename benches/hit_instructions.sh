@@ -8,16 +8,29 @@
 # divided by the difference in requests is the cost of one hit, with start-up,
 # warm-up and shutdown cancelled out.
 #
+# By default the two runs are of a fixed number of requests (REQUESTS_SHORT,
+# REQUESTS_LONG, sent one after another on one keep-alive connection by one
+# curl process), so that a loaded machine changes only how long they take,
+# not what is counted. MODE=time runs
+# wrk for SHORT and LONG seconds instead (the 3 s / 9 s method); on a busy
+# machine the two runs may then serve nearly as many requests, and the idle
+# time between them is counted as if it were requests.
+#
 #   cargo build --release && bash benches/hit_instructions.sh
 #
-# Knobs: SHORT (s, default 3), LONG (s, default 9), CONNS (default 1: one
-# keep-alive connection, so the figure is per request, not per connection),
-# SIZE (playlist bytes, default 1500), NGINX=0 to skip nginx.
+# Knobs: MODE (count or time), REQUESTS_SHORT / REQUESTS_LONG (default 1000
+# and 4000), SHORT / LONG (seconds for MODE=time, default 3 and 9), CONNS
+# (MODE=time only, default 1: one keep-alive connection, so the figure is per
+# request, not per connection), SIZE (playlist bytes, default 1500), NGINX=0 to skip nginx,
+# KEEP=DIR to keep the callgrind files (`callgrind_annotate DIR/<file>`).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+MODE=${MODE:-count}
 SHORT=${SHORT:-3}
 LONG=${LONG:-9}
+REQUESTS_SHORT=${REQUESTS_SHORT:-1000}
+REQUESTS_LONG=${REQUESTS_LONG:-4000}
 CONNS=${CONNS:-1}
 SIZE=${SIZE:-1500}
 EDGE_BIN=${EDGE_BIN:-./target/release/mediaedge}
@@ -32,11 +45,17 @@ pids=()
 cleanup() {
     for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
     wait 2>/dev/null || true
+    if [ -n "${KEEP:-}" ]; then
+        mkdir -p "$KEEP"
+        cp "$work"/*.callgrind "$KEEP"/ 2>/dev/null || true
+    fi
     rm -rf "$work"
 }
 trap cleanup EXIT
 
-# A live-style media playlist of exactly SIZE bytes.
+# A media playlist of exactly SIZE bytes. It is a complete (VOD) one, so that
+# it stays fresh for the whole run and every request counted is a hit; a live
+# one would be revalidated about once a second.
 mkdir -p "$work/media/live"
 python3 - "$SIZE" >"$work/media/live/index.m3u8" <<'PY'
 import sys
@@ -46,8 +65,9 @@ i = 100
 while len(out) + 40 < size:
     out += "#EXTINF:2.000,\nsegment_%06d.ts\n" % i
     i += 1
-pad = size - len(out) - 2
-out += "#" + "x" * max(pad, 0) + "\n"
+end = "#EXT-X-ENDLIST\n"
+pad = size - len(out) - len(end) - 2
+out += "#" + "x" * max(pad, 0) + "\n" + end
 sys.stdout.write(out[:size])
 PY
 
@@ -64,13 +84,22 @@ wait_port() {
     return 1
 }
 
+# COUNT keep-alive requests from one curl process (one connection): a curl
+# config file naming the URL COUNT times.
+requests() {
+    local url=$1 count=$2 cfg="$work/requests-$2.curl"
+    for _ in $(seq 1 "$count"); do printf 'url = "%s"\noutput = "/dev/null"\n' "$url"; done >"$cfg"
+    curl -s -K "$cfg" -w '%{http_code}\n' | grep -c '^200$'
+}
+
 # Total instructions recorded in a callgrind output file.
 total_ir() {
     awk '/^(summary|totals):/ { print $2; exit }' "$1"
 }
 
-# run NAME SECONDS START_CMD... : starts the server under callgrind, warms it,
-# runs wrk for SECONDS, stops it; prints "instructions requests".
+# run NAME AMOUNT PORT START_CMD... : starts the server under callgrind, warms it,
+# sends AMOUNT requests (MODE=time: runs wrk for AMOUNT seconds), stops it;
+# prints "instructions requests".
 run() {
     local name=$1 secs=$2 port=$3
     shift 3
@@ -82,7 +111,11 @@ run() {
     local url="http://127.0.0.1:$port/live/index.m3u8"
     for _ in 1 2 3 4 5; do curl -s -o /dev/null "$url"; done
     local reqs
-    reqs=$(wrk -t1 -c"$CONNS" -d"${secs}s" "$url" | awk '/requests in/ { print $1 }')
+    if [ "$MODE" = time ]; then
+        reqs=$(wrk -t1 -c"$CONNS" -d"${secs}s" "$url" | awk '/requests in/ { print $1 }')
+    else
+        reqs=$(requests "$url" "$secs")
+    fi
     kill -TERM "$pid"
     wait "$pid" 2>/dev/null || true
     echo "$(total_ir "$out") $reqs"
@@ -91,12 +124,15 @@ run() {
 per_hit() {
     local name=$1 port=$2
     shift 2
-    read -r i1 r1 < <(run "$name" "$SHORT" "$port" "$@")
-    read -r i2 r2 < <(run "$name" "$LONG" "$port" "$@")
+    local a=$SHORT b=$LONG
+    if [ "$MODE" != time ]; then a=$REQUESTS_SHORT b=$REQUESTS_LONG; fi
+    read -r i1 r1 < <(run "$name" "$a" "$port" "$@")
+    read -r i2 r2 < <(run "$name" "$b" "$port" "$@")
     if [ "$r2" -le "$r1" ]; then
         echo "$name: the long run served no more requests ($r1, $r2)" >&2
         return 1
     fi
+    echo "$name: $r1 and $r2 requests; $i1 and $i2 instructions" >&2
     echo "$(( (i2 - i1) / (r2 - r1) )) $r1 $r2"
 }
 

@@ -352,3 +352,53 @@ async fn error_statuses_are_cached_briefly() {
     assert_eq!(get(&c, &url(&e, "/broken"), &[]).await.0, 500);
     assert_eq!(o.hits("/broken"), 1);
 }
+
+/// RFC 9110 §6.6.1 and RFC 9111 §4.3.4: a 304 without a Date refreshes the
+/// stored response as of the time it arrived. Keeping the old Date would leave
+/// the refreshed object as old as before, so every later request would go to
+/// the origin again.
+#[tokio::test]
+async fn a_304_without_date_makes_the_object_fresh_again() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+    use tokio::io::AsyncWriteExt;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let (full, revalidated) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let (f, r) = (full.clone(), revalidated.clone());
+    let origin = tokio::spawn(async move {
+        loop {
+            let Ok((mut s, _)) = listener.accept().await else { continue };
+            let (f, r) = (f.clone(), r.clone());
+            tokio::spawn(async move {
+                while let Some(head) = read_request_head(&mut s).await {
+                    let head = String::from_utf8_lossy(&head).to_ascii_lowercase();
+                    let answer: &[u8] = if head.contains("if-none-match: \"v1\"") {
+                        r.fetch_add(1, Ordering::SeqCst);
+                        // No Date: the edge must take the arrival time as the new one.
+                        b"HTTP/1.1 304 Not Modified\r\netag: \"v1\"\r\ncache-control: max-age=600\r\n\r\n"
+                    } else {
+                        f.fetch_add(1, Ordering::SeqCst);
+                        // Ten minutes old on arrival, so stale at once.
+                        b"HTTP/1.1 200 OK\r\ndate: Thu, 01 Jan 2015 00:00:00 GMT\r\netag: \"v1\"\r\n\
+                          cache-control: max-age=1\r\ncontent-length: 5\r\n\r\nhello"
+                    };
+                    if s.write_all(answer).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    let e = edge(&config_for(&format!("http://{addr}"), "")).await;
+    let c = client();
+    let (s1, x1, _, b1) = get(&c, &url(&e, "/old"), &[]).await;
+    assert_eq!((s1, x1.as_str(), &b1[..]), (200, "Miss", &b"hello"[..]));
+    let (s2, x2, _, b2) = get(&c, &url(&e, "/old"), &[]).await;
+    assert_eq!((s2, x2.as_str(), &b2[..]), (200, "RefreshHit", &b"hello"[..]));
+    assert_eq!(revalidated.load(Ordering::SeqCst), 1);
+    let (s3, x3, h3, b3) = get(&c, &url(&e, "/old"), &[]).await;
+    assert_eq!((s3, x3.as_str(), &b3[..]), (200, "Hit", &b"hello"[..]), "{h3:?}");
+    assert_eq!((full.load(Ordering::SeqCst), revalidated.load(Ordering::SeqCst)), (1, 1));
+    origin.abort();
+}

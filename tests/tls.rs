@@ -257,8 +257,9 @@ async fn viewer_protocol_policies() {
 }
 
 /// An HTTPS origin: a certificate for 127.0.0.1 from `ca`, answering
-/// `secure <path>` to everything.
-async fn tls_origin(ca: &Ca) -> (SocketAddr, tokio::task::JoinHandle<()>) {
+/// `secure <path>` to everything (paths under `/swr` with one second of
+/// freshness and a minute of stale-while-revalidate), and counting requests.
+async fn tls_origin(ca: &Ca) -> (SocketAddr, Arc<std::sync::atomic::AtomicUsize>, tokio::task::JoinHandle<()>) {
     use rustls::pki_types::pem::PemObject;
     let (c, k, _) = leaf(ca, &["127.0.0.1", "localhost"], "origin");
     let certs = vec![rustls::pki_types::CertificateDer::from_pem_slice(c.as_bytes()).expect("cert")];
@@ -273,17 +274,28 @@ async fn tls_origin(ca: &Ca) -> (SocketAddr, tokio::task::JoinHandle<()>) {
     let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(cfg));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().expect("addr");
+    let count = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counted = count.clone();
     let task = tokio::spawn(async move {
         loop {
             let Ok((tcp, _)) = listener.accept().await else { continue };
             let acceptor = acceptor.clone();
+            let counted = counted.clone();
             tokio::spawn(async move {
                 let Ok(tls) = acceptor.accept(tcp).await else { return };
-                let svc = hyper::service::service_fn(|req: http::Request<hyper::body::Incoming>| async move {
-                    let body = format!("secure {}", req.uri().path());
-                    Ok::<_, std::convert::Infallible>(http::Response::new(http_body_util::Full::new(
-                        bytes::Bytes::from(body),
-                    )))
+                let svc = hyper::service::service_fn(move |req: http::Request<hyper::body::Incoming>| {
+                    counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    async move {
+                        let body = format!("secure {}", req.uri().path());
+                        let mut res = http::Response::new(http_body_util::Full::new(bytes::Bytes::from(body)));
+                        if req.uri().path().starts_with("/swr") {
+                            res.headers_mut().insert(
+                                http::header::CACHE_CONTROL,
+                                http::HeaderValue::from_static("max-age=1, stale-while-revalidate=60"),
+                            );
+                        }
+                        Ok::<_, std::convert::Infallible>(res)
+                    }
                 });
                 let _ = hyper::server::conn::http1::Builder::new()
                     .serve_connection(hyper_util::rt::TokioIo::new(tls), svc)
@@ -291,13 +303,13 @@ async fn tls_origin(ca: &Ca) -> (SocketAddr, tokio::task::JoinHandle<()>) {
             });
         }
     });
-    (addr, task)
+    (addr, count, task)
 }
 
 #[tokio::test]
 async fn https_origins() {
     let s = setup("origin").await;
-    let (secure, task) = tls_origin(&s.ca).await;
+    let (secure, secure_count, task) = tls_origin(&s.ca).await;
     let plain = TestOrigin::start().await;
     plain.set("/mv/plain", Script::ok("plain origin"));
     let config = format!(
@@ -344,6 +356,41 @@ async fn https_origins() {
         .expect("curl");
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(String::from_utf8_lossy(&out.stdout), "secure /mv/tls");
+
+    // A background revalidation started by a TLS viewer goes to the HTTPS
+    // origin too: the edge-made request carries that viewer's protocol.
+    let tls_get = |path: &'static str| {
+        let ca = s.dir.join("ca.pem");
+        async move {
+            let out = tokio::process::Command::new("curl")
+                .args(["-sS", "--fail", "--max-time", "10", "-D", "-", "--cacert"])
+                .arg(ca)
+                .args(["--resolve", &format!("m.example.test:{port}:127.0.0.1")])
+                .arg(format!("https://m.example.test:{port}{path}"))
+                .output()
+                .await
+                .expect("curl");
+            assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+            String::from_utf8_lossy(&out.stdout).to_ascii_lowercase()
+        }
+    };
+    let before = secure_count.load(std::sync::atomic::Ordering::SeqCst);
+    let first = tls_get("/swr").await;
+    assert!(first.contains("x-cache: miss"), "{first}");
+    assert_eq!(secure_count.load(std::sync::atomic::Ordering::SeqCst), before + 1);
+    // Past its second of freshness, a viewer gets the stale copy and starts
+    // a revalidation in the background; poll until one reaches an origin.
+    let secure_now = || secure_count.load(std::sync::atomic::Ordering::SeqCst);
+    for _ in 0..300 {
+        if secure_now() > before + 1 || plain.hits("/swr") > 0 {
+            break;
+        }
+        let again = tls_get("/swr").await;
+        assert!(again.contains("x-cache: hit"), "{again}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(plain.hits("/swr"), 0, "a background revalidation went to the plain origin");
+    assert!(secure_now() >= before + 2, "no background revalidation reached the HTTPS origin");
     task.abort();
 }
 

@@ -70,7 +70,7 @@ impl HttpOrigin {
         let https = match c.protocol_policy {
             OriginProtocolPolicy::HttpOnly => false,
             OriginProtocolPolicy::HttpsOnly => true,
-            OriginProtocolPolicy::MatchViewer => super::VIEWER_TLS.try_with(|tls| *tls).unwrap_or(false),
+            OriginProtocolPolicy::MatchViewer => req.viewer_tls,
         };
         let (base, host) = if https { &self.secure } else { &self.plain };
         let uri = format!("{base}{}{}", c.path_prefix, req.path_and_query);

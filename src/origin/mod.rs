@@ -36,6 +36,10 @@ pub struct OriginRequest {
     pub path_and_query: String,
     pub headers: HeaderMap,
     pub body: RequestBody,
+    /// The viewer came over TLS (`match-viewer` origins then use HTTPS). An
+    /// edge-made request (revalidation, prefetch) carries the protocol of the
+    /// viewer whose request started it.
+    pub viewer_tls: bool,
 }
 
 /// A request body going to the origin: none, or the viewer's, streamed (and
@@ -198,12 +202,6 @@ impl OriginBody {
 }
 
 use std::future::Future;
-
-tokio::task_local! {
-    /// Whether the viewer whose request runs in this task came over TLS; set
-    /// by the listener, read by `match-viewer` origins (unset: plain HTTP).
-    pub static VIEWER_TLS: bool;
-}
 
 impl Origin {
     pub fn new(config: Arc<OriginConfig>, stats: Arc<DistStats>) -> Result<Origin, String> {

@@ -46,10 +46,13 @@ impl Edge {
         {
             match Directives::from_query(parts.uri.query()) {
                 Err(why) => return error(StatusCode::BAD_REQUEST, why),
-                Ok(Some(d)) if d.blocks() => return self.blocking_reload(parts, ctx, key, d).await,
+                Ok(Some(d)) if d.blocks() => return Box::pin(self.blocking_reload(parts, ctx, key, d)).await,
                 Ok(_) => {}
             }
         }
+        // The hit path stays inline; the rest (fills, passes, waits, blocking
+        // reloads) is boxed so that the future of every request, which is moved
+        // at each await level, stays small.
         let mut stale: Option<Arc<Object>> = None;
         for _ in 0..MAX_ROUNDS {
             match self.cache.lookup(&key, &parts.headers) {
@@ -65,7 +68,7 @@ impl Edge {
                     }
                 }
                 Lookup::Pass | Lookup::Miss if respond::only_if_cached(&parts.headers) => return respond::not_stored(),
-                Lookup::Pass => return self.pass_parts(parts, &ctx, EdgeResult::HitForPass).await,
+                Lookup::Pass => return Box::pin(self.pass_parts(parts, &ctx, EdgeResult::HitForPass)).await,
                 Lookup::Miss => {}
             }
             if respond::only_if_cached(&parts.headers) {
@@ -73,14 +76,14 @@ impl Edge {
             }
             let collapse_key = self.cache.collapse_key(&key, &parts.headers);
             match self.cache.join(&collapse_key) {
-                Join::Lead(lead) => return self.lead(lead, key, parts, ctx, stale).await,
+                Join::Lead(lead) => return Box::pin(self.lead(lead, key, parts, ctx, stale)).await,
                 // A manifest may be served stale for at most one refresh while
                 // that refresh is under way: a burst never waits on the origin.
                 Join::Wait(_) if stale.as_ref().is_some_and(|o| within_one_refresh(o)) => {
                     let obj = stale.take().unwrap_or_else(|| unreachable!("checked above"));
                     return self.serve(&parts, &ctx, obj, EdgeResult::StaleWhileRefresh).await;
                 }
-                Join::Wait(rx) => match inflight::wait(rx, self.cache.config.lock_timeout).await {
+                Join::Wait(rx) => match Box::pin(inflight::wait(rx, self.cache.config.lock_timeout)).await {
                     Ok(Some(Outcome::Stored { object, refreshed })) => {
                         if object.vary.as_ref().is_some_and(|v| !v.matches(&parts.headers)) {
                             continue;
@@ -94,7 +97,7 @@ impl Edge {
                         };
                         return self.serve(&parts, &ctx, object, result).await;
                     }
-                    Ok(Some(Outcome::Pass)) => return self.pass_parts(parts, &ctx, EdgeResult::CollapsedPass).await,
+                    Ok(Some(Outcome::Pass)) => return Box::pin(self.pass_parts(parts, &ctx, EdgeResult::CollapsedPass)).await,
                     Ok(Some(Outcome::Failed { status, reason })) => {
                         if let Some(obj) = stale.filter(|o| o.head().usable_on_error(Instant::now())) {
                             return self.serve(&parts, &ctx, obj, EdgeResult::StaleIfError).await;
@@ -104,11 +107,11 @@ impl Edge {
                     // The leader went away before an answer: look again.
                     Ok(None) => continue,
                     // The fill stalled: go on alone, without storing.
-                    Err(inflight::Elapsed) => return self.pass_parts(parts, &ctx, EdgeResult::LockTimeout).await,
+                    Err(inflight::Elapsed) => return Box::pin(self.pass_parts(parts, &ctx, EdgeResult::LockTimeout)).await,
                 },
             }
         }
-        self.pass_parts(parts, &ctx, EdgeResult::Pass).await
+        Box::pin(self.pass_parts(parts, &ctx, EdgeResult::Pass)).await
     }
 
     /// Starts one background revalidation of a stale object, unless one runs.
@@ -231,7 +234,7 @@ impl Edge {
             body,
             writer,
             announced,
-            ctx.route.clone(),
+            Ctx { route: ctx.route.clone(), viewer: ctx.viewer },
             parts.uri.clone(),
         ));
         lead.publish(Outcome::Stored { object: object.clone(), refreshed: false });
@@ -302,6 +305,14 @@ impl Edge {
         crate::http::strip_hop_by_hop(&mut update);
         for name in [header::CONTENT_LENGTH, header::CONTENT_ENCODING, header::CONTENT_RANGE, header::AGE] {
             update.remove(name);
+        }
+        if !update.contains_key(header::DATE) {
+            // RFC 9110 §6.6.1: the 304 left out its Date, so the time it came
+            // is the stored response's new Date; keeping the old one would age
+            // the refreshed object past its lifetime at once.
+            if let Ok(v) = HeaderValue::from_str(&httpdate::fmt_http_date(resp.response_time)) {
+                update.insert(header::DATE, v);
+            }
         }
         let mut last = None;
         for (name, value) in update {
@@ -479,7 +490,7 @@ pub(super) async fn pump(
     mut body: OriginBody,
     mut writer: BodyWriter,
     announced: Option<u64>,
-    route: Route,
+    ctx: Ctx,
     uri: http::Uri,
 ) {
     let limit = edge.cache.max_object_bytes();
@@ -520,7 +531,7 @@ pub(super) async fn pump(
                 if let Some(object) = stored {
                     edge.cache.fill_finished(&key, &object);
                     if object.is_manifest() {
-                        edge.settle_manifest(&object, &route, &uri);
+                        edge.settle_manifest(&object, &ctx, &uri);
                     }
                 }
                 return;

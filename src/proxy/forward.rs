@@ -129,6 +129,7 @@ impl Edge {
             path_and_query: policy_target(parts, behavior),
             headers: h,
             body: RequestBody::Empty,
+            viewer_tls: ctx.viewer.tls,
         }
     }
 
@@ -152,6 +153,7 @@ impl Edge {
                 path_and_query: policy_target(parts, behavior),
                 headers: h,
                 body: RequestBody::Empty,
+                viewer_tls: ctx.viewer.tls,
             };
         }
         let mut h = parts.headers.clone();
@@ -171,6 +173,7 @@ impl Edge {
             path_and_query: parts.uri.path_and_query().map_or("/", |p| p.as_str()).to_string(),
             headers: h,
             body,
+            viewer_tls: ctx.viewer.tls,
         }
     }
 

@@ -226,7 +226,8 @@ impl Edge {
         if cacheable_request {
             self.cached(req, route, viewer).await
         } else {
-            self.pass(req, &route, viewer, EdgeResult::Pass).await
+            // Boxed: the hit path's future stays small (see `cached_parts`).
+            Box::pin(self.pass(req, &route, viewer, EdgeResult::Pass)).await
         }
     }
 

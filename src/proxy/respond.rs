@@ -41,7 +41,7 @@ impl Edge {
         if let Some(tokens) = parts.extensions.get::<crate::security::ViewerTokens>() {
             if obj.is_manifest() && head.status == StatusCode::OK {
                 drop(head);
-                return served(with_tokens(&obj, headers, &tokens.0, is_head).await);
+                return served(Box::pin(with_tokens(&obj, headers, &tokens.0, is_head)).await);
             }
         }
         if head.status != StatusCode::OK {
@@ -74,7 +74,7 @@ impl Edge {
         if let Some(specs) = parts.headers.get(header::RANGE).and_then(|v| range::parse(v.as_bytes())) {
             if conditional::if_range_holds(&parts.headers, head.etag.as_ref(), head.last_modified, head.date) {
                 drop(head);
-                return match self.serve_range(&obj, headers, &specs, is_head, result).await {
+                return match Box::pin(self.serve_range(&obj, headers, &specs, is_head, result)).await {
                     Some(s) => s,
                     // The object turned out too large to store while this
                     // range waited for it: the range goes to the origin.

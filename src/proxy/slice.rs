@@ -378,7 +378,6 @@ impl Edge {
         let status = StatusCode::PARTIAL_CONTENT;
         let object = self.admit(status, headers, response_time, freshness, kind, stored, parts, ctx);
         self.cache.insert(key, object.clone(), epoch);
-        let route = ctx.route.clone();
         let uri = parts.uri.clone();
         tokio::spawn(super::fill::pump(
             self.clone(),
@@ -387,7 +386,7 @@ impl Edge {
             body,
             writer,
             Some(got.len()),
-            route,
+            Ctx { route: ctx.route.clone(), viewer: ctx.viewer },
             uri,
         ));
         publish(lead, Outcome::Stored { object: object.clone(), refreshed: false });

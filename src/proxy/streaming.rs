@@ -28,8 +28,9 @@ const MAX_PLAYLIST_BYTES: usize = 4 << 20;
 impl Edge {
     /// Once a manifest's body is whole: its TTL from what it says (when the
     /// origin gave none), then prefetch of the segments it lists.
-    pub(super) fn settle_manifest(self: &Arc<Self>, obj: &Arc<Object>, route: &Route, uri: &http::Uri) {
+    pub(super) fn settle_manifest(self: &Arc<Self>, obj: &Arc<Object>, ctx: &Ctx, uri: &http::Uri) {
         let Some(manifest) = obj.manifest() else { return };
+        let route = &ctx.route;
         let behavior = route.behavior();
         let head = obj.head();
         if head.freshness.heuristic && behavior.streaming.media_ttls {
@@ -44,7 +45,7 @@ impl Edge {
         }
         if behavior.streaming.prefetch_segments > 0 {
             if let Some(m) = manifest.media_playlist() {
-                self.prefetch(m, behavior.streaming.prefetch_segments, route, uri);
+                self.prefetch(m, behavior.streaming.prefetch_segments, route, uri, ctx.viewer.tls);
             }
         }
     }
@@ -52,7 +53,9 @@ impl Edge {
     /// Fetches up to `n` listed segments that are not cached yet (the newest
     /// for live, the first for VOD) and the preload-hinted part, through the
     /// cache, so viewers asking for them collapse onto these fills.
-    fn prefetch(self: &Arc<Self>, m: &hls::Media, n: usize, route: &Route, playlist: &http::Uri) {
+    /// `viewer_tls`: the protocol of the viewer whose request brought the
+    /// playlist, which `match-viewer` origins follow for the prefetches too.
+    fn prefetch(self: &Arc<Self>, m: &hls::Media, n: usize, route: &Route, playlist: &http::Uri, viewer_tls: bool) {
         let mut wanted: Vec<&str> = if m.is_live() {
             m.segments.iter().rev().take(n).map(|s| s.uri.as_str()).collect()
         } else {
@@ -88,7 +91,7 @@ impl Edge {
                 *req.method_mut() = Method::GET;
                 *req.uri_mut() = uri;
                 let (parts, ()) = req.into_parts();
-                let viewer = Viewer { addr: std::net::SocketAddr::from(([127, 0, 0, 1], 0)), tls: false };
+                let viewer = Viewer { addr: std::net::SocketAddr::from(([127, 0, 0, 1], 0)), tls: viewer_tls };
                 // The fill is the cache's: dropping the response leaves it running.
                 let served = edge.cached_parts(parts, route, viewer).await;
                 drop(served);
@@ -275,7 +278,7 @@ impl Edge {
                 // The newest full playlist: regular pollers get it too.
                 self.cache.insert(&base_key, object.clone(), epoch);
             }
-            self.settle_manifest(&object, &ctx.route, &parts.uri);
+            self.settle_manifest(&object, &ctx, &parts.uri);
             lead.publish(Outcome::Stored { object: object.clone(), refreshed: false });
             return self.serve(&parts, &ctx, object, EdgeResult::BlockingReload).await;
         }

@@ -164,11 +164,10 @@ pub async fn serve(
         // HTTP/2 accepts a larger header list than the limit (see `start`) so
         // that an oversized one is answered 431 here, as on HTTP/1.1.
         let oversize = req.version() == Version::HTTP_2 && header_list_size(&req) > limits.max_header_bytes;
-        // match-viewer origins read the viewer's protocol from the task.
-        crate::origin::VIEWER_TLS.scope(viewer.tls, async move {
+        async move {
             let res = if oversize { too_large() } else { edge.handle(req, viewer).await };
             Ok::<_, Infallible>(res.map(|inner| ConnBody { inner, _active: active }))
-        })
+        }
     });
     let conn = builder.serve_connection(TokioIo::new(io), service);
     let mut conn = std::pin::pin!(conn);
