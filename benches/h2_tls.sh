@@ -11,7 +11,7 @@
 #   cargo build --release && bash benches/h2_tls.sh
 #
 # Rows:
-# - h2 hits: `h2load -c32 -m16` for DURATION seconds, ALPN h2.
+# - h2 hits: `h2load -c32 -m16 -n HITS`, ALPN h2.
 # - HTTPS/1.1 hits: `h2load --h1 -c32`, keep-alive, one request at a time.
 # - new connections/s: h2load with as many clients as requests (`-c N -n N`),
 #   so each connection does a full TLS 1.3 handshake (X25519 + ECDSA P-256)
@@ -23,7 +23,11 @@
 #   latency-bound (client and server take turns), so it shows what resumption
 #   saves, not the server's peak rate.
 #
-# Knobs: DURATION (s, default 8), NEWCONNS (default 1000), ROUNDS (default 5),
+# Each h2load row also gives the server's CPU time per request (user +
+# system, from /proc/PID/stat, all threads): on a loaded machine the rates
+# move with the neighbours, the CPU per request much less.
+#
+# Knobs: HITS (requests per hit row, default 200000), NEWCONNS (default 1000), ROUNDS (default 5),
 # STIME (s per s_time run, default 5), SERVER_CPU (0), CLIENT_CPU (1),
 # SIZE (playlist bytes, 1500), EDGE_BIN, PERF=1 to record
 # `perf record -e cpu-clock --call-graph dwarf` of mediaedge during the h2
@@ -32,7 +36,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-DURATION=${DURATION:-8}
+HITS=${HITS:-200000}
 NEWCONNS=${NEWCONNS:-1000}
 ROUNDS=${ROUNDS:-5}
 STIME=${STIME:-5}
@@ -175,10 +179,21 @@ done
 
 client() { taskset -c "$CLIENT_CPU" "$@"; }
 
-# h2load's rate, failing when any request failed.
+NGINX_PID=${pids[0]}
+TICK=$(getconf CLK_TCK)
+# CPU time (user + system, all threads) a server process has used, in ticks.
+cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
+# Microseconds of server CPU per request, from a tick count and a request count.
+cpu_us() { awk -v t="$1" -v n="$2" -v hz="$TICK" 'BEGIN { printf "%.1f", t * 1000000 / hz / n }'; }
+
+# h2load's rate and the server's CPU per request (µs), failing when any
+# request failed. The first argument is the server's pid.
 h2rate() {
-    local out
+    local pid=$1 out t0
+    shift
+    t0=$(cpu_ticks "$pid")
     out=$(client h2load -t1 "$@" 2>&1)
+    local ticks=$(($(cpu_ticks "$pid") - t0))
     local failed
     failed=$(awk '/^requests:/ { for (i = 1; i <= NF; i++) if ($i == "failed,") print $(i - 1) }' <<<"$out")
     if [ "${failed:-1}" != 0 ]; then
@@ -186,7 +201,10 @@ h2rate() {
         echo "$out" >&2
         return 1
     fi
-    awk '/^finished in/ { gsub(",", "", $4); print $4 }' <<<"$out"
+    local rate n
+    rate=$(awk '/^finished in/ { gsub(",", "", $4); printf "%.0f", $4 }' <<<"$out")
+    n=$(awk '/^requests:/ { print $2 }' <<<"$out")
+    echo "$rate $(cpu_us "$ticks" "$n")"
 }
 
 # perf around one measurement of mediaedge, when PERF=1.
@@ -203,21 +221,25 @@ perf_stop() {
     wait "$PERF_PID" 2>/dev/null || true
 }
 
-h2_hits() { h2rate -c32 -m16 -D "$DURATION" --warm-up-time 1 "$1"; }
-h1_hits() { h2rate --h1 -c32 -m1 -D "$DURATION" --warm-up-time 1 "$1"; }
+h2_hits() { h2rate "$1" -c32 -m16 -n "$HITS" "$2"; }
+h1_hits() { h2rate "$1" --h1 -c32 -m1 -n "$HITS" "$2"; }
 
-# New connections: ROUNDS rounds of NEWCONNS one-request connections.
+# New connections: ROUNDS rounds of NEWCONNS one-request connections; prints
+# the rate and the server's CPU per connection (µs).
 new_conns() {
-    local url=$1 total_s=0 r t
+    local pid=$1 url=$2 total_s=0 r t t0
+    t0=$(cpu_ticks "$pid")
     for r in $(seq 1 "$ROUNDS"); do
         local out
         out=$(client h2load -t1 -c "$NEWCONNS" -n "$NEWCONNS" -m1 "$url" 2>&1)
         grep -q "succeeded, 0 failed" <<<"$out" || { echo "new connections: failures" >&2; echo "$out" >&2; return 1; }
         t=$(awk '/^finished in/ { sub("s,", "", $3); s = $3; if (s ~ /ms$/) { sub("ms", "", s); s /= 1000 } print s }' <<<"$out")
         total_s=$(awk -v a="$total_s" -v b="$t" 'BEGIN { print a + b }')
-        sleep 0.5
     done
-    awk -v n="$((NEWCONNS * ROUNDS))" -v s="$total_s" 'BEGIN { printf "%.0f", n / s }'
+    local ticks=$(($(cpu_ticks "$pid") - t0))
+    awk -v n="$((NEWCONNS * ROUNDS))" -v s="$total_s" 'BEGIN { printf "%.0f ", n / s }'
+    cpu_us "$ticks" "$((NEWCONNS * ROUNDS))"
+    echo
 }
 
 # openssl s_time: connections per wall-clock second, full handshakes (-new)
@@ -234,19 +256,19 @@ stime() {
     awk -v n="${n:-0}" -v a="$t0" -v b="$t1" -v r="$r" 'BEGIN { printf "%.0f %d\n", n / (b - a), r }'
 }
 
-declare -A R
+declare -A R C
 echo "h2 hits..." >&2
-R[nginx_h2]=$(h2_hits "$NGINX_URL")
+read -r R[nginx_h2] C[nginx_h2] < <(h2_hits "$NGINX_PID" "$NGINX_URL")
 perf_start h2_hits
-R[edge_h2]=$(h2_hits "$EDGE_URL")
+read -r R[edge_h2] C[edge_h2] < <(h2_hits "$EDGE_PID" "$EDGE_URL")
 perf_stop
 echo "HTTPS/1.1 hits..." >&2
-R[nginx_h1]=$(h1_hits "$NGINX_URL")
-R[edge_h1]=$(h1_hits "$EDGE_URL")
+read -r R[nginx_h1] C[nginx_h1] < <(h1_hits "$NGINX_PID" "$NGINX_URL")
+read -r R[edge_h1] C[edge_h1] < <(h1_hits "$EDGE_PID" "$EDGE_URL")
 echo "new connections..." >&2
-R[nginx_new]=$(new_conns "$NGINX_URL")
+read -r R[nginx_new] C[nginx_new] < <(new_conns "$NGINX_PID" "$NGINX_URL")
 perf_start new_conns
-R[edge_new]=$(new_conns "$EDGE_URL")
+read -r R[edge_new] C[edge_new] < <(new_conns "$EDGE_PID" "$EDGE_URL")
 perf_stop
 echo "s_time..." >&2
 read -r R[nginx_full] _ < <(stime "$NGINX_PORT" -new)
@@ -267,15 +289,21 @@ R[nginx_resumes]=$(resumed "$NGINX_PORT")
 R[edge_resumes]=$(resumed "$EDGE_PORT")
 
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f×", a / b; else print "-" }'; }
-row() { echo "| $1 | ${R[nginx_$2]} | ${R[edge_$2]} | $(ratio "${R[edge_$2]}" "${R[nginx_$2]}") |"; }
+row() {
+    local cpu="| | |"
+    if [ -n "${C[nginx_$2]:-}" ]; then
+        cpu="| ${C[nginx_$2]} / ${C[edge_$2]} | $(ratio "${C[nginx_$2]}" "${C[edge_$2]}") |"
+    fi
+    echo "| $1 | ${R[nginx_$2]} | ${R[edge_$2]} | $(ratio "${R[edge_$2]}" "${R[nginx_$2]}") $cpu"
+}
 
 echo
-echo "| measure (one run, server on CPU $SERVER_CPU, client on CPU $CLIENT_CPU) | nginx | mediaedge | mediaedge / nginx |"
-echo "|---|---:|---:|---:|"
+echo "| measure (one run, server on CPU $SERVER_CPU, client on CPU $CLIENT_CPU) | nginx | mediaedge | mediaedge / nginx | server CPU µs per request, nginx / mediaedge | nginx CPU / mediaedge CPU |"
+echo "|---|---:|---:|---:|---:|---:|"
 row "h2 ${SIZE}-byte playlist hits, h2load -c32 -m16 (req/s)" h2
 row "HTTPS/1.1 keep-alive hits, h2load --h1 -c32 (req/s)" h1
 row "new TLS 1.3 connections, one h2 request each, $NEWCONNS at once × $ROUNDS (conn/s)" new
 row "openssl s_time -new, sequential full handshakes (conn/s)" full
 row "openssl s_time -reuse, sequential resumed handshakes (conn/s)" reuse
-echo "| connections resumed in the s_time -reuse run | ${R[nginx_reused]} | ${R[edge_reused]} | |"
-echo "| a second connection resumes the first's session (s_client, TLS 1.3) | ${R[nginx_resumes]} | ${R[edge_resumes]} | |"
+echo "| connections resumed in the s_time -reuse run | ${R[nginx_reused]} | ${R[edge_reused]} | | | |"
+echo "| a second connection resumes the first's session (s_client, TLS 1.3) | ${R[nginx_resumes]} | ${R[edge_resumes]} | | | |"
