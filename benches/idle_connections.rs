@@ -3,11 +3,18 @@
 //! one request), and reads the edge's RSS from /proc before, while they are
 //! open, and after they are closed.
 //!
+//! With nginx on the PATH, the same is measured for nginx (one worker, no
+//! master process, answering the same request from its own `return`) in the
+//! same run, as the reference.
+//!
 //! Run: `cargo bench --bench idle_connections` (a release build; N = 4000, or
-//! `IDLE_CONNECTIONS=N`). Under `cargo test` it runs with N = 20 as a smoke test.
+//! `IDLE_CONNECTIONS=N`; `IDLE_NGINX=0` skips nginx; `MEDIAEDGE_BIN=path`
+//! measures another build of the edge). Under `cargo test` it
+//! runs with N = 20 as a smoke test, without nginx.
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -50,9 +57,21 @@ fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
-fn start_edge(origin: SocketAddr, dir: &std::path::Path) -> (Child, SocketAddr) {
+fn wait_listening(addr: SocketAddr) {
+    let t = Instant::now();
+    while TcpStream::connect(addr).is_err() {
+        assert!(t.elapsed() < Duration::from_secs(30), "the server did not start listening on {addr}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// The edge binary in front of `origin`; the same address serves HTTP/1.1 and
+/// HTTP/2 with prior knowledge.
+fn start_edge(dir: &Path) -> (Child, SocketAddr, SocketAddr) {
+    let origin = origin();
     let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-    let child = Command::new(env!("CARGO_BIN_EXE_mediaedge"))
+    let bin = std::env::var("MEDIAEDGE_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_mediaedge").to_string());
+    let child = Command::new(bin)
         .args(["serve", "--origin", &format!("http://{origin}"), "--listen", &addr.to_string()])
         .args(["--admin-listen", "off"])
         .current_dir(dir)
@@ -60,12 +79,39 @@ fn start_edge(origin: SocketAddr, dir: &std::path::Path) -> (Child, SocketAddr) 
         .stderr(Stdio::null())
         .spawn()
         .expect("the edge binary starts");
-    let t = Instant::now();
-    while TcpStream::connect(addr).is_err() {
-        assert!(t.elapsed() < Duration::from_secs(30), "the edge did not start listening");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    (child, addr)
+    wait_listening(addr);
+    (child, addr, addr)
+}
+
+/// nginx, one worker process and no master (so its RSS is the one process'),
+/// with an HTTP/1.1 and an HTTP/2 (prior knowledge) listener.
+fn start_nginx(dir: &Path) -> (Child, SocketAddr, SocketAddr) {
+    let h1: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let h2: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let d = dir.display();
+    let conf = format!(
+        "daemon off;\nmaster_process off;\nworker_processes 1;\nworker_rlimit_nofile 65536;\n\
+         error_log {d}/error.log warn;\npid {d}/nginx.pid;\nevents {{ worker_connections 32768; }}\n\
+         http {{\n  access_log off;\n  client_body_temp_path {d}/tmp;\n  proxy_temp_path {d}/tmp;\n\
+         fastcgi_temp_path {d}/tmp;\n  uwsgi_temp_path {d}/tmp;\n  scgi_temp_path {d}/tmp;\n\
+         keepalive_timeout 600s;\n  keepalive_requests 100000;\n\
+         server {{\n    listen {h1};\n    listen {h2} http2;\n\
+         location / {{ add_header Cache-Control \"max-age=600\"; return 200 \"ok\"; }}\n  }}\n}}\n"
+    );
+    std::fs::create_dir_all(dir.join("tmp")).unwrap();
+    std::fs::write(dir.join("nginx.conf"), conf).unwrap();
+    let child = Command::new("nginx")
+        .arg("-c")
+        .arg(dir.join("nginx.conf"))
+        .arg("-p")
+        .arg(dir)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("nginx starts");
+    wait_listening(h1);
+    wait_listening(h2);
+    (child, h1, h2)
 }
 
 /// Reads until `done` says the response is complete.
@@ -126,11 +172,16 @@ fn raise_nofile() {
     }
 }
 
-fn measure(name: &str, n: usize, open: fn(SocketAddr) -> TcpStream) {
-    let dir = std::env::temp_dir().join(format!("mediaedge-idle-bench-{}-{name}", std::process::id()));
+type Start = fn(&Path) -> (Child, SocketAddr, SocketAddr);
+
+/// One server, one protocol: RSS before, with `n` idle connections, and after they closed.
+fn measure(server: &str, start: Start, name: &str, n: usize, h2: bool) {
+    let dir = std::env::temp_dir().join(format!("mediaedge-idle-bench-{}-{server}-{}", std::process::id(), h2));
     std::fs::create_dir_all(&dir).unwrap();
-    let (mut edge, addr) = start_edge(origin(), &dir);
-    let pid = edge.id();
+    let (mut child, h1_addr, h2_addr) = start(&dir);
+    let (addr, open): (SocketAddr, fn(SocketAddr) -> TcpStream) =
+        if h2 { (h2_addr, open_h2) } else { (h1_addr, open_h1) };
+    let pid = child.id();
     // Warm: the object cached, the runtime's threads started.
     drop(open(addr));
     std::thread::sleep(Duration::from_millis(500));
@@ -143,11 +194,11 @@ fn measure(name: &str, n: usize, open: fn(SocketAddr) -> TcpStream) {
     let after = rss_kb(pid);
     let per = (during.saturating_sub(before)) as f64 / n as f64;
     println!(
-        "{name}: {n} idle connections: RSS before {before} KB, open {during} KB ({per:.1} KB per connection), after close {after} KB ({:+} KB)",
+        "{server} {name}: {n} idle connections: RSS before {before} KB, open {during} KB ({per:.1} KB per connection), after close {after} KB ({:+} KB)",
         after as i64 - before as i64
     );
-    let _ = edge.kill();
-    let _ = edge.wait();
+    let _ = child.kill();
+    let _ = child.wait();
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -156,6 +207,13 @@ fn main() {
     let n =
         if benching { std::env::var("IDLE_CONNECTIONS").ok().and_then(|v| v.parse().ok()).unwrap_or(4000) } else { 20 };
     raise_nofile();
-    measure("HTTP/1.1", n, open_h1);
-    measure("HTTP/2", n, open_h2);
+    let nginx = benching
+        && std::env::var("IDLE_NGINX").map_or(true, |v| v != "0")
+        && Command::new("nginx").arg("-v").stderr(Stdio::null()).status().is_ok_and(|s| s.success());
+    for (name, h2) in [("HTTP/1.1", false), ("HTTP/2", true)] {
+        measure("mediaedge", start_edge, name, n, h2);
+        if nginx {
+            measure("nginx", start_nginx, name, n, h2);
+        }
+    }
 }

@@ -1,5 +1,5 @@
 //! HTTPS: certificates by SNI (exact, wildcard, default), ALPN h2, TLS 1.2+
-//! only, certificate reload, viewer protocol policies, and HTTPS origins
+//! only, certificate reload, session resumption, viewer protocol policies, and HTTPS origins
 //! (a CA file, system roots, match-viewer). Certificates are made here with rcgen.
 
 mod common;
@@ -438,4 +438,62 @@ fn certificate_config_errors_name_file_line_and_field() {
     let e = load("", "protocol_policy = \"ftp\"\n").unwrap_err();
     assert_eq!(e.field.as_deref(), Some("distributions[0].origins[0].protocol_policy"), "{e}");
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A client speaking only `version`, HTTP/1.1 by ALPN, with its own session cache.
+fn resuming_client(ca_pem: &str, version: &'static rustls::SupportedProtocolVersion) -> tokio_rustls::TlsConnector {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut cfg = rustls::ClientConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[version])
+        .expect("versions")
+        .with_root_certificates(roots(ca_pem))
+        .with_no_client_auth();
+    cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
+    // The default: sessions kept in memory, shared by every connection made with this config.
+    cfg.resumption = rustls::client::Resumption::in_memory_sessions(16);
+    tokio_rustls::TlsConnector::from(Arc::new(cfg))
+}
+
+/// One connection, one request read to its end (TLS 1.3 tickets arrive after
+/// the handshake, with the response); returns how the handshake went.
+async fn fetch_once(connector: &tokio_rustls::TlsConnector, addr: SocketAddr) -> rustls::HandshakeKind {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let tcp = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let name = rustls::pki_types::ServerName::try_from("a.example.test").expect("server name");
+    let mut tls = connector.connect(name, tcp).await.expect("handshake");
+    let kind = tls.get_ref().1.handshake_kind().expect("handshake done");
+    tls.write_all(b"GET /x HTTP/1.1\r\nHost: a.example.test\r\n\r\n").await.expect("request");
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !got.ends_with(b"body of /x") {
+        let n = tokio::time::timeout(Duration::from_secs(10), tls.read(&mut buf))
+            .await
+            .expect("the response came (10 s is a hang)")
+            .expect("read");
+        assert!(n > 0, "the edge closed before the response ended: {}", String::from_utf8_lossy(&got));
+        got.extend_from_slice(&buf[..n]);
+    }
+    assert!(got.starts_with(b"HTTP/1.1 200"), "{}", String::from_utf8_lossy(&got));
+    kind
+}
+
+#[tokio::test]
+async fn sessions_resume_on_tls_1_3_and_1_2_after_many_other_clients() {
+    use rustls::HandshakeKind::{Full, Resumed};
+    let s = setup("resume").await;
+    let addr = s.https();
+    for version in [&rustls::version::TLS13, &rustls::version::TLS12] {
+        let viewer = resuming_client(&s.ca.pem, version);
+        assert_eq!(fetch_once(&viewer, addr).await, Full, "{version:?}: the first connection");
+        assert_eq!(fetch_once(&viewer, addr).await, Resumed, "{version:?}: the second connection resumes");
+        // Many other viewers come and go; each had a full handshake and holds
+        // its own session. The first viewer's session still resumes: the edge
+        // does not forget it because others arrived (a fixed-size server-side
+        // session cache would).
+        for _ in 0..300 {
+            let other = resuming_client(&s.ca.pem, version);
+            assert_eq!(fetch_once(&other, addr).await, Full);
+        }
+        assert_eq!(fetch_once(&viewer, addr).await, Resumed, "{version:?}: resumed after 300 other viewers");
+    }
 }

@@ -109,11 +109,16 @@ impl Body for ConnBody {
 }
 
 /// The size of an HTTP/2 header list as RFC 9113 §6.5.2 counts it (name +
-/// value + 32 per field), pseudo-headers included.
+/// value + 32 per field), pseudo-headers included. Allocates nothing.
 fn header_list_size<B>(req: &Request<B>) -> usize {
     let fields: usize = req.headers().iter().map(|(n, v)| n.as_str().len() + v.len() + 32).sum();
-    // :method, :scheme, :authority, :path
-    fields + req.method().as_str().len() + req.uri().to_string().len() + 4 * 40
+    let uri = req.uri();
+    let pseudo = req.method().as_str().len()
+        + uri.scheme_str().map_or(0, str::len)
+        + uri.authority().map_or(0, |a| a.as_str().len())
+        + uri.path_and_query().map_or(1, |p| p.as_str().len());
+    // :method, :scheme, :authority, :path: each name and its 32
+    fields + pseudo + 4 * 40
 }
 
 fn too_large() -> Response<EdgeBody> {
@@ -165,7 +170,10 @@ pub async fn serve(
         // that an oversized one is answered 431 here, as on HTTP/1.1.
         let oversize = req.version() == Version::HTTP_2 && header_list_size(&req) > limits.max_header_bytes;
         async move {
-            let res = if oversize { too_large() } else { edge.handle(req, viewer).await };
+            // Boxed: the request future is large, and hyper moves the
+            // service's future several times (for HTTP/2 into a task of its
+            // own per stream); a box makes each move a pointer copy.
+            let res = if oversize { too_large() } else { Box::pin(edge.handle(req, viewer)).await };
             Ok::<_, Infallible>(res.map(|inner| ConnBody { inner, _active: active }))
         }
     });

@@ -135,7 +135,18 @@ impl ResolvesServerCert for CertResolver {
     }
 }
 
-/// The rustls server configuration for viewers: TLS 1.2 and 1.3, ALPN h2 and http/1.1.
+/// TLS 1.2 sessions of clients that take no tickets, kept for resumption by
+/// session id (about 1 KB each; the oldest are dropped).
+const SESSION_CACHE_ENTRIES: usize = 4096;
+
+/// The rustls server configuration for viewers: TLS 1.2 and 1.3, ALPN h2 and
+/// http/1.1, and session resumption.
+///
+/// Resumption uses stateless tickets (TLS 1.3 and 1.2): the session is sealed
+/// with a key only this process knows (rotated every 6 hours, the previous key
+/// still accepted), so the edge holds nothing per viewer and any number of
+/// viewers can resume. TLS 1.2 clients without ticket support resume by
+/// session id from a bounded in-memory cache.
 pub fn server_config(resolver: Arc<CertResolver>) -> Result<rustls::ServerConfig, String> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut cfg = rustls::ServerConfig::builder_with_provider(provider)
@@ -144,5 +155,7 @@ pub fn server_config(resolver: Arc<CertResolver>) -> Result<rustls::ServerConfig
         .with_no_client_auth()
         .with_cert_resolver(resolver);
     cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    cfg.ticketer = rustls::crypto::ring::Ticketer::new().map_err(|e| format!("TLS session tickets: {e}"))?;
+    cfg.session_storage = rustls::server::ServerSessionMemoryCache::new(SESSION_CACHE_ENTRIES);
     Ok(cfg)
 }
