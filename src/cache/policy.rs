@@ -266,6 +266,13 @@ pub fn error_ttl(
     }
 }
 
+/// Whether CloudFront's error-caching rules name this status (kept by
+/// default, kept only with freshness, or never kept).
+fn has_error_rule(status: StatusCode) -> bool {
+    let code = status.as_u16();
+    code == 416 || ERRORS_KEPT_BY_DEFAULT.contains(&code) || ERRORS_KEPT_WITH_FRESHNESS.contains(&code)
+}
+
 /// Whether a status is an error answer, kept by [`error_ttl`]'s rule.
 pub fn is_error(status: StatusCode) -> bool {
     status.is_client_error() || status.is_server_error()
@@ -319,6 +326,9 @@ pub fn storability(
     let ttl = match explicit {
         // An error the origin forbids reusing is shared with the burst only.
         _ if error && (d.no_store || d.no_cache) => Duration::ZERO,
+        // `public` on an error status none of the error rules name: the
+        // heuristic any final status gets with `public` (RFC 9111 §4.2.2).
+        None if error && d.public && !has_error_rule(status) => heuristic.unwrap_or_default(),
         _ if error => error_ttl(status, media.kind, explicit, behavior, cache),
         Some(ttl) => clamp(ttl),
         None => match heuristic {

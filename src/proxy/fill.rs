@@ -97,7 +97,9 @@ impl Edge {
                         };
                         return self.serve(&parts, &ctx, object, result).await;
                     }
-                    Ok(Some(Outcome::Pass)) => return Box::pin(self.pass_parts(parts, &ctx, EdgeResult::CollapsedPass)).await,
+                    Ok(Some(Outcome::Pass)) => {
+                        return Box::pin(self.pass_parts(parts, &ctx, EdgeResult::CollapsedPass)).await
+                    }
                     Ok(Some(Outcome::Failed { status, reason })) => {
                         if let Some(obj) = stale.filter(|o| o.head().usable_on_error(Instant::now())) {
                             return self.serve(&parts, &ctx, obj, EdgeResult::StaleIfError).await;
@@ -107,7 +109,9 @@ impl Edge {
                     // The leader went away before an answer: look again.
                     Ok(None) => continue,
                     // The fill stalled: go on alone, without storing.
-                    Err(inflight::Elapsed) => return Box::pin(self.pass_parts(parts, &ctx, EdgeResult::LockTimeout)).await,
+                    Err(inflight::Elapsed) => {
+                        return Box::pin(self.pass_parts(parts, &ctx, EdgeResult::LockTimeout)).await
+                    }
                 },
             }
         }

@@ -19,13 +19,7 @@ static ACCEPT_ENCODING: HeaderValue = HeaderValue::from_static("Accept-Encoding"
 
 impl Edge {
     /// Answers a request from a stored object, which may still be filling.
-    pub(super) async fn serve(
-        &self,
-        parts: &Parts,
-        ctx: &Ctx,
-        obj: Arc<Object>,
-        result: EdgeResult,
-    ) -> Served {
+    pub(super) async fn serve(&self, parts: &Parts, ctx: &Ctx, obj: Arc<Object>, result: EdgeResult) -> Served {
         let head = obj.head();
         let now = Instant::now();
         let mut headers = head.headers.clone();
@@ -316,4 +310,3 @@ pub(super) fn error(status: StatusCode, message: &str) -> Served {
     let (h, body) = error_parts(status, message);
     Served::new(with(status, h, EdgeBody::full(body)), EdgeResult::edge_error(status.as_u16()))
 }
-

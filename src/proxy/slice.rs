@@ -18,7 +18,6 @@
 
 use super::respond::{self, error, with};
 use super::{Ctx, Edge, Served};
-use crate::outcome::EdgeResult;
 use crate::cache::body::StoredBody;
 use crate::cache::inflight::{self, Join, Lead, Outcome};
 use crate::cache::key::CacheKey;
@@ -29,6 +28,7 @@ use crate::http::conditional::{self, Precondition};
 use crate::http::range::{self, ByteRange, Multipart, Resolved};
 use crate::media::{self, MediaKind};
 use crate::origin::OriginResponse;
+use crate::outcome::EdgeResult;
 use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderValue};
 use http::request::Parts;
@@ -141,7 +141,10 @@ impl Edge {
             match conditional::evaluate(&parts.headers, head.etag.as_ref(), head.last_modified) {
                 Precondition::NotModified => return Served::new(respond::not_modified(&headers), result),
                 Precondition::Failed => {
-                    return Served { result, ..respond::error(StatusCode::PRECONDITION_FAILED, "a precondition failed") }
+                    return Served {
+                        result,
+                        ..respond::error(StatusCode::PRECONDITION_FAILED, "a precondition failed")
+                    }
                 }
                 Precondition::Proceed => {}
             }
