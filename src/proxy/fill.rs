@@ -124,21 +124,7 @@ impl Edge {
         if let Join::Lead(lead) = self.cache.join(&collapse_key) {
             let edge = self.clone();
             let key = key.clone();
-            let mut bg = Request::new(());
-            *bg.method_mut() = Method::GET;
-            *bg.uri_mut() = parts.uri.clone();
-            *bg.headers_mut() = parts.headers.clone();
-            for h in [
-                header::RANGE,
-                header::IF_NONE_MATCH,
-                header::IF_MODIFIED_SINCE,
-                header::IF_MATCH,
-                header::IF_UNMODIFIED_SINCE,
-                header::IF_RANGE,
-            ] {
-                bg.headers_mut().remove(h);
-            }
-            let (bg_parts, ()) = bg.into_parts();
+            let bg_parts = fill_parts(parts);
             let ctx = Ctx { route: ctx.route.clone(), viewer: ctx.viewer };
             tokio::spawn(async move {
                 let served = edge.lead(lead, key, bg_parts, ctx, Some(obj)).await;
@@ -550,4 +536,26 @@ fn fail(edge: &Edge, key: &CacheKey, object: Option<&Arc<Object>>, writer: BodyW
         edge.cache.remove_object(key, object);
     }
     writer.fail(&e.to_string());
+}
+
+/// The request head a fill the edge starts on its own is made from (a
+/// background revalidation, a slice): the viewer's, as a GET, without its
+/// range and conditionals (the edge sends its own).
+pub(super) fn fill_parts(parts: &Parts) -> Parts {
+    let mut req = Request::new(());
+    *req.method_mut() = Method::GET;
+    *req.uri_mut() = parts.uri.clone();
+    *req.version_mut() = parts.version;
+    *req.headers_mut() = parts.headers.clone();
+    for name in [
+        header::RANGE,
+        header::IF_RANGE,
+        header::IF_MATCH,
+        header::IF_NONE_MATCH,
+        header::IF_MODIFIED_SINCE,
+        header::IF_UNMODIFIED_SINCE,
+    ] {
+        req.headers_mut().remove(name);
+    }
+    req.into_parts().0
 }

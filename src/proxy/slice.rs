@@ -32,7 +32,7 @@ use crate::outcome::EdgeResult;
 use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderValue};
 use http::request::Parts;
-use http::{Method, Request, StatusCode};
+use http::{Method, StatusCode};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -213,7 +213,14 @@ impl Edge {
                 EdgeBody::empty()
             } else {
                 let (tx, rx) = tokio::sync::mpsc::channel(AHEAD);
-                let job = Producer { edge: self.clone(), parts: fill_parts(&parts), ctx, slicer, version, known };
+                let job = Producer {
+                    edge: self.clone(),
+                    parts: super::fill::fill_parts(&parts),
+                    ctx,
+                    slicer,
+                    version,
+                    known,
+                };
                 tokio::spawn(job.run(pieces, tx));
                 EdgeBody::channel(rx)
             };
@@ -395,27 +402,6 @@ impl Edge {
         publish(lead, Outcome::Stored { object: object.clone(), refreshed: false });
         Got::Slice(object, EdgeResult::Miss)
     }
-}
-
-/// The request head a slice fill is made from: the viewer's, as a GET, without
-/// its range and conditionals (the edge sends its own).
-fn fill_parts(parts: &Parts) -> Parts {
-    let mut req = Request::new(());
-    *req.method_mut() = Method::GET;
-    *req.uri_mut() = parts.uri.clone();
-    *req.version_mut() = parts.version;
-    *req.headers_mut() = parts.headers.clone();
-    for name in [
-        header::RANGE,
-        header::IF_RANGE,
-        header::IF_MATCH,
-        header::IF_NONE_MATCH,
-        header::IF_MODIFIED_SINCE,
-        header::IF_UNMODIFIED_SINCE,
-    ] {
-        req.headers_mut().remove(name);
-    }
-    req.into_parts().0
 }
 
 /// Streams a sliced response's pieces to the viewer, fetching each slice as
