@@ -233,7 +233,7 @@ new_conns() {
         local out
         out=$(client h2load -t1 -c "$NEWCONNS" -n "$NEWCONNS" -m1 "$url" 2>&1)
         grep -q "succeeded, 0 failed" <<<"$out" || { echo "new connections: failures" >&2; echo "$out" >&2; return 1; }
-        t=$(awk '/^finished in/ { sub("s,", "", $3); s = $3; if (s ~ /ms$/) { sub("ms", "", s); s /= 1000 } print s }' <<<"$out")
+        t=$(awk '/^finished in/ { s = $3; sub(",$", "", s); if (s ~ /ms$/) { sub("ms$", "", s); s /= 1000 } else { sub("s$", "", s) } print s }' <<<"$out")
         total_s=$(awk -v a="$total_s" -v b="$t" 'BEGIN { print a + b }')
     done
     local ticks=$(($(cpu_ticks "$pid") - t0))
