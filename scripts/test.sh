@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# The test command (README.md): installs what the tests need on a fresh Debian
+# machine, then runs cargo test. CI (.ci/run) calls this same script.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need=()
+command -v curl >/dev/null 2>&1 || need+=(curl)
+# tests/players_ffmpeg.rs plays real streams with ffmpeg (and encodes a live one with libx264).
+command -v ffmpeg >/dev/null 2>&1 || need+=(ffmpeg)
+# tests/signed.rs makes RSA keys with the openssl command line.
+command -v openssl >/dev/null 2>&1 || need+=(openssl)
+if [ ${#need[@]} -gt 0 ]; then
+    if [ "$(id -u)" = 0 ]; then
+        apt-get update -qq && apt-get install -y -qq "${need[@]}" >/dev/null
+    else
+        echo "missing: ${need[*]} (run as root to install)" >&2
+    fi
+fi
+
+# tests/signed.rs checks signed URLs and cookies against AWS's own signer
+# (botocore's CloudFrontSigner, signing with the cryptography package).
+if ! python3 -c 'import botocore, cryptography' >/dev/null 2>&1; then
+    python3 -m pip install --quiet botocore cryptography \
+        || python3 -m pip install --quiet --break-system-packages botocore cryptography
+fi
+
+# The tests. They include tests/fuzz_seeds.rs, which runs
+# every fuzz target's checks over its seed corpus (fuzz/seeds/), so the targets
+# keep compiling and their properties keep holding (see docs/fuzzing.md).
+cargo test --all-targets
+
+# Optional: the fuzzers themselves, FUZZ_SECONDS each (needs a nightly
+# toolchain and cargo-fuzz, and a second, instrumented build of the crate).
+if [ -n "${FUZZ_SECONDS:-}" ]; then
+    (cd fuzz && cargo +nightly fuzz build -O)
+    for t in $(cd fuzz && cargo +nightly fuzz list); do
+        # New inputs go to corpus/ (ignored by git); seeds/ is only read.
+        mkdir -p "fuzz/corpus/$t"
+        (cd fuzz && cargo +nightly fuzz run -O "$t" "corpus/$t" "seeds/$t" -- -max_total_time="$FUZZ_SECONDS" -rss_limit_mb=2048)
+    done
+fi
