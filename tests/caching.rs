@@ -62,6 +62,9 @@ async fn expiry_revalidates_with_validators_and_304_refreshes() {
     );
     let c = client();
     get(&c, &url(&e, "/v"), &[]).await;
+    // A hit before expiry: the response head of hits on this stored head is made.
+    let (_, x, h, _) = get(&c, &url(&e, "/v"), &[]).await;
+    assert_eq!((x.as_str(), h.get("x-version").unwrap().to_str().unwrap()), ("Hit", "1"));
     tokio::time::sleep(Duration::from_millis(1100)).await;
     // The origin now answers 304 with a new header value.
     o.set("/v", Script::ok("").header("cache-control", "max-age=60").header("etag", "\"v1\"").header("x-version", "2"));
@@ -71,9 +74,50 @@ async fn expiry_revalidates_with_validators_and_304_refreshes() {
     let seen = o.seen_for("/v");
     assert_eq!(seen.len(), 2);
     assert_eq!(seen[1].headers.get("if-none-match").unwrap(), "\"v1\"");
-    // Fresh again for 60 s.
-    assert_eq!(get(&c, &url(&e, "/v"), &[]).await.1, "Hit");
+    // Fresh again for 60 s, and hits carry the refreshed head, not the one
+    // made for hits before the 304.
+    let (_, x, h, b) = get(&c, &url(&e, "/v"), &[]).await;
+    assert_eq!((x.as_str(), h.get("x-version").unwrap().to_str().unwrap(), &b[..]), ("Hit", "2", &b"body-v1"[..]));
+    assert_eq!(h.get("cache-control").unwrap(), "max-age=60");
     assert_eq!(o.hits("/v"), 2);
+}
+
+#[tokio::test]
+async fn hits_carry_one_complete_head() {
+    let (e, o) = edge_and_origin("").await;
+    o.set(
+        "/h.m3u8",
+        Script::ok("#EXTM3U\n#EXT-X-ENDLIST\n")
+            .header("content-type", "application/vnd.apple.mpegurl")
+            .header("cache-control", "max-age=600")
+            .header("via", "1.1 upstream"),
+    );
+    let c = client();
+    let (_, x, miss, _) = get(&c, &url(&e, "/h.m3u8"), &[]).await;
+    assert_eq!(x, "Miss");
+    assert!(miss.get("age").is_none_or(|a| !a.is_empty()), "no empty Age on a miss");
+    for _ in 0..2 {
+        let (s, x, h, b) = get(&c, &url(&e, "/h.m3u8"), &[]).await;
+        assert_eq!((s, x.as_str(), &b[..]), (200, "Hit", &b"#EXTM3U\n#EXT-X-ENDLIST\n"[..]));
+        let via: Vec<_> = h.get_all("via").iter().map(|v| v.to_str().unwrap().to_string()).collect();
+        assert_eq!(via.len(), 1, "one Via field: {via:?}");
+        assert!(via[0].starts_with("1.1 upstream, 1.1 ") && via[0].ends_with("(mediaedge)"), "{via:?}");
+        assert_eq!(h.get_all("x-cache").iter().count(), 1);
+        assert_eq!(h.get_all("age").iter().count(), 1);
+        assert!(h.get("age").unwrap().to_str().unwrap().parse::<u64>().is_ok());
+        assert_eq!(h.get("content-length").unwrap(), &b.len().to_string());
+        assert_eq!(h.get("accept-ranges").unwrap(), "bytes");
+        assert_eq!(h.get("cache-control").unwrap(), "max-age=600");
+    }
+    // HEAD: the same head, no body.
+    let r = c.head(url(&e, "/h.m3u8")).send().await.expect("head");
+    assert_eq!(r.headers().get("content-length").unwrap(), "23");
+    assert_eq!(r.headers().get("x-cache").unwrap(), "Hit from mediaedge");
+    assert!(r.bytes().await.expect("body").is_empty());
+    // A conditional or ranged request takes the full path and is still right.
+    let (s, _, _, b) = get(&c, &url(&e, "/h.m3u8"), &[("range", "bytes=0-6")]).await;
+    assert_eq!((s, &b[..]), (206, &b"#EXTM3U"[..]));
+    assert_eq!(o.hits("/h.m3u8"), 1);
 }
 
 #[tokio::test]

@@ -25,6 +25,30 @@ pub struct Head {
     pub freshness: Freshness,
     /// When the response (or the 304 that last refreshed it) arrived.
     pub stored_at: Instant,
+    /// The response head of a plain hit, made at the first one (empty again
+    /// in a clone, which is how a refreshed head starts).
+    pub hit: HitSlot,
+}
+
+/// The response head of a plain hit on a stored head: status 200, the whole
+/// body, no conditionals, no range, no compression. Made once; each hit
+/// clones it and sets `Age` and `X-Cache` in place, so the map never grows.
+#[derive(Debug)]
+pub struct HitHead {
+    pub headers: HeaderMap,
+    /// The head's size on the wire, less the digits of `Age`.
+    pub bytes: u64,
+}
+
+/// Holds a head's `HitHead` once made.
+#[derive(Debug, Default)]
+pub struct HitSlot(pub OnceLock<HitHead>);
+
+impl Clone for HitSlot {
+    /// A copy of a head is edited (a 304 refresh): its hit head is made anew.
+    fn clone(&self) -> HitSlot {
+        HitSlot::default()
+    }
 }
 
 /// Where a stored response stands in its life.
@@ -49,6 +73,7 @@ impl Head {
             headers,
             freshness,
             stored_at: Instant::now(),
+            hit: HitSlot::default(),
         }
     }
 

@@ -68,6 +68,24 @@ pub fn date_header(headers: &HeaderMap, name: &HeaderName) -> Option<std::time::
     headers.get(name).and_then(|v| v.to_str().ok()).and_then(|s| date::parse(s, std::time::SystemTime::now()))
 }
 
+/// `Age` values below this many seconds are made once and shared.
+const SHARED_AGES: usize = 3600;
+
+/// An `Age` header value. Those below an hour come from a table made at the
+/// first use, so a hit allocates nothing for its `Age`.
+pub fn age_value(secs: u64) -> HeaderValue {
+    static AGES: std::sync::OnceLock<Box<[HeaderValue]>> = std::sync::OnceLock::new();
+    match usize::try_from(secs) {
+        Ok(i) if i < SHARED_AGES => {
+            let table = AGES.get_or_init(|| {
+                (0..SHARED_AGES).map(|n| HeaderValue::from_static(Box::leak(n.to_string().into_boxed_str()))).collect()
+            });
+            table[i].clone()
+        }
+        _ => HeaderValue::from(secs),
+    }
+}
+
 /// The size of an HTTP/1.1 head: the request or status line (`line_len`
 /// bytes plus framing) and the header fields.
 pub fn head_size(line_len: usize, headers: &http::HeaderMap) -> u64 {

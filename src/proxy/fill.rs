@@ -1,7 +1,7 @@
 //! The cache path: look up, collapse, fill from the origin, store.
 
 use super::respond::{self, error};
-use super::{Ctx, Edge, EdgeResult, Served, Viewer};
+use super::{Ctx, Edge, EdgeResult, Now, Served, Viewer};
 use crate::cache::body::{BodyWriter, Room, StoredBody};
 use crate::cache::inflight::{self, Join, Lead, Outcome};
 use crate::cache::key::{self, CacheKey};
@@ -15,7 +15,6 @@ use crate::routing::Route;
 use http::header::{self, HeaderMap, HeaderValue};
 use http::request::Parts;
 use http::{Method, Request, StatusCode};
-use hyper::body::Incoming;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -23,9 +22,47 @@ use std::time::Instant;
 const MAX_ROUNDS: usize = 4;
 
 impl Edge {
-    pub(super) async fn cached(self: &Arc<Self>, req: Request<Incoming>, route: Route, viewer: Viewer) -> Served {
-        let (parts, _body) = req.into_parts();
-        self.cached_parts(parts, route, viewer).await
+    /// The cache path without an await: a fresh (or stale-while-revalidate)
+    /// stored answer is made here and now, so a hit never builds, boxes or
+    /// moves the future of a fill. Anything else goes on as a boxed future.
+    pub(super) fn cached_now(self: &Arc<Self>, parts: Parts, route: Route, viewer: Viewer) -> Now {
+        let ctx = Ctx { route, viewer };
+        let simple = self.slice_size(&parts, &ctx).is_none()
+            && !(ctx.route.behavior().streaming.blocking_reload
+                && parts.uri.query().is_some()
+                && media::classify(parts.uri.path(), None) == MediaKind::HlsPlaylist
+                && !matches!(Directives::from_query(parts.uri.query()), Ok(None)));
+        if simple {
+            let key = key::build(
+                &ctx.route.dist.config.id,
+                parts.uri.path(),
+                parts.uri.query(),
+                &parts.headers,
+                &ctx.route.behavior().cache_key,
+            );
+            if let Lookup::Found(obj) = self.cache.lookup(&key, &parts.headers) {
+                let now = Instant::now();
+                let result = match obj.head().staleness(now) {
+                    Staleness::Fresh => Some(EdgeResult::Hit),
+                    Staleness::StaleWhileRevalidate => {
+                        self.revalidate_in_background(&key, &parts, &ctx, obj.clone());
+                        Some(EdgeResult::StaleHit)
+                    }
+                    Staleness::Stale => None,
+                };
+                if let Some(result) = result {
+                    return match self.serve_now(&parts, &obj, result, now) {
+                        respond::Next::Done(served) => Now::Served(served),
+                        next => {
+                            let edge = self.clone();
+                            Now::Later(Box::pin(async move { edge.serve_rest(next, &parts, &ctx, &obj, result).await }))
+                        }
+                    };
+                }
+            }
+        }
+        let edge = self.clone();
+        Now::Later(Box::pin(async move { edge.cached_parts(parts, ctx.route, viewer).await }))
     }
 
     /// The cache path for a request head (a viewer's, or the edge's own prefetch).

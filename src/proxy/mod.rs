@@ -25,8 +25,11 @@ use http::header::{self, HeaderValue};
 use http::{Request, Response, StatusCode};
 use hyper::body::Incoming;
 use std::borrow::Cow;
+use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Instant;
 
 /// A response on its way out, with how it was produced.
@@ -35,11 +38,57 @@ pub struct Served {
     /// For `X-Cache`, the access log and the metrics.
     pub result: EdgeResult,
     pub range: Option<(u64, u64)>,
+    /// Set when the head is complete already (`X-Cache` and `Via` in it): its
+    /// size on the wire.
+    pub head_bytes: Option<u64>,
 }
 
 impl Served {
     fn new(response: Response<EdgeBody>, result: EdgeResult) -> Served {
-        Served { response, result, range: None }
+        Served { response, result, range: None, head_bytes: None }
+    }
+}
+
+/// `X-Cache`, named once.
+pub(crate) static X_CACHE: header::HeaderName = header::HeaderName::from_static("x-cache");
+
+/// Where routing left a request.
+enum Step {
+    /// Answered already (an error the edge makes, a redirect).
+    Done(Served),
+    /// For the cache: the request head (a GET or HEAD has no body).
+    Cached(http::request::Parts, Route),
+    /// For the origin, body and all.
+    Pass(Request<Incoming>, Route),
+}
+
+/// A cache-path answer: made now, or still to come.
+// The large variant is the common one (a hit): boxing it would allocate per hit.
+#[allow(clippy::large_enum_variant)]
+pub(crate) enum Now {
+    Served(Served),
+    Later(Pin<Box<dyn Future<Output = Served> + Send>>),
+}
+
+/// The answer to one viewer request, as a future: ready at once for hits.
+// The large variant is the common one (a hit): boxing it would allocate per hit.
+#[allow(clippy::large_enum_variant)]
+pub enum Handled {
+    Ready(Option<Response<EdgeBody>>),
+    Pending(Pin<Box<dyn Future<Output = Response<EdgeBody>> + Send>>),
+}
+
+impl Future for Handled {
+    type Output = Response<EdgeBody>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Response<EdgeBody>> {
+        match self.get_mut() {
+            Handled::Ready(r) => match r.take() {
+                Some(r) => Poll::Ready(r),
+                None => Poll::Pending,
+            },
+            Handled::Pending(f) => f.as_mut().poll(cx),
+        }
     }
 }
 
@@ -125,51 +174,67 @@ impl Edge {
         self.routes.load().distributions()
     }
 
-    /// Answers one viewer request.
-    pub async fn handle(self: &Arc<Self>, req: Request<Incoming>, viewer: Viewer) -> Response<EdgeBody> {
+    /// Answers one viewer request: at once when the answer needs no wait (a
+    /// fresh hit, or an error the edge makes itself), else as a boxed future,
+    /// so that a hit never builds, boxes or moves the future of a fill.
+    pub fn handle(self: &Arc<Self>, req: Request<Incoming>, viewer: Viewer) -> Handled {
         let start = Instant::now();
         let pending = self.log.as_ref().map(|l| self.begin_log(l, &req, viewer, start));
         let mut stats = None;
-        let served = self.route(req, viewer, &mut stats).await;
-        self.finish(served, pending, stats, viewer)
+        let later = match self.route(req, viewer, &mut stats) {
+            Step::Done(served) => return Handled::Ready(Some(self.finish(served, pending, stats, viewer))),
+            Step::Cached(parts, route) => match self.cached_now(parts, route, viewer) {
+                Now::Served(served) => return Handled::Ready(Some(self.finish(served, pending, stats, viewer))),
+                Now::Later(later) => later,
+            },
+            Step::Pass(req, route) => {
+                let edge = self.clone();
+                Box::pin(async move { edge.pass(req, &route, viewer, EdgeResult::Pass).await })
+            }
+        };
+        let edge = self.clone();
+        Handled::Pending(Box::pin(async move {
+            let served = later.await;
+            edge.finish(served, pending, stats, viewer)
+        }))
     }
 
-    async fn route(
-        self: &Arc<Self>,
-        mut req: Request<Incoming>,
-        viewer: Viewer,
-        stats: &mut Option<Arc<DistStats>>,
-    ) -> Served {
+    /// Everything before the cache or the origin: host, path, loop check,
+    /// routing, viewer protocol, method, signatures, the request's body.
+    fn route(&self, mut req: Request<Incoming>, viewer: Viewer, stats: &mut Option<Arc<DistStats>>) -> Step {
         let host = match crate::routing::viewer_host(&mut req) {
             Ok(h) => h,
-            Err(reason) => return respond::error(StatusCode::BAD_REQUEST, reason),
+            Err(reason) => return Step::Done(respond::error(StatusCode::BAD_REQUEST, reason)),
         };
         // One spelling of the path from here on: routing, signatures, the
         // cache key, invalidations and the origin all see the canonical one.
         if let Err(reason) = canonicalise(&mut req) {
-            return respond::error(StatusCode::BAD_REQUEST, reason);
+            return Step::Done(respond::error(StatusCode::BAD_REQUEST, reason));
         }
         if self.looped(req.headers()) {
-            return respond::error(StatusCode::LOOP_DETECTED, "this edge is its own origin (its Via token came back)");
+            return Step::Done(respond::error(
+                StatusCode::LOOP_DETECTED,
+                "this edge is its own origin (its Via token came back)",
+            ));
         }
         let route = match self.routes.load().route(&host, req.uri().path()) {
             Some(r) => r,
             None => {
-                return respond::error(
+                return Step::Done(respond::error(
                     StatusCode::MISDIRECTED_REQUEST,
                     &format!("no distribution serves the host {host:?}"),
-                )
+                ))
             }
         };
         *stats = Some(route.dist.stats.clone());
         if !route.dist.config.enabled {
-            return respond::error(StatusCode::FORBIDDEN, "this distribution is disabled");
+            return Step::Done(respond::error(StatusCode::FORBIDDEN, "this distribution is disabled"));
         }
         if !viewer.tls {
             match route.behavior().viewer_protocol_policy {
                 crate::config::ViewerProtocolPolicy::AllowAll => {}
                 crate::config::ViewerProtocolPolicy::HttpsOnly => {
-                    return respond::error(StatusCode::FORBIDDEN, "this path is served over HTTPS only")
+                    return Step::Done(respond::error(StatusCode::FORBIDDEN, "this path is served over HTTPS only"))
                 }
                 crate::config::ViewerProtocolPolicy::RedirectToHttps => {
                     let port = self.https_port.load(std::sync::atomic::Ordering::Relaxed);
@@ -180,13 +245,16 @@ impl Edge {
                     if let Ok(v) = HeaderValue::from_str(&format!("https://{host}{port}{target}")) {
                         served.response.headers_mut().insert(header::LOCATION, v);
                     }
-                    return served;
+                    return Step::Done(served);
                 }
             }
         }
         let method = req.method().clone();
         if !route.behavior().allows(&method) {
-            return respond::error(StatusCode::FORBIDDEN, &format!("method {method} is not allowed for this path"));
+            return Step::Done(respond::error(
+                StatusCode::FORBIDDEN,
+                &format!("method {method} is not allowed for this path"),
+            ));
         }
         // Private content: a valid signed URL or signed cookies, else 403 before
         // the cache and the origin. Then the signing parameters and cookies go,
@@ -196,7 +264,7 @@ impl Edge {
             if let Err(denied) = self.check_signed(&req, viewer, groups) {
                 let mut served = respond::error(StatusCode::FORBIDDEN, denied.reason());
                 served.result = EdgeResult::Denied(denied);
-                return served;
+                return Step::Done(served);
             }
             if route.behavior().propagate_tokens {
                 if let Some(tokens) = crate::security::signing_params(req.uri().query()) {
@@ -211,7 +279,9 @@ impl Edge {
                 parts.path_and_query = target.parse().ok();
                 match http::Uri::from_parts(parts) {
                     Ok(u) => *req.uri_mut() = u,
-                    Err(_) => return respond::error(StatusCode::BAD_REQUEST, "the request target is not valid"),
+                    Err(_) => {
+                        return Step::Done(respond::error(StatusCode::BAD_REQUEST, "the request target is not valid"))
+                    }
                 }
             }
             crate::security::remove_signing_cookies(req.headers_mut());
@@ -219,15 +289,15 @@ impl Edge {
         // A GET or HEAD with a body: 400 before it can lead a fill that the
         // origin would hold open waiting for that body.
         if forward::carries_body(&req) {
-            return forward::body_refused(req.version());
+            return Step::Done(forward::body_refused(req.version()));
         }
         forward::set_keyed_viewer_headers(&mut req, route.behavior(), viewer);
         let cacheable_request = forward::shared(&method, req.headers());
         if cacheable_request {
-            self.cached(req, route, viewer).await
+            // The body of a GET or HEAD is empty (checked above).
+            Step::Cached(req.into_parts().0, route)
         } else {
-            // Boxed: the hit path's future stays small (see `cached_parts`).
-            Box::pin(self.pass(req, &route, viewer, EdgeResult::Pass)).await
+            Step::Pass(req, route)
         }
     }
 
@@ -270,22 +340,27 @@ impl Edge {
         stats: Option<Arc<DistStats>>,
         viewer: Viewer,
     ) -> Response<EdgeBody> {
-        let Served { mut response, result, range } = served;
-        let h = response.headers_mut();
-        h.insert("x-cache", result.x_cache_header());
-        if h.contains_key(header::VIA) {
-            crate::http::append_list(h, header::VIA, &self.via);
-        } else {
-            h.insert(header::VIA, self.via_value.clone());
-        }
+        let Served { mut response, result, range, head_bytes } = served;
+        let head_bytes = match head_bytes {
+            Some(b) => b,
+            None => {
+                let h = response.headers_mut();
+                h.insert(X_CACHE.clone(), result.x_cache_header());
+                if h.contains_key(header::VIA) {
+                    crate::http::append_list(h, header::VIA, &self.via);
+                } else {
+                    h.insert(header::VIA, self.via_value.clone());
+                }
+                let reason = response.status().canonical_reason().map_or(0, str::len);
+                crate::http::head_size(reason + 4, response.headers())
+            }
+        };
         if let Some(stats) = stats {
             stats.record_response(response.status().as_u16(), result, viewer.tls);
             if result.collapsed() {
                 stats.record_collapsed();
             }
-            let reason = response.status().canonical_reason().map_or(0, str::len);
-            let head = crate::http::head_size(reason + 4, response.headers());
-            response.body_mut().attach_meter(stats, head);
+            response.body_mut().attach_meter(stats, head_bytes);
         }
         if let Some(mut p) = pending {
             p.status = response.status().as_u16();

@@ -1,8 +1,8 @@
 //! Building viewer responses: from a stored object (conditionals, ranges,
 //! compressed variants, HEAD), from an origin response, and for errors.
 
-use super::{Ctx, Edge, EdgeResult, Served};
-use crate::cache::object::Object;
+use super::{Ctx, Edge, EdgeResult, Served, X_CACHE};
+use crate::cache::object::{Head, HitHead, Object};
 use crate::compress::Encoding;
 use crate::http::body::EdgeBody;
 use crate::http::conditional::{self, Precondition};
@@ -20,33 +20,95 @@ static ACCEPT_ENCODING: HeaderValue = HeaderValue::from_static("Accept-Encoding"
 impl Edge {
     /// Answers a request from a stored object, which may still be filling.
     pub(super) async fn serve(&self, parts: &Parts, ctx: &Ctx, obj: Arc<Object>, result: EdgeResult) -> Served {
+        let next = self.serve_now(parts, &obj, result, Instant::now());
+        self.serve_rest(next, parts, ctx, &obj, result).await
+    }
+
+    /// What `serve_now` left for later: a token rewrite or a range that may
+    /// have to wait for the body.
+    pub(super) async fn serve_rest(
+        &self,
+        next: Next,
+        parts: &Parts,
+        ctx: &Ctx,
+        obj: &Arc<Object>,
+        result: EdgeResult,
+    ) -> Served {
+        let is_head = parts.method == Method::HEAD;
+        match next {
+            Next::Done(served) => served,
+            Next::Tokens(headers) => {
+                let tokens = parts.extensions.get::<crate::security::ViewerTokens>().map_or("", |t| t.0.as_str());
+                Served::new(Box::pin(with_tokens(obj, headers, tokens, is_head)).await, result)
+            }
+            Next::Range(headers, specs) => {
+                match Box::pin(self.serve_range(obj, headers, &specs, is_head, result)).await {
+                    Some(s) => s,
+                    // The object turned out too large to store while this
+                    // range waited for it: the range goes to the origin.
+                    None => self.relay_range(parts, ctx).await,
+                }
+            }
+        }
+    }
+
+    /// Answers from a stored object as far as that is possible without waiting:
+    /// the whole hit path of a fresh object.
+    pub(super) fn serve_now(&self, parts: &Parts, obj: &Arc<Object>, result: EdgeResult, now: Instant) -> Next {
         let head = obj.head();
-        let now = Instant::now();
+        let tokens = obj.is_manifest() && parts.extensions.get::<crate::security::ViewerTokens>().is_some();
+        if head.status == StatusCode::OK && !tokens && plain_request(&parts.headers, obj.compressible) {
+            if let Some(len) = obj.body.total_len() {
+                let is_head = parts.method == Method::HEAD;
+                let hit = head.hit.0.get_or_init(|| self.hit_head(&head, obj.compressible, len));
+                let mut headers = hit.headers.clone();
+                let age_secs = head.age(now).as_secs();
+                let x_cache = result.x_cache_header();
+                let mut bytes = hit.bytes + x_cache.len() as u64;
+                headers.insert(X_CACHE.clone(), x_cache);
+                if result == EdgeResult::Miss && age_secs == 0 {
+                    // The placeholder's name and framing go with it.
+                    headers.remove(header::AGE);
+                    bytes -= (header::AGE.as_str().len() + 4) as u64;
+                } else {
+                    let age = crate::http::age_value(age_secs);
+                    bytes += age.len() as u64;
+                    headers.insert(header::AGE, age);
+                }
+                let body = if is_head {
+                    EdgeBody::empty()
+                } else if let Some(all) = obj.body.bytes() {
+                    EdgeBody::full(all.clone())
+                } else {
+                    EdgeBody::stored(obj.body.clone(), 0, None)
+                };
+                let mut served = Served::new(with(StatusCode::OK, headers, body), result);
+                served.head_bytes = Some(bytes);
+                return Next::Done(served);
+            }
+        }
         let mut headers = head.headers.clone();
         let age = head.age(now).as_secs();
         if result != EdgeResult::Miss || age > 0 {
-            headers.insert(header::AGE, HeaderValue::from(age));
+            headers.insert(header::AGE, crate::http::age_value(age));
         }
         if obj.compressible && !crate::http::list_contains(&headers, &header::VARY, "accept-encoding") {
             headers.append(header::VARY, ACCEPT_ENCODING.clone());
         }
         let is_head = parts.method == Method::HEAD;
-        let served = |resp: Response<EdgeBody>| Served::new(resp, result);
-        if let Some(tokens) = parts.extensions.get::<crate::security::ViewerTokens>() {
-            if obj.is_manifest() && head.status == StatusCode::OK {
-                drop(head);
-                return served(Box::pin(with_tokens(&obj, headers, &tokens.0, is_head)).await);
-            }
+        let served = |resp: Response<EdgeBody>| Next::Done(Served::new(resp, result));
+        if tokens && head.status == StatusCode::OK {
+            return Next::Tokens(headers);
         }
         if head.status != StatusCode::OK {
             let len = obj.body.total_len();
-            return served(body_response(head.status, headers, &obj, 0, len, is_head));
+            return served(body_response(head.status, headers, obj, 0, len, is_head));
         }
         match conditional::evaluate(&parts.headers, head.etag.as_ref(), head.last_modified) {
             Precondition::NotModified => return served(not_modified(&headers)),
             // Answered from the stored validators, as a 304 is.
             Precondition::Failed => {
-                return Served { result, ..error(StatusCode::PRECONDITION_FAILED, "a precondition failed") }
+                return Next::Done(Served { result, ..error(StatusCode::PRECONDITION_FAILED, "a precondition failed") })
             }
             Precondition::Proceed => {}
         }
@@ -67,13 +129,7 @@ impl Edge {
         headers.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
         if let Some(specs) = parts.headers.get(header::RANGE).and_then(|v| range::parse(v.as_bytes())) {
             if conditional::if_range_holds(&parts.headers, head.etag.as_ref(), head.last_modified, head.date) {
-                drop(head);
-                return match Box::pin(self.serve_range(&obj, headers, &specs, is_head, result)).await {
-                    Some(s) => s,
-                    // The object turned out too large to store while this
-                    // range waited for it: the range goes to the origin.
-                    None => self.relay_range(parts, ctx).await,
-                };
+                return Next::Range(headers, specs);
             }
         }
         if obj.compressible {
@@ -91,7 +147,27 @@ impl Edge {
             }
         }
         let len = obj.body.total_len();
-        served(body_response(StatusCode::OK, headers, &obj, 0, len, is_head))
+        served(body_response(StatusCode::OK, headers, obj, 0, len, is_head))
+    }
+
+    /// Makes the head every plain hit on this stored head starts from.
+    fn hit_head(&self, head: &Head, compressible: bool, len: u64) -> HitHead {
+        let mut h = head.headers.clone();
+        if compressible && !crate::http::list_contains(&h, &header::VARY, "accept-encoding") {
+            h.append(header::VARY, ACCEPT_ENCODING.clone());
+        }
+        h.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+        h.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
+        if h.contains_key(header::VIA) {
+            crate::http::append_list(&mut h, header::VIA, &self.via);
+        } else {
+            h.insert(header::VIA, self.via_value.clone());
+        }
+        // Placeholders, replaced in place by each hit.
+        h.insert(header::AGE, HeaderValue::from_static(""));
+        h.insert(X_CACHE.clone(), HeaderValue::from_static(""));
+        let reason = StatusCode::OK.canonical_reason().map_or(0, str::len);
+        HitHead { bytes: crate::http::head_size(reason + 4, &h), headers: h }
     }
 
     async fn serve_range(
@@ -157,6 +233,33 @@ impl Edge {
             Err(e) => error(e.status(), &e.to_string()),
         }
     }
+}
+
+/// What answering from a stored object needs after `serve_now`.
+// The large variant is the common one (a hit): boxing it would allocate per hit.
+#[allow(clippy::large_enum_variant)]
+pub(super) enum Next {
+    /// Answered without waiting: most hits.
+    Done(Served),
+    /// A manifest to rewrite with the viewer's signing parameters.
+    Tokens(HeaderMap),
+    /// A range, which may need bytes that are still arriving.
+    Range(HeaderMap, Vec<Spec>),
+}
+
+/// Whether a request asks for the stored response as it is: no conditional,
+/// no range, and (for an object that may be compressed) no compression.
+/// One pass over the request's fields.
+fn plain_request(req: &HeaderMap, compressible: bool) -> bool {
+    !req.keys().any(|name| {
+        name == header::IF_NONE_MATCH
+            || name == header::IF_MODIFIED_SINCE
+            || name == header::IF_MATCH
+            || name == header::IF_UNMODIFIED_SINCE
+            || name == header::IF_RANGE
+            || name == header::RANGE
+            || (compressible && name == header::ACCEPT_ENCODING)
+    })
 }
 
 /// 416 with the length the range was resolved against.

@@ -4,7 +4,7 @@
 
 use super::limits::Permit;
 use crate::http::body::EdgeBody;
-use crate::proxy::{Edge, Viewer};
+use crate::proxy::{Edge, Handled, Viewer};
 use bytes::Bytes;
 use http::{Request, Response, StatusCode, Version};
 use http_body::{Body, Frame, SizeHint};
@@ -13,6 +13,7 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use std::convert::Infallible;
+use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
@@ -82,7 +83,24 @@ impl Drop for Active {
 /// The response body, holding its request's place in `State::active`.
 pub struct ConnBody {
     inner: EdgeBody,
-    _active: Active,
+    _active: Option<Active>,
+}
+
+/// The future hyper polls for one request.
+struct Reply {
+    handled: Handled,
+    active: Option<Active>,
+}
+
+impl Future for Reply {
+    type Output = Result<Response<ConnBody>, Infallible>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = &mut *self;
+        Pin::new(&mut this.handled)
+            .poll(cx)
+            .map(|res| Ok(res.map(|inner| ConnBody { inner, _active: this.active.take() })))
+    }
 }
 
 impl Body for ConnBody {
@@ -164,18 +182,14 @@ pub async fn serve(
     });
     let st = state.clone();
     let service = service_fn(move |req: Request<Incoming>| {
-        let edge = edge.clone();
         let active = st.begin(req.version());
         // HTTP/2 accepts a larger header list than the limit (see `start`) so
         // that an oversized one is answered 431 here, as on HTTP/1.1.
         let oversize = req.version() == Version::HTTP_2 && header_list_size(&req) > limits.max_header_bytes;
-        async move {
-            // Boxed: the request future is large, and hyper moves the
-            // service's future several times (for HTTP/2 into a task of its
-            // own per stream); a box makes each move a pointer copy.
-            let res = if oversize { too_large() } else { Box::pin(edge.handle(req, viewer)).await };
-            Ok::<_, Infallible>(res.map(|inner| ConnBody { inner, _active: active }))
-        }
+        // A hit is answered here, inside the call; anything that waits comes
+        // back boxed, so hyper only ever moves a small future.
+        let handled = if oversize { Handled::Ready(Some(too_large())) } else { edge.handle(req, viewer) };
+        Reply { handled, active: Some(active) }
     });
     let conn = builder.serve_connection(TokioIo::new(io), service);
     let mut conn = std::pin::pin!(conn);
