@@ -52,6 +52,7 @@ fn object(len: usize) -> std::sync::Arc<Object> {
             heuristic: false,
         },
         stored_at: Instant::now(),
+        hit: Default::default(),
     };
     Object::new(
         head,
