@@ -106,6 +106,8 @@ pub struct Edge {
     /// `1.1 <edge location> (mediaedge)`, added to `Via` both ways.
     via: String,
     via_value: HeaderValue,
+    /// This node's token in `Via` (`<edge location>-<node>`), for loop checks.
+    via_token: String,
     /// Bounds the segment prefetches running at once.
     prefetch_permits: Arc<tokio::sync::Semaphore>,
     /// Signed URLs and cookies, with the verified signatures it remembers.
@@ -138,6 +140,7 @@ impl Edge {
             cache: Cache::new(config.cache.clone()),
             log,
             via_value: HeaderValue::from_str(&via).unwrap_or(HeaderValue::from_static("1.1 mediaedge")),
+            via_token: via.split(' ').nth(1).unwrap_or("").to_string(),
             via,
             prefetch_permits: Arc::new(tokio::sync::Semaphore::new(8)),
             signed: crate::security::Verifier::default(),
@@ -421,13 +424,12 @@ impl Edge {
     /// an origin that is (or leads back to) this edge. Other edges' tokens,
     /// including tiers with the same location name, do not count.
     fn looped(&self, headers: &http::HeaderMap) -> bool {
-        let own = self.via.split(' ').nth(1).unwrap_or("");
         headers
             .get_all(header::VIA)
             .iter()
             .filter_map(|v| v.to_str().ok())
             .flat_map(|v| v.split(','))
-            .any(|member| member.split_whitespace().nth(1) == Some(own))
+            .any(|member| member.split_whitespace().nth(1) == Some(self.via_token.as_str()))
     }
 }
 
