@@ -41,6 +41,8 @@ const MIN_LIFETIME: Duration = Duration::from_secs(10);
 /// Writes waiting for the writer thread, at most (objects and bytes).
 const QUEUE: usize = 256;
 const QUEUE_BYTES: u64 = 64 << 20;
+/// The longest an invalidation waits for its record to be written.
+const INVALIDATION_WAIT: Duration = Duration::from_secs(5);
 
 /// Where an object stands with the disk tier (`Object::disk_state`).
 pub const NOT_YET: u8 = 0;
@@ -72,9 +74,14 @@ pub struct Stats {
 }
 
 enum Job {
-    Object { primary: Box<str>, secondary: Box<str>, obj: Arc<Object> },
+    Object {
+        primary: Box<str>,
+        secondary: Box<str>,
+        obj: Arc<Object>,
+    },
     Purge(Box<str>),
-    Invalidate(String, Vec<PathMatch>),
+    /// With a channel told once the record is written.
+    Invalidate(String, Vec<PathMatch>, SyncSender<()>),
 }
 
 pub struct DiskStore {
@@ -269,7 +276,13 @@ impl DiskStore {
         let freed = self.index.invalidate(distribution, paths, None);
         self.stats.objects.fetch_sub(freed.entries, Ordering::Relaxed);
         self.stats.bytes.fetch_sub(freed.bytes, Ordering::Relaxed);
-        self.send(Job::Invalidate(distribution.to_string(), paths.to_vec()));
+        // Waits (on the caller's blocking thread) until the record is written,
+        // so that an invalidation reported complete holds across a kill.
+        let (done, written) = sync_channel(1);
+        self.send(Job::Invalidate(distribution.to_string(), paths.to_vec(), done));
+        if written.recv_timeout(INVALIDATION_WAIT).is_err() {
+            tracing::warn!("the disk cache's invalidation record was not written within {INVALIDATION_WAIT:?}");
+        }
     }
 
     /// Drops every variant stored under a primary key (and logs the purge).
@@ -414,10 +427,13 @@ impl Writer {
                     let meta = record::encode_purge(&k);
                     self.write(Kind::PurgeKey, &meta, &[], record::unix_ms(std::time::SystemTime::now())).map(|_| ())
                 }
-                Job::Invalidate(d, paths) => {
+                Job::Invalidate(d, paths, done) => {
                     let meta = record::encode_invalidation(&d, &paths);
-                    self.write(Kind::Invalidation, &meta, &[], record::unix_ms(std::time::SystemTime::now()))
-                        .map(|_| ())
+                    let r = self
+                        .write(Kind::Invalidation, &meta, &[], record::unix_ms(std::time::SystemTime::now()))
+                        .map(|_| ());
+                    let _ = done.try_send(());
+                    r
                 }
             };
             if let Err(e) = r {
