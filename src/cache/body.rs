@@ -30,6 +30,7 @@ pub const PASS_WINDOW: u64 = 1 << 20;
 const HOLDER_CHECK: Duration = Duration::from_millis(100);
 
 /// The bytes of a body that lives on disk (a record of the disk tier).
+#[allow(clippy::len_without_is_empty)]
 pub trait Extent: Send + Sync + std::fmt::Debug {
     fn len(&self) -> u64;
     /// Whether the bytes are still there (not evicted or dropped).

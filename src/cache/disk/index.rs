@@ -7,7 +7,7 @@ use crate::cache::invalidate;
 use crate::cache::object::VaryKey;
 use http::HeaderMap;
 use std::collections::HashMap;
-use std::hash::{BuildHasher, Hash, Hasher};
+use std::hash::BuildHasher;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 const SHARDS: usize = 16;
@@ -52,9 +52,7 @@ impl Freed {
 
 impl Index {
     fn shard(&self, primary: &str) -> MutexGuard<'_, HashMap<Box<str>, Vec<IndexEntry>>> {
-        let mut h = self.hasher.build_hasher();
-        primary.hash(&mut h);
-        let i = h.finish() as usize % SHARDS;
+        let i = self.hasher.hash_one(primary) as usize % SHARDS;
         // Every update is a single insert or removal: a poisoned shard is sound.
         self.shards[i].lock().unwrap_or_else(|e| e.into_inner())
     }

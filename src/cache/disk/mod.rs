@@ -524,10 +524,8 @@ impl Doorkeeper {
     }
 
     fn seen_then_insert(&self, primary: &str, secondary: &str) -> bool {
-        use std::hash::{BuildHasher, Hash, Hasher};
-        let mut h = self.hasher.build_hasher();
-        (primary, secondary).hash(&mut h);
-        let h = h.finish();
+        use std::hash::BuildHasher;
+        let h = self.hasher.hash_one((primary, secondary));
         let mut seen = true;
         for b in [h % DOOR_BITS, (h >> 32 ^ h.rotate_left(17)) % DOOR_BITS] {
             let (word, bit) = ((b / 64) as usize, 1u64 << (b % 64));
