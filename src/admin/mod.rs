@@ -466,6 +466,9 @@ pub async fn start(mut config: Config) -> Result<ControlledEdge, String> {
         tracing::debug!(id = %d.id, ?outcome, "seeded from {source}");
     }
     config.distributions = deployable(&store, &config.distributions, &config.server.edge_domain)?;
+    if config.cache.disk.is_some() {
+        config.cache.replay = replayed(&store)?;
+    }
     let running = crate::server::start(&config).await.map_err(|e| {
         if e.starts_with("cannot listen on") {
             format!("{e}; is another edge listening there? Give this one its own port with --listen ADDR (or [server] listen)")
@@ -502,6 +505,19 @@ pub async fn start(mut config: Config) -> Result<ControlledEdge, String> {
         }
     }));
     Ok(ControlledEdge { running, control: Some(control), admin_addr: Some(admin_addr), _tasks: Tasks(tasks) })
+}
+
+/// Every invalidation the store holds, for the disk tier's index rebuild.
+fn replayed(store: &StateStore) -> Result<Vec<crate::config::ReplayedInvalidation>, String> {
+    let records = store.all_invalidations().map_err(|e| e.to_string())?;
+    Ok(records
+        .into_iter()
+        .map(|r| crate::config::ReplayedInvalidation {
+            distribution: r.distribution_id,
+            paths: r.paths,
+            create_ms: r.create_ms,
+        })
+        .collect())
 }
 
 /// What a start serves from the store, by the seeding rule (docs/admin-api.md,

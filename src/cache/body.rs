@@ -14,6 +14,7 @@
 
 use bytes::{Bytes, BytesMut};
 use std::collections::VecDeque;
+use std::future::Future;
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
@@ -28,11 +29,26 @@ pub const PASS_WINDOW: u64 = 1 << 20;
 /// no wake-up behind).
 const HOLDER_CHECK: Duration = Duration::from_millis(100);
 
+/// The bytes of a body that lives on disk (a record of the disk tier).
+#[allow(clippy::len_without_is_empty)]
+pub trait Extent: Send + Sync + std::fmt::Debug {
+    fn len(&self) -> u64;
+    /// Whether the bytes are still there (not evicted or dropped).
+    fn is_valid(&self) -> bool;
+    /// Reads up to `max` bytes at `pos`. Blocking: call it from a blocking thread.
+    fn read_at(&self, pos: u64, max: usize) -> std::io::Result<Bytes>;
+}
+
+/// The most a disk read hands out at once.
+pub const DISK_CHUNK: usize = 256 << 10;
+
 #[derive(Debug)]
 pub struct StoredBody {
     /// Set once the fill has finished: the whole body, contiguous. Readers of a
     /// complete body never take the lock.
     complete: OnceLock<Bytes>,
+    /// A whole body on disk, read in `DISK_CHUNK` pieces (never held whole).
+    disk: Option<Arc<dyn Extent>>,
     state: Mutex<FillState>,
     /// The length the origin announced, if any.
     expected: Option<u64>,
@@ -134,6 +150,7 @@ impl StoredBody {
             complete: OnceLock::new(),
             state: Mutex::new(FillState::new(0, End::Open)),
             expected,
+            disk: None,
         });
         let writer = BodyWriter { body: body.clone(), finished: false };
         (body, writer)
@@ -146,9 +163,26 @@ impl StoredBody {
             complete: OnceLock::new(),
             state: Mutex::new(FillState::new(len, End::Done)),
             expected: Some(len),
+            disk: None,
         };
         let _ = body.complete.set(bytes);
         Arc::new(body)
+    }
+
+    /// A whole body that stays on disk: readers read it in pieces.
+    pub fn on_disk(extent: Arc<dyn Extent>) -> Arc<StoredBody> {
+        let len = extent.len();
+        Arc::new(StoredBody {
+            complete: OnceLock::new(),
+            state: Mutex::new(FillState::new(len, End::Done)),
+            expected: Some(len),
+            disk: Some(extent),
+        })
+    }
+
+    /// The disk extent, for a body that stays on disk.
+    pub fn extent(&self) -> Option<&Arc<dyn Extent>> {
+        self.disk.as_ref()
     }
 
     fn lock(&self) -> MutexGuard<'_, FillState> {
@@ -185,6 +219,9 @@ impl StoredBody {
     }
 
     pub fn is_failed(&self) -> bool {
+        if let Some(d) = &self.disk {
+            return !d.is_valid();
+        }
         self.complete.get().is_none() && matches!(self.lock().end, End::Failed(_))
     }
 
@@ -208,6 +245,10 @@ impl StoredBody {
     ) -> Poll<Result<Option<Bytes>, FillFailed>> {
         if let Some(all) = self.complete.get() {
             return Poll::Ready(Ok(slice_of(all, pos, end)));
+        }
+        if let Some(d) = &self.disk {
+            // Without a reader to hold a pending read: read in place.
+            return Poll::Ready(disk_read(d, pos, end));
         }
         let mut st = self.lock();
         match &st.end {
@@ -260,7 +301,7 @@ impl StoredBody {
     /// the bytes it still needs and waits for it. Bodies already whole need no
     /// registration.
     pub fn reader(self: &Arc<Self>, pos: u64) -> BodyReader {
-        let id = if self.complete.get().is_some() {
+        let id = if self.complete.get().is_some() || self.disk.is_some() {
             None
         } else {
             let mut st = self.lock();
@@ -269,7 +310,7 @@ impl StoredBody {
             st.readers.push((id, pos));
             Some(id)
         };
-        BodyReader { body: self.clone(), id }
+        BodyReader { body: self.clone(), id, pending: Mutex::new(None) }
     }
 
     /// Waits until at least `upto` bytes are stored or the fill ends.
@@ -300,6 +341,18 @@ impl StoredBody {
 
     /// Waits for the whole body.
     pub async fn wait_complete(&self) -> Result<Bytes, FillFailed> {
+        if let Some(d) = &self.disk {
+            // The whole body is read into memory (multipart ranges, token
+            // rewriting): bounded by the largest object the disk holds.
+            let d = d.clone();
+            let len = d.len() as usize;
+            return match tokio::task::spawn_blocking(move || d.read_at(0, len)).await {
+                Ok(Ok(b)) if b.len() == len => Ok(b),
+                Ok(Ok(_)) => Err(FillFailed("the disk copy is shorter than its record".into())),
+                Ok(Err(e)) => Err(FillFailed(format!("disk read: {e}").into())),
+                Err(e) => Err(FillFailed(format!("disk read: {e}").into())),
+            };
+        }
         self.wait_for(u64::MAX).await?;
         match self.complete.get() {
             Some(b) => Ok(b.clone()),
@@ -309,6 +362,9 @@ impl StoredBody {
 
     /// Bytes held in memory for this body.
     pub fn held(&self) -> u64 {
+        if self.disk.is_some() {
+            return 0;
+        }
         match self.complete.get() {
             Some(b) => b.len() as u64,
             None => self.lock().chunks.iter().map(|c| c.len() as u64).sum(),
@@ -333,6 +389,8 @@ impl FillState {
 pub struct BodyReader {
     body: Arc<StoredBody>,
     id: Option<u64>,
+    /// A disk read under way on the blocking pool, and the offset it reads.
+    pending: Mutex<Option<(u64, tokio::task::JoinHandle<std::io::Result<Bytes>>)>>,
 }
 
 impl BodyReader {
@@ -347,12 +405,56 @@ impl BodyReader {
         end: Option<u64>,
         cx: &mut Context<'_>,
     ) -> Poll<Result<Option<Bytes>, FillFailed>> {
-        self.body.poll_read_as(self.id, pos, end, cx)
+        let Some(d) = &self.body.disk else {
+            return self.body.poll_read_as(self.id, pos, end, cx);
+        };
+        let stop = end.unwrap_or(u64::MAX).min(d.len());
+        if pos >= stop {
+            return Poll::Ready(Ok(None));
+        }
+        let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+        if pending.as_ref().is_some_and(|(at, _)| *at != pos) {
+            if let Some((_, h)) = pending.take() {
+                h.abort();
+            }
+        }
+        let (_, handle) = pending.get_or_insert_with(|| {
+            let (d, max) = (d.clone(), (stop - pos).min(DISK_CHUNK as u64) as usize);
+            (pos, tokio::task::spawn_blocking(move || d.read_at(pos, max)))
+        });
+        let done = match std::pin::Pin::new(handle).poll(cx) {
+            Poll::Pending => return Poll::Pending,
+            Poll::Ready(r) => r,
+        };
+        *pending = None;
+        Poll::Ready(match done {
+            Ok(Ok(b)) if b.is_empty() => Err(FillFailed("the disk copy ended early".into())),
+            Ok(Ok(b)) => Ok(Some(b)),
+            Ok(Err(e)) => Err(FillFailed(format!("disk read: {e}").into())),
+            Err(e) => Err(FillFailed(format!("disk read: {e}").into())),
+        })
+    }
+}
+
+/// Reads the next piece of a disk body in place (no reader to hold a pending
+/// read): for the few callers that read without one.
+fn disk_read(d: &Arc<dyn Extent>, pos: u64, end: Option<u64>) -> Result<Option<Bytes>, FillFailed> {
+    let stop = end.unwrap_or(u64::MAX).min(d.len());
+    if pos >= stop {
+        return Ok(None);
+    }
+    match d.read_at(pos, (stop - pos).min(DISK_CHUNK as u64) as usize) {
+        Ok(b) if b.is_empty() => Err(FillFailed("the disk copy ended early".into())),
+        Ok(b) => Ok(Some(b)),
+        Err(e) => Err(FillFailed(format!("disk read: {e}").into())),
     }
 }
 
 impl Drop for BodyReader {
     fn drop(&mut self) {
+        if let Some((_, h)) = self.pending.get_mut().ok().and_then(Option::take) {
+            h.abort();
+        }
         if let Some(id) = self.id {
             let mut st = self.body.lock();
             st.readers.retain(|(i, _)| *i != id);

@@ -5,6 +5,7 @@
 //! Fills are driven by `crate::proxy::fill`; this module owns the state.
 
 pub mod body;
+pub mod disk;
 pub mod inflight;
 pub mod invalidate;
 pub mod key;
@@ -24,12 +25,14 @@ use store::{Entry, MemoryStore, Slot, Storage};
 pub use key::CacheKey;
 
 pub struct Cache {
-    store: Box<dyn Storage>,
+    store: Arc<dyn Storage>,
+    /// The disk tier, if configured and usable.
+    disk: Option<Arc<disk::DiskStore>>,
     inflight: Arc<InFlight>,
     pub config: CacheConfig,
     max_object_bytes: u64,
     /// Bumped by every invalidation; fills note it when they start.
-    epoch: AtomicU64,
+    epoch: Arc<AtomicU64>,
     /// Invalidations of the last hour, for fills that started before them.
     recent: Mutex<Vec<invalidate::Recent>>,
 }
@@ -52,12 +55,20 @@ impl Cache {
     pub fn new(config: CacheConfig) -> Cache {
         const SHARDS: usize = 8;
         let max_object_bytes = config.max_object_bytes.min(config.memory_bytes / SHARDS as u64);
+        let disk = config.disk.as_ref().and_then(|d| match disk::DiskStore::open(d, &config.replay) {
+            Ok(store) => Some(Arc::new(store)),
+            Err(e) => {
+                tracing::error!("disk cache unusable, running memory-only: {e}");
+                None
+            }
+        });
         Cache {
-            store: Box::new(MemoryStore::new(config.memory_bytes, SHARDS)),
+            store: Arc::new(MemoryStore::new(config.memory_bytes, SHARDS)),
+            disk,
             inflight: InFlight::new(),
             config,
             max_object_bytes,
-            epoch: AtomicU64::new(0),
+            epoch: Arc::new(AtomicU64::new(0)),
             recent: Mutex::new(Vec::new()),
         }
     }
@@ -73,14 +84,79 @@ impl Cache {
     }
 
     pub fn lookup(&self, key: &CacheKey, req: &HeaderMap) -> Lookup {
-        let Some(slot) = self.store.get(&key.primary) else {
-            return Lookup::Miss;
-        };
-        match slot.select(&key.secondary, req) {
-            Some(Entry::Object(o)) if !o.is_invalidated() && !o.body.is_failed() => Lookup::Found(o),
-            Some(Entry::Pass { until }) if Instant::now() < until => Lookup::Pass,
-            _ => Lookup::Miss,
+        let found = self.store.get(&key.primary).and_then(|slot| match slot.select(&key.secondary, req) {
+            Some(Entry::Object(o)) if !o.is_invalidated() && !o.body.is_failed() => Some(Lookup::Found(o)),
+            Some(Entry::Pass { until }) if Instant::now() < until => Some(Lookup::Pass),
+            _ => None,
+        });
+        match (found, &self.disk) {
+            (Some(Lookup::Found(o)), Some(disk)) => {
+                disk.note_hit(key, &o);
+                Lookup::Found(o)
+            }
+            (Some(l), _) => l,
+            (None, Some(disk)) => match disk.lookup(key, req) {
+                Some((o, promote)) => {
+                    if promote {
+                        self.promote(key, &o);
+                    }
+                    Lookup::Found(o)
+                }
+                None => Lookup::Miss,
+            },
+            (None, None) => Lookup::Miss,
         }
+    }
+
+    /// Puts an object found on disk into memory: at once if its body was read
+    /// whole, else read whole on the blocking pool (if memory takes objects
+    /// that large). An invalidation meanwhile wins.
+    fn promote(&self, key: &CacheKey, obj: &Arc<Object>) {
+        let since = self.epoch();
+        if obj.body.bytes().is_some() {
+            self.insert(key, obj.clone(), since);
+            return;
+        }
+        let (Some(extent), Ok(rt)) = (obj.body.extent().cloned(), tokio::runtime::Handle::try_current()) else {
+            return;
+        };
+        if extent.len() > self.max_object_bytes {
+            return;
+        }
+        let (store, key, old) = (self.store.clone(), key.clone(), obj.clone());
+        let stats = self.disk.as_ref().map(|d| d.stats.clone());
+        let epoch = self.epoch.clone();
+        rt.spawn_blocking(move || {
+            let Ok(bytes) = extent.read_at(0, extent.len() as usize) else { return };
+            let moved = || epoch.load(Ordering::SeqCst) != since.0;
+            if bytes.len() as u64 != extent.len() || moved() {
+                return;
+            }
+            let promoted = Object::new(
+                (**old.head()).clone(),
+                body::StoredBody::complete(bytes),
+                old.vary.clone(),
+                old.compressible,
+                old.media,
+            );
+            promoted.disk_state.store(disk::DONE, Ordering::Relaxed);
+            let slot = match store.get(&key.primary) {
+                Some(s) => s,
+                None => Arc::new(Slot::default()),
+            };
+            slot.upsert(key.secondary.as_str().into(), Entry::Object(promoted.clone()));
+            store.put(&key.primary, slot.clone());
+            // An invalidation ran meanwhile (it bumps the epoch before it
+            // walks the store): this copy is not kept.
+            if moved() {
+                promoted.invalidate();
+                slot.remove_object(&promoted);
+                return;
+            }
+            if let Some(s) = stats {
+                s.promotions.fetch_add(1, Ordering::Relaxed);
+            }
+        });
     }
 
     /// The key a miss for this request collapses on.
@@ -149,9 +225,12 @@ impl Cache {
         let prefix = format!("{distribution}\u{1f}");
         let mut n = 0;
         for k in self.store.keys_with_prefix(&prefix) {
-            if invalidate::covers(distribution, &paths, &k) && self.purge(&k) {
+            if invalidate::covers(distribution, &paths, &k) && self.purge_memory(&k) {
                 n += 1;
             }
+        }
+        if let Some(disk) = &self.disk {
+            disk.invalidate(distribution, &paths);
         }
         n
     }
@@ -160,6 +239,9 @@ impl Cache {
     pub fn fill_finished(&self, key: &CacheKey, obj: &Arc<Object>) {
         if obj.is_invalidated() {
             return;
+        }
+        if let Some(disk) = &self.disk {
+            disk.fill_finished(key, obj);
         }
         if let Some(slot) = self.store.get(&key.primary) {
             if matches!(slot.select(&key.secondary, &HeaderMap::new()), Some(Entry::Object(ref o)) if Arc::ptr_eq(o, obj))
@@ -197,6 +279,13 @@ impl Cache {
 
     /// Invalidates every response stored under a primary key (all variants).
     pub fn purge(&self, primary: &str) -> bool {
+        if let Some(disk) = &self.disk {
+            disk.purge(primary);
+        }
+        self.purge_memory(primary)
+    }
+
+    fn purge_memory(&self, primary: &str) -> bool {
         match self.store.remove(primary) {
             Some(slot) => {
                 slot.invalidate_all();
@@ -226,5 +315,10 @@ impl Cache {
     /// Slots evicted to make room, since start.
     pub fn evictions(&self) -> u64 {
         self.store.evictions()
+    }
+
+    /// The disk tier, if one is configured and usable.
+    pub fn disk(&self) -> Option<&disk::DiskStore> {
+        self.disk.as_deref()
     }
 }

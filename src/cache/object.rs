@@ -192,6 +192,8 @@ pub struct Object {
     /// The parsed manifest (for playlists and MPDs), once the body is whole.
     manifest: OnceLock<Option<Arc<Manifest>>>,
     invalidated: AtomicBool,
+    /// Where it stands with the disk tier (`cache::disk::NOT_YET`, ...).
+    pub disk_state: crate::cache::disk::DiskState,
     brotli: OnceLock<Option<Bytes>>,
     gzip: OnceLock<Option<Bytes>>,
 }
@@ -212,6 +214,7 @@ impl Object {
             media,
             manifest: OnceLock::new(),
             invalidated: AtomicBool::new(false),
+            disk_state: Default::default(),
             brotli: OnceLock::new(),
             gzip: OnceLock::new(),
         })

@@ -176,6 +176,39 @@ pub struct CacheConfig {
     /// The error-caching minimum TTL of every error status a distribution's
     /// `custom_error_responses` does not name (docs/caching.md, "Origin errors").
     pub error_ttl: Duration,
+    /// The disk tier under the memory cache (`[cache.disk]`), if configured.
+    pub disk: Option<DiskConfig>,
+    /// Invalidations from the state store, applied to the disk tier as its
+    /// index is rebuilt at start (filled at start, never from the file).
+    pub replay: Vec<ReplayedInvalidation>,
+}
+
+/// `[cache.disk]`: see docs/disk-cache.md.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DiskConfig {
+    pub path: PathBuf,
+    pub size_bytes: u64,
+    /// The unit of eviction: the oldest segment is emptied when room is needed.
+    pub segment_bytes: u64,
+    pub admission: DiskAdmission,
+}
+
+/// Which objects are written to disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DiskAdmission {
+    /// Every storable object, when its fill finishes.
+    Always,
+    /// Objects requested a second time (a hit, or a second fill of the key):
+    /// a one-pass crawl does not wash the disk.
+    SecondHit,
+}
+
+/// An invalidation as the state store recorded it.
+#[derive(Debug, Clone)]
+pub struct ReplayedInvalidation {
+    pub distribution: String,
+    pub paths: Vec<String>,
+    pub create_ms: u64,
 }
 
 #[derive(Debug, Clone)]
@@ -437,6 +470,8 @@ impl Default for CacheConfig {
             lock_timeout: Duration::from_secs(10),
             hit_for_pass_ttl: Duration::from_secs(60),
             error_ttl: Duration::from_secs(10),
+            disk: None,
+            replay: Vec::new(),
         }
     }
 }

@@ -7,6 +7,7 @@ use std::collections::{BTreeMap, HashSet};
 use toml::Spanned;
 
 mod behavior;
+mod disk;
 mod errors;
 mod forwarding;
 mod keys;
@@ -88,6 +89,7 @@ struct RawCache {
     lock_timeout: Option<Secs>,
     hit_for_pass_ttl: Option<Secs>,
     error_ttl: Option<Secs>,
+    disk: Option<Spanned<disk::RawDisk>>,
 }
 
 #[derive(Deserialize)]
@@ -381,6 +383,9 @@ fn resolve_with(text: &str, file: &Path, document: Option<&toml::Table>) -> Resu
     }
     if let Some(t) = raw.cache.error_ttl {
         cache.error_ttl = t.0;
+    }
+    if let Some(d) = raw.cache.disk {
+        cache.disk = Some(disk::resolve(&cx, d)?);
     }
 
     let admin = resolve_admin(&cx, raw.admin)?;

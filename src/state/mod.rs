@@ -537,6 +537,20 @@ impl StateStore {
         Ok(records)
     }
 
+    /// Every invalidation of every distribution (for the disk tier, whose
+    /// objects written before an invalidation must not come back at start).
+    pub fn all_invalidations(&self) -> Result<Vec<InvalidationRecord>, StateError> {
+        self.read(|txn| {
+            let table = txn.open_table(INVALIDATIONS)?;
+            let mut records: Vec<InvalidationRecord> = Vec::new();
+            for row in table.iter()? {
+                let (_, value) = row?;
+                records.push(decode(value.value())?);
+            }
+            Ok(records)
+        })
+    }
+
     /// Every InProgress invalidation of every distribution, oldest first: the
     /// work to resume after a restart.
     pub fn in_progress_invalidations(&self) -> Result<Vec<InvalidationRecord>, StateError> {

@@ -1,0 +1,216 @@
+//! The segment files: a ring written append-only, one segment at a time.
+//!
+//! When the segment being written is full, the next one in the ring (the
+//! oldest) is emptied: its entries leave the index, its generation is bumped
+//! (readers of its old records see the change and stop), and writing starts
+//! at its beginning. Nothing live is ever moved or rewritten.
+
+use super::record::{self, Kind, RecordHeader, RECORD_HEADER, SEGMENT_HEADER};
+use crate::cache::body::Extent;
+use bytes::Bytes;
+use std::fs::File;
+use std::io;
+use std::os::unix::fs::FileExt;
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+#[derive(Debug)]
+pub struct Segment {
+    pub id: u32,
+    pub file: File,
+    /// 0: never written. Bumped before a segment is reused.
+    pub generation: AtomicU64,
+}
+
+impl Segment {
+    pub fn open(dir: &Path, id: u32) -> io::Result<Segment> {
+        let path = dir.join(format!("seg-{id:05}.dat"));
+        let file = std::fs::OpenOptions::new().read(true).write(true).create(true).truncate(false).open(path)?;
+        Ok(Segment { id, file, generation: AtomicU64::new(0) })
+    }
+}
+
+/// Where a record's body lies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Location {
+    pub seg: u32,
+    pub generation: u64,
+    /// Offset of the body's first byte in the segment file.
+    pub body_at: u64,
+    pub body_len: u64,
+}
+
+/// A body on disk, read in place; it stops being readable when its segment
+/// is reused.
+#[derive(Debug)]
+pub struct DiskExtent {
+    pub seg: Arc<Segment>,
+    pub loc: Location,
+    pub stats: Arc<super::Stats>,
+}
+
+impl Extent for DiskExtent {
+    fn len(&self) -> u64 {
+        self.loc.body_len
+    }
+
+    fn is_valid(&self) -> bool {
+        self.seg.generation.load(Ordering::Acquire) == self.loc.generation
+    }
+
+    fn read_at(&self, pos: u64, max: usize) -> io::Result<Bytes> {
+        let gone = || io::Error::other("the disk copy was evicted");
+        if !self.is_valid() {
+            return Err(gone());
+        }
+        let n = (self.loc.body_len.saturating_sub(pos)).min(max as u64) as usize;
+        let mut buf = vec![0u8; n];
+        let started = std::time::Instant::now();
+        let r = self.seg.file.read_exact_at(&mut buf, self.loc.body_at + pos);
+        self.stats.read_ns.fetch_add(started.elapsed().as_nanos() as u64, Ordering::Relaxed);
+        self.stats.reads.fetch_add(1, Ordering::Relaxed);
+        if let Err(e) = r {
+            self.stats.errors.fetch_add(1, Ordering::Relaxed);
+            return Err(e);
+        }
+        // Reused while it was read: what was read may be the new records.
+        if !self.is_valid() {
+            return Err(gone());
+        }
+        self.stats.read_bytes.fetch_add(n as u64, Ordering::Relaxed);
+        Ok(Bytes::from(buf))
+    }
+}
+
+/// A record read back by the scan.
+pub enum Scanned {
+    Object { meta: Vec<u8>, header: RecordHeader, loc: Location },
+    Purge(String),
+    Invalidation(String, Vec<crate::cache::invalidate::PathMatch>),
+}
+
+/// Reads a segment's records in order, checking each whole (header, metadata
+/// and body CRC). Returns the records, where the valid part ends and how many
+/// records were dropped. A record failing its CRC is skipped; a header that
+/// does not check, or a record running past the end of the file (a torn
+/// write), ends the scan.
+pub fn scan(seg: &Segment, generation: u64) -> io::Result<(Vec<Scanned>, u64, usize)> {
+    let file_len = seg.file.metadata()?.len();
+    let mut pos = SEGMENT_HEADER;
+    let mut out = Vec::new();
+    let mut dropped = 0;
+    let mut buf = vec![0u8; 1 << 20];
+    while pos + RECORD_HEADER as u64 <= file_len {
+        let mut h = [0u8; RECORD_HEADER];
+        seg.file.read_exact_at(&mut h, pos)?;
+        let Some(header) = RecordHeader::decode(&h) else {
+            // Zeros after the last record are the normal end; anything else is torn.
+            if h.iter().any(|&b| b != 0) {
+                dropped += 1;
+            }
+            break;
+        };
+        if pos + header.total() > file_len || header.meta_len > (1 << 20) {
+            dropped += 1;
+            break;
+        }
+        let mut meta = vec![0u8; header.meta_len as usize];
+        seg.file.read_exact_at(&mut meta, pos + RECORD_HEADER as u64)?;
+        let mut crc = crc32fast::Hasher::new();
+        crc.update(&meta);
+        let body_at = pos + RECORD_HEADER as u64 + header.meta_len as u64;
+        let mut at = 0;
+        while at < header.body_len {
+            let n = (header.body_len - at).min(buf.len() as u64) as usize;
+            seg.file.read_exact_at(&mut buf[..n], body_at + at)?;
+            crc.update(&buf[..n]);
+            at += n as u64;
+        }
+        // A record whose header checks but whose contents do not is dropped;
+        // its length is known, so the scan goes on after it.
+        if crc.finalize() != header.crc {
+            dropped += 1;
+            pos += header.total();
+            continue;
+        }
+        let loc = Location { seg: seg.id, generation, body_at, body_len: header.body_len };
+        match header.kind {
+            Kind::Object => out.push(Scanned::Object { meta, header, loc }),
+            Kind::PurgeKey => {
+                if let Some(k) = record::decode_purge(&meta) {
+                    out.push(Scanned::Purge(k.to_string()));
+                }
+            }
+            Kind::Invalidation => {
+                if let Some((d, paths)) = record::decode_invalidation(&meta) {
+                    out.push(Scanned::Invalidation(d, paths));
+                }
+            }
+        }
+        pos += header.total();
+    }
+    Ok((out, pos, dropped))
+}
+
+/// Writes records at the end of the active segment (the writer thread's own).
+pub struct Appender {
+    pub segments: Vec<Arc<Segment>>,
+    pub seg_bytes: u64,
+    pub active: usize,
+    pub pos: u64,
+    pub next_generation: u64,
+}
+
+impl Appender {
+    /// Whether a record this large fits in a segment at all.
+    pub fn fits(&self, total: u64) -> bool {
+        total <= self.seg_bytes - SEGMENT_HEADER
+    }
+
+    /// The segment the next roll empties, if this record does not fit.
+    pub fn next_to_empty(&self, total: u64) -> Option<usize> {
+        (self.pos + total > self.seg_bytes).then(|| (self.active + 1) % self.segments.len())
+    }
+
+    /// Starts writing the next segment (whose entries the caller dropped).
+    pub fn roll(&mut self) -> io::Result<()> {
+        let next = (self.active + 1) % self.segments.len();
+        let seg = &self.segments[next];
+        let generation = self.next_generation;
+        self.next_generation += 1;
+        seg.generation.store(generation, Ordering::Release);
+        seg.file.set_len(0)?;
+        seg.file.write_all_at(&record::segment_header(generation), 0)?;
+        self.active = next;
+        self.pos = SEGMENT_HEADER;
+        Ok(())
+    }
+
+    /// Appends a record (the caller checked `fits` and rolled if needed).
+    pub fn append(&mut self, kind: Kind, meta: &[u8], body: &[u8], stored_ms: u64) -> io::Result<Location> {
+        let mut crc = crc32fast::Hasher::new();
+        crc.update(meta);
+        crc.update(body);
+        let header = RecordHeader {
+            kind,
+            meta_len: meta.len() as u32,
+            body_len: body.len() as u64,
+            stored_ms,
+            crc: crc.finalize(),
+        };
+        let seg = &self.segments[self.active];
+        let at = self.pos;
+        seg.file.write_all_at(&header.encode(), at)?;
+        seg.file.write_all_at(meta, at + RECORD_HEADER as u64)?;
+        let body_at = at + RECORD_HEADER as u64 + meta.len() as u64;
+        seg.file.write_all_at(body, body_at)?;
+        self.pos += header.total();
+        Ok(Location {
+            seg: self.active as u32,
+            generation: seg.generation.load(Ordering::Acquire),
+            body_at,
+            body_len: body.len() as u64,
+        })
+    }
+}

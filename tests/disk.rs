@@ -1,0 +1,369 @@
+//! The disk tier, with the real binary: objects pushed out of memory served
+//! from disk (whole and in ranges), a restart after SIGKILL serving what is
+//! on disk, corrupted and torn records refetched, invalidations that hold
+//! across restarts (including one recorded while the edge was down), second-
+//! hit admission, the size bound, and config errors.
+
+mod common;
+
+use common::{client, free_port_here, payload, Script, TempDir, TestOrigin, ADMIN_TOKEN};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+/// A `mediaedge serve` child process; SIGKILLed on drop.
+struct Edge {
+    child: std::process::Child,
+    addr: String,
+    admin: String,
+}
+
+impl Drop for Edge {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Edge {
+    /// Starts the binary on `dir/edge.toml`, its state in `dir/state`.
+    async fn start(dir: &Path) -> Edge {
+        let (port, admin_port) = (free_port_here(), free_port_here());
+        let child = std::process::Command::new(env!("CARGO_BIN_EXE_mediaedge"))
+            .arg("serve")
+            .arg("--config")
+            .arg(dir.join("edge.toml"))
+            .arg("--listen")
+            .arg(format!("127.0.0.1:{port}"))
+            .arg("--admin-listen")
+            .arg(format!("127.0.0.1:{admin_port}"))
+            .arg("--state-dir")
+            .arg(dir.join("state"))
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("the edge binary starts");
+        let edge = Edge { child, addr: format!("127.0.0.1:{port}"), admin: format!("http://127.0.0.1:{admin_port}") };
+        let c = client();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while c.get(format!("http://{}/ready-probe", edge.addr)).send().await.is_err() {
+            assert!(Instant::now() < deadline, "the edge did not answer within 60s");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        edge
+    }
+
+    /// SIGKILL: nothing is flushed or closed cleanly.
+    fn kill(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    async fn get(&self, path: &str, headers: &[(&str, &str)]) -> (u16, bytes::Bytes) {
+        let mut rb = client().get(format!("http://{}{path}", self.addr));
+        for (k, v) in headers {
+            rb = rb.header(*k, *v);
+        }
+        let r = rb.send().await.expect("request");
+        let s = r.status().as_u16();
+        (s, r.bytes().await.expect("body"))
+    }
+}
+
+fn write_config(dir: &Path, origin: &str, memory: &str, disk: &str) {
+    let text = format!(
+        "[cache]\nmemory = \"{memory}\"\n\n[cache.disk]\npath = \"{}\"\n{disk}\n\n[admin]\ntoken = \"{ADMIN_TOKEN}\"\n\n{}",
+        dir.join("cache").display(),
+        common::config_for(origin, "")
+    );
+    std::fs::write(dir.join("edge.toml"), text).expect("config");
+}
+
+/// The segment files, in order.
+fn segments(dir: &Path) -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = std::fs::read_dir(dir.join("cache"))
+        .map(|r| r.filter_map(|e| e.ok().map(|e| e.path())).collect())
+        .unwrap_or_default();
+    v.retain(|p| p.extension().is_some_and(|e| e == "dat"));
+    v.sort();
+    v
+}
+
+/// Where a body's first bytes are on disk: (segment file, offset).
+fn find_on_disk(dir: &Path, body: &[u8]) -> Option<(PathBuf, usize)> {
+    let needle = &body[..64];
+    segments(dir).into_iter().find_map(|p| {
+        let data = std::fs::read(&p).ok()?;
+        data.windows(64).position(|w| w == needle).map(|at| (p, at))
+    })
+}
+
+/// Waits until every body is on disk (the writer works behind the fills).
+async fn wait_on_disk(dir: &Path, bodies: &[&bytes::Bytes]) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !bodies.iter().all(|b| find_on_disk(dir, b).is_some()) {
+        assert!(Instant::now() < deadline, "objects did not reach the disk within 30s");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Objects `/v/0.ts`.. of `len` bytes each, set on the origin.
+fn catalogue(origin: &TestOrigin, n: usize, len: usize) -> Vec<(String, bytes::Bytes)> {
+    (0..n)
+        .map(|i| {
+            let path = format!("/v/{i}.ts");
+            let body = payload(len, i as u64 + 1);
+            origin.set(&path, Script::ok(body.clone()));
+            (path, body)
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn objects_pushed_out_of_memory_are_served_from_disk_whole_and_in_ranges() {
+    let origin = TestOrigin::start().await;
+    let dir = TempDir::new("disk-tier");
+    // 2 MiB of memory (objects up to 256 KiB) under 24 MiB of disk.
+    write_config(
+        dir.path(),
+        &origin.url(),
+        "2MiB",
+        "size = \"24MiB\"\nsegment_size = \"1MiB\"\nadmission = \"always\"",
+    );
+    let edge = Edge::start(dir.path()).await;
+    let objects = catalogue(&origin, 40, 200 << 10);
+    for (path, body) in &objects {
+        let (s, b) = edge.get(path, &[]).await;
+        assert_eq!((s, b.len()), (200, body.len()));
+    }
+    wait_on_disk(dir.path(), &objects.iter().map(|(_, b)| b).collect::<Vec<_>>()).await;
+    // 8 MB went through 2 MiB of memory: most are on disk only now.
+    for (path, body) in &objects {
+        let (s, b) = edge.get(path, &[]).await;
+        assert_eq!(s, 200);
+        assert!(b == *body, "{path}: the body from disk differs");
+        assert_eq!(origin.hits(path), 1, "{path} was fetched again");
+    }
+    let (path, body) = &objects[3];
+    let (s, b) = edge.get(path, &[("range", "bytes=150000-180000")]).await;
+    assert_eq!(s, 206);
+    assert_eq!(&b[..], &body[150000..=180000]);
+    assert_eq!(origin.hits(path), 1);
+}
+
+#[tokio::test]
+async fn a_restart_after_sigkill_serves_what_is_on_disk() {
+    let origin = TestOrigin::start().await;
+    let dir = TempDir::new("disk-restart");
+    write_config(
+        dir.path(),
+        &origin.url(),
+        "4MiB",
+        "size = \"24MiB\"\nsegment_size = \"1MiB\"\nadmission = \"always\"",
+    );
+    let edge = Edge::start(dir.path()).await;
+    let objects = catalogue(&origin, 12, 300 << 10);
+    for (path, _) in &objects {
+        assert_eq!(edge.get(path, &[]).await.0, 200);
+    }
+    wait_on_disk(dir.path(), &objects.iter().map(|(_, b)| b).collect::<Vec<_>>()).await;
+    edge.kill();
+    let edge = Edge::start(dir.path()).await;
+    for (path, body) in &objects {
+        let (s, b) = edge.get(path, &[]).await;
+        assert_eq!(s, 200);
+        assert!(b == *body, "{path}: the body after the restart differs");
+        assert_eq!(origin.hits(path), 1, "{path} was fetched again after the restart");
+    }
+}
+
+#[tokio::test]
+async fn corrupted_and_torn_records_are_dropped_and_refetched_never_served() {
+    let origin = TestOrigin::start().await;
+    let dir = TempDir::new("disk-corrupt");
+    write_config(
+        dir.path(),
+        &origin.url(),
+        "4MiB",
+        "size = \"24MiB\"\nsegment_size = \"1MiB\"\nadmission = \"always\"",
+    );
+    let edge = Edge::start(dir.path()).await;
+    let objects = catalogue(&origin, 6, 300 << 10);
+    for (path, _) in &objects {
+        assert_eq!(edge.get(path, &[]).await.0, 200);
+    }
+    wait_on_disk(dir.path(), &objects.iter().map(|(_, b)| b).collect::<Vec<_>>()).await;
+    edge.kill();
+    // Flip one byte in the middle of the first object's body...
+    let (file, at) = find_on_disk(dir.path(), &objects[0].1).expect("on disk");
+    let mut data = std::fs::read(&file).unwrap();
+    data[at + 100_000] ^= 0x55;
+    std::fs::write(&file, &data).unwrap();
+    // ...and cut the segment holding the last object in the middle of its body.
+    let (file, at) = find_on_disk(dir.path(), &objects[5].1).expect("on disk");
+    let f = std::fs::OpenOptions::new().write(true).open(&file).unwrap();
+    f.set_len((at + 1000) as u64).unwrap();
+    drop(f);
+    let edge = Edge::start(dir.path()).await;
+    for (i, (path, body)) in objects.iter().enumerate() {
+        let (s, b) = edge.get(path, &[]).await;
+        assert_eq!(s, 200);
+        assert!(b == *body, "{path}: a damaged copy was served");
+        let expected = if i == 0 || i == 5 { 2 } else { 1 };
+        assert_eq!(origin.hits(path), expected, "{path}: origin requests");
+    }
+}
+
+#[tokio::test]
+async fn invalidations_hold_across_restarts_including_one_recorded_while_down() {
+    let origin = TestOrigin::start().await;
+    let dir = TempDir::new("disk-invalidate");
+    write_config(
+        dir.path(),
+        &origin.url(),
+        "4MiB",
+        "size = \"24MiB\"\nsegment_size = \"1MiB\"\nadmission = \"always\"",
+    );
+    let edge = Edge::start(dir.path()).await;
+    let objects = catalogue(&origin, 3, 100 << 10);
+    for (path, _) in &objects {
+        assert_eq!(edge.get(path, &[]).await.0, 200);
+    }
+    wait_on_disk(dir.path(), &objects.iter().map(|(_, b)| b).collect::<Vec<_>>()).await;
+    // /v/0.ts is invalidated through the admin API while the edge runs.
+    let c = client();
+    let r = c
+        .post(format!("{}/v1/distributions/ETEST/invalidations", edge.admin))
+        .bearer_auth(ADMIN_TOKEN)
+        .header("content-type", "application/json")
+        .body(r#"{"paths": ["/v/0.ts"], "caller_reference": "live"}"#)
+        .send()
+        .await
+        .expect("invalidation");
+    assert_eq!(r.status().as_u16(), 201);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let r = c
+            .get(format!("{}/v1/distributions/ETEST/invalidations?max_items=10", edge.admin))
+            .bearer_auth(ADMIN_TOKEN)
+            .send()
+            .await
+            .expect("list");
+        if r.text().await.unwrap_or_default().contains("Completed") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the invalidation did not complete");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    edge.kill();
+    // /v/1.ts is invalidated while the edge is down (recorded in its state store).
+    {
+        let store = mediaedge::state::StateStore::open(&dir.path().join("state")).expect("state store");
+        let (record, _) = store.create_invalidation("ETEST", "while-down", &["/v/1.ts".to_string()]).expect("record");
+        store.complete_invalidation("ETEST", &record.id).expect("completed");
+    }
+    let edge = Edge::start(dir.path()).await;
+    for (i, (path, body)) in objects.iter().enumerate() {
+        let (s, b) = edge.get(path, &[]).await;
+        assert_eq!(s, 200);
+        assert!(b == *body);
+        let expected = if i < 2 { 2 } else { 1 };
+        assert_eq!(origin.hits(path), expected, "{path}: origin requests after the restart");
+    }
+}
+
+#[tokio::test]
+async fn second_hit_admission_keeps_one_hit_objects_off_the_disk() {
+    let origin = TestOrigin::start().await;
+    let dir = TempDir::new("disk-admission");
+    // The default admission: second-hit.
+    write_config(dir.path(), &origin.url(), "4MiB", "size = \"24MiB\"\nsegment_size = \"1MiB\"");
+    let edge = Edge::start(dir.path()).await;
+    let objects = catalogue(&origin, 2, 100 << 10);
+    let (once, twice) = (&objects[0], &objects[1]);
+    assert_eq!(edge.get(&once.0, &[]).await.0, 200);
+    assert_eq!(edge.get(&twice.0, &[]).await.0, 200);
+    assert_eq!(edge.get(&twice.0, &[]).await.0, 200);
+    // Writes are made in order: once the second is there, the first would be.
+    wait_on_disk(dir.path(), &[&twice.1]).await;
+    assert!(find_on_disk(dir.path(), &once.1).is_none(), "an object requested once was written to disk");
+    edge.kill();
+    let edge = Edge::start(dir.path()).await;
+    assert_eq!(edge.get(&twice.0, &[]).await.1, twice.1);
+    assert_eq!(edge.get(&once.0, &[]).await.1, once.1);
+    assert_eq!((origin.hits(&twice.0), origin.hits(&once.0)), (1, 2));
+}
+
+#[tokio::test]
+async fn the_disk_stays_within_its_size_and_evicts_the_oldest() {
+    let origin = TestOrigin::start().await;
+    let dir = TempDir::new("disk-bound");
+    write_config(dir.path(), &origin.url(), "2MiB", "size = \"8MiB\"\nsegment_size = \"1MiB\"\nadmission = \"always\"");
+    let edge = Edge::start(dir.path()).await;
+    // 30 × 200 KiB = 6 MB through a ring of 8 segments, 4 objects each, twice over.
+    let objects = catalogue(&origin, 60, 200 << 10);
+    for (path, _) in &objects {
+        assert_eq!(edge.get(path, &[]).await.0, 200);
+    }
+    wait_on_disk(dir.path(), &[&objects[59].1]).await;
+    let total: u64 = segments(dir.path()).iter().map(|p| std::fs::metadata(p).map_or(0, |m| m.len())).sum();
+    assert!(total <= 8 << 20, "the segment files hold {total} bytes, more than 8 MiB");
+    assert_eq!(segments(dir.path()).len(), 8);
+    // The first objects were evicted (from memory and disk): fetched again.
+    assert!(find_on_disk(dir.path(), &objects[0].1).is_none());
+    assert_eq!(edge.get(&objects[0].0, &[]).await.1, objects[0].1);
+    assert_eq!(origin.hits(&objects[0].0), 2);
+    // The last ones are still on disk.
+    assert_eq!(edge.get(&objects[57].0, &[]).await.1, objects[57].1);
+    assert_eq!(origin.hits(&objects[57].0), 1);
+}
+
+#[tokio::test]
+async fn an_unusable_cache_directory_leaves_the_edge_serving_from_memory() {
+    let origin = TestOrigin::start().await;
+    let dir = TempDir::new("disk-unusable");
+    write_config(dir.path(), &origin.url(), "4MiB", "size = \"24MiB\"");
+    // The cache path is a file: no directory can be made there.
+    std::fs::write(dir.path().join("cache"), b"not a directory").unwrap();
+    let edge = Edge::start(dir.path()).await;
+    let objects = catalogue(&origin, 2, 10 << 10);
+    for _ in 0..2 {
+        for (path, body) in &objects {
+            assert_eq!(edge.get(path, &[]).await, (200, body.clone()));
+        }
+    }
+    assert_eq!(origin.hits(&objects[0].0), 1, "memory still caches");
+}
+
+#[test]
+fn disk_settings_are_checked_with_file_line_and_field() {
+    let base = "[cache]\nmemory = \"64MiB\"\n\n[cache.disk]\n";
+    let cases = [
+        ("size = \"20GiB\"\n", "cache.disk.path"),
+        ("path = \"/tmp/x\"\n", "cache.disk.size"),
+        ("path = \"/tmp/x\"\nsize = \"1MiB\"\n", "cache.disk.size"),
+        ("path = \"/tmp/x\"\nsize = \"64MiB\"\nsegment_size = \"32MiB\"\n", "cache.disk.segment_size"),
+        ("path = \"/tmp/x\"\nsize = \"64MiB\"\nadmission = \"sometimes\"\n", "cache.disk.admission"),
+    ];
+    for (text, field) in cases {
+        let err =
+            mediaedge::Config::parse(&format!("{base}{text}"), Path::new("edge.toml")).expect_err(text).to_string();
+        assert!(err.starts_with("edge.toml:"), "{err}");
+        assert!(err.contains(field), "{text}: {err}");
+    }
+    let bad_line = mediaedge::Config::parse(
+        &format!("{base}path = \"/tmp/x\"\nsize = \"64MiB\"\nadmission = \"sometimes\"\n"),
+        Path::new("edge.toml"),
+    )
+    .expect_err("bad admission")
+    .to_string();
+    assert!(bad_line.starts_with("edge.toml:7:"), "{bad_line}");
+    let ok = mediaedge::Config::parse(
+        &format!("{base}path = \"cache\"\nsize = \"20GiB\"\n"),
+        Path::new("/etc/me/edge.toml"),
+    )
+    .expect("valid");
+    let disk = ok.cache.disk.expect("disk");
+    assert_eq!(disk.path, Path::new("/etc/me/cache"));
+    assert_eq!((disk.size_bytes, disk.segment_bytes), (20 << 30, 256 << 20));
+}
