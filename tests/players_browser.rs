@@ -105,6 +105,11 @@ struct Seen {
     stalls: u64,
     latency: Vec<f64>,
     part_delay: Vec<f64>,
+    /// The same for parts loaded at the live edge: no later part of that
+    /// rendition existed when the player asked for it (catching up after a
+    /// start or a level switch loads older parts, whose delay is the player's
+    /// choice, not delivery).
+    edge_part_delay: Vec<f64>,
     /// (rendition, segment, part) loaded by any player.
     parts: BTreeSet<(usize, u64, usize)>,
     /// Level sequences, per player.
@@ -132,6 +137,11 @@ fn seen(report: &Value, label: &str, published: &BTreeMap<(usize, u64, usize), l
                 );
                 if let (Some(at), Some(t)) = (published.get(&key), part["t"].as_f64()) {
                     s.part_delay.push(t - at.available_ms);
+                    let asked = part["start"].as_f64().unwrap_or(t);
+                    let next = published.range((key.0, key.1, key.2 + 1)..(key.0 + 1, 0, 0)).next();
+                    if next.is_none_or(|(_, n)| n.available_ms > asked) {
+                        s.edge_part_delay.push(t - at.available_ms);
+                    }
                 }
                 s.parts.insert(key);
             }
@@ -169,15 +179,18 @@ fn edge_config(origin: &str) -> String {
 
 fn summary(label: &str, s: &Seen) -> String {
     format!(
-        "{label}: players {} (playing {}), fatal {}, waiting {}, stalls {}, parts {}, part delay p50 {:.1} ms p95 {:.1} ms, \
-         latency p50 {:.2} s p95 {:.2} s, levels {:?}, non-fatal errors {}",
+        "{label}: players {} (playing {}), fatal {}, waiting {}, stalls {}, parts {}, part delay at the live edge \
+         p50 {:.1} ms p95 {:.1} ms ({} parts), all parts p95 {:.1} ms, latency p50 {:.2} s p95 {:.2} s, levels {:?}, \
+         non-fatal errors {}",
         s.players,
         s.playing,
         s.fatal.len(),
         s.waiting,
         s.stalls,
         s.parts.len(),
-        percentile(&s.part_delay, 0.5),
+        percentile(&s.edge_part_delay, 0.5),
+        percentile(&s.edge_part_delay, 0.95),
+        s.edge_part_delay.len(),
         percentile(&s.part_delay, 0.95),
         percentile(&s.latency, 0.5),
         percentile(&s.latency, 0.95),
