@@ -320,6 +320,111 @@ async fn fifty_viewers_of_the_next_segment_before_it_exists_make_one_origin_requ
     assert_eq!(o.hits("/cmaf/seg31.m4s"), 1);
 }
 
+// ---- 3. errors for live media, LL-DASH segments before they exist ----
+
+#[tokio::test]
+async fn an_error_for_a_live_part_is_shared_by_a_burst_and_kept_only_part_of_its_duration() {
+    let (e, o) = edge_and_origin("").await;
+    let c = client();
+    o.set("/live/e.m3u8", m3u8(playlist(4, 0), "max-age=60"));
+    assert_eq!(get(&c, &url(&e, "/live/e.m3u8"), &[]).await.0, 200);
+    // The playlist is parsed when its fill completes, just after its last byte.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    // The hinted part: the origin does not have it yet (404, no Cache-Control).
+    o.set("/live/part4.0.mp4", Script::ok("not yet").status(404).delay(Duration::from_millis(300)));
+    for (s, _, _, _) in all_at_once(&c, &url(&e, "/live/part4.0.mp4"), 20).await {
+        assert_eq!(s, 404);
+    }
+    assert_eq!(o.hits("/live/part4.0.mp4"), 1, "one origin request for the burst");
+    // A moment later the origin has it: the 404 was kept at most half the
+    // 0.5 s part (not the 10 s error-caching minimum).
+    o.set("/live/part4.0.mp4", Script::ok(payload(1000, 1)).header("content-type", "video/mp4"));
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let (s, x, _, b) = get(&c, &url(&e, "/live/part4.0.mp4"), &[]).await;
+    assert_eq!((s, x.as_str(), b), (200, "Miss", payload(1000, 1)));
+    // An object no manifest lists keeps the usual error TTL.
+    o.set("/live/other.mp4", Script::ok("no").status(404));
+    assert_eq!(get(&c, &url(&e, "/live/other.mp4"), &[]).await.0, 404);
+    o.set("/live/other.mp4", Script::ok("yes"));
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let (s, x, _, _) = get(&c, &url(&e, "/live/other.mp4"), &[]).await;
+    assert_eq!((s, x.as_str()), (404, "Hit"));
+}
+
+/// `YYYY-MM-DDTHH:MM:SSZ` for whole seconds since the epoch.
+fn iso8601(secs: u64) -> String {
+    let (days, rem) = ((secs / 86_400) as i64, secs % 86_400);
+    // Civil from days (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z", rem / 3600, rem % 3600 / 60, rem % 60)
+}
+
+/// A dynamic LL-DASH MPD (2 s segments, 0.5 s chunks: availabilityTimeOffset
+/// 1.5) that started 10 s ago: its availability start and the first segment
+/// number whose first chunk is out at least 1.2 s from now.
+fn ll_dash_mpd() -> (String, SystemTime, u64) {
+    let now = SystemTime::now();
+    let ast_secs = now.duration_since(SystemTime::UNIX_EPOCH).unwrap().as_secs() - 10;
+    let ast = SystemTime::UNIX_EPOCH + Duration::from_secs(ast_secs);
+    let available = |n: u64| ast + Duration::from_millis(2000 * n - 1500);
+    let n = (1..).find(|&n| available(n) >= now + Duration::from_millis(1200)).unwrap();
+    let mpd = format!(
+        r#"<?xml version="1.0"?>
+<MPD xmlns="urn:mpeg:dash:schema:mpd:2011" type="dynamic" availabilityStartTime="{}" minimumUpdatePeriod="PT2S" profiles="urn:mpeg:dash:profile:isoff-live:2011">
+<Period id="0" start="PT0S"><AdaptationSet contentType="video" mimeType="video/mp4">
+<SegmentTemplate timescale="1000" duration="2000" startNumber="1" availabilityTimeOffset="1.5" availabilityTimeComplete="false" initialization="init-$RepresentationID$.m4s" media="chunk-$RepresentationID$-$Number%05d$.m4s"/>
+<Representation id="0" bandwidth="1000000" codecs="avc1.64001f" width="640" height="360"/>
+</AdaptationSet></Period></MPD>"#,
+        iso8601(ast_secs)
+    );
+    (mpd, available(n), n)
+}
+
+#[tokio::test]
+async fn an_ll_dash_segment_asked_for_early_is_held_until_available_then_fetched_once() {
+    let (e, o) = edge_and_origin("").await;
+    let c = client();
+    let (mpd, available, n) = ll_dash_mpd();
+    o.set("/dash/live.mpd", Script::ok(mpd).header("content-type", "application/dash+xml"));
+    assert_eq!(get(&c, &url(&e, "/dash/live.mpd"), &[]).await.0, 200);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let path = format!("/dash/chunk-0-{n:05}.m4s");
+    // Before its availability time the origin does not have it.
+    o.set(&path, Script::ok("not yet").status(404));
+    let viewers: Vec<_> = (0..10)
+        .map(|_| {
+            let (c, u) = (c.clone(), url(&e, &path));
+            tokio::spawn(async move { get(&c, &u, &[]).await })
+        })
+        .collect();
+    // The origin has it from a little before its availability time.
+    let ready = available - Duration::from_millis(300);
+    if let Ok(d) = ready.duration_since(SystemTime::now()) {
+        tokio::time::sleep(d).await;
+    }
+    assert_eq!(o.hits(&path), 0, "nobody asked the origin before the segment was available");
+    let segment = payload(50_000, n);
+    o.set(&path, Script::ok(segment.clone()).header("content-type", "video/mp4"));
+    for v in viewers {
+        let (s, _, _, b) = v.await.unwrap();
+        assert_eq!((s, b), (200, segment.clone()));
+    }
+    assert_eq!(o.hits(&path), 1, "one origin request for every viewer held");
+    // Further ahead than two segment durations: 404 at once, origin untouched.
+    let far = format!("/dash/chunk-0-{:05}.m4s", n + 5);
+    let (s, _, h, _) = get(&c, &url(&e, &far), &[]).await;
+    assert_eq!((s, h["cache-control"].to_str().unwrap()), (404, "no-store"));
+    assert_eq!(o.hits(&far), 0);
+}
+
 #[allow(dead_code)]
 fn unix_secs(t: SystemTime) -> f64 {
     t.duration_since(SystemTime::UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64())
