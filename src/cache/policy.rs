@@ -205,14 +205,21 @@ pub struct Media {
     /// Replaces the behavior's default TTL for 2xx responses without explicit
     /// freshness (streaming-aware defaults).
     pub default_ttl: Option<Duration>,
+    /// A live part, chunk or segment the edge knows from a manifest it has
+    /// parsed: its duration (see [`error_ttl`]).
+    pub live: Option<Duration>,
 }
 
 impl Media {
     /// A response of `kind` with the behavior's streaming defaults.
     pub fn at_headers(kind: MediaKind, streaming: &crate::config::StreamingPolicy) -> Media {
-        Media { kind, default_ttl: crate::media::policy::default_at_headers(kind, streaming) }
+        Media { kind, default_ttl: crate::media::policy::default_at_headers(kind, streaming), live: None }
     }
 }
+
+/// The share of a live part's, chunk's or segment's duration an error answer
+/// for it is kept at most: the origin may have it a moment later.
+pub const LIVE_ERROR_FRACTION: f64 = 0.5;
 
 /// Error statuses kept without explicit freshness: CloudFront's "always
 /// cached" list, plus 410, which RFC 9110 §15.1 makes cacheable by default.
@@ -235,11 +242,13 @@ const ERRORS_KEPT_WITH_FRESHNESS: [u16; 4] = [400, 403, 412, 415];
 /// freshness only), and a 416 is never kept: it answers a range, which the
 /// cache key does not hold.
 ///
-/// `kind` is where live-media rules plug in (errors for live segments and
-/// parts kept for a fraction of their duration).
+/// An error for a live part, chunk or segment (`media.live`: one the edge
+/// knows from a live playlist or a dynamic MPD) is kept at most
+/// [`LIVE_ERROR_FRACTION`] of its duration, whatever the status rule or the
+/// origin says: players ask for these before they exist and retry.
 pub fn error_ttl(
     status: StatusCode,
-    kind: MediaKind,
+    media: Media,
     explicit: Option<Duration>,
     behavior: &Behavior,
     cache: &CacheConfig,
@@ -255,14 +264,13 @@ pub fn error_ttl(
         }
         Some(t) => t,
     };
-    // Every kind follows the status rule today; a new kind must decide here.
-    match kind {
-        MediaKind::HlsPlaylist
-        | MediaKind::DashMpd
-        | MediaKind::InitSegment
-        | MediaKind::Segment
-        | MediaKind::Subtitle
-        | MediaKind::Other => ttl.min(behavior.max_ttl),
+    let ttl = ttl.min(behavior.max_ttl);
+    // A new kind must decide here.
+    match (media.kind, media.live) {
+        (MediaKind::HlsPlaylist | MediaKind::DashMpd, _) | (_, None) => ttl,
+        (MediaKind::InitSegment | MediaKind::Segment | MediaKind::Subtitle | MediaKind::Other, Some(d)) => {
+            ttl.min(d.mul_f64(LIVE_ERROR_FRACTION))
+        }
     }
 }
 
@@ -329,7 +337,7 @@ pub fn storability(
         // `public` on an error status none of the error rules name: the
         // heuristic any final status gets with `public` (RFC 9111 §4.2.2).
         None if error && d.public && !has_error_rule(status) => heuristic.unwrap_or_default(),
-        _ if error => error_ttl(status, media.kind, explicit, behavior, cache),
+        _ if error => error_ttl(status, media, explicit, behavior, cache),
         Some(ttl) => clamp(ttl),
         None => match heuristic {
             Some(_) if status.is_success() && media.default_ttl.is_some() => {
@@ -423,7 +431,7 @@ mod tests {
     fn decide_status(status: StatusCode, pairs: &[(&'static str, &'static str)]) -> Result<Freshness, NoStore> {
         let now = SystemTime::now();
         let b = Behavior::default_for(0);
-        let media = Media { kind: MediaKind::Other, default_ttl: None };
+        let media = Media { kind: MediaKind::Other, default_ttl: None, live: None };
         storability(status, &h(pairs), &b, &CacheConfig::default(), media, now, now)
     }
 
@@ -505,7 +513,8 @@ mod tests {
         let cache = CacheConfig::default();
         let t = |code: u16, explicit: Option<u64>, b: &Behavior| {
             let status = StatusCode::from_u16(code).unwrap();
-            error_ttl(status, MediaKind::Segment, explicit.map(Duration::from_secs), b, &cache)
+            let media = Media { kind: MediaKind::Segment, default_ttl: None, live: None };
+            error_ttl(status, media, explicit.map(Duration::from_secs), b, &cache)
         };
         assert_eq!(t(503, None, &b), Duration::ZERO);
         assert_eq!(t(503, Some(20), &b), Duration::from_secs(20));
@@ -517,6 +526,23 @@ mod tests {
         // The behavior's min_ttl does not lengthen errors.
         b.min_ttl = Duration::from_secs(50);
         assert_eq!(t(500, None, &b), Duration::from_secs(10));
+    }
+
+    #[test]
+    fn errors_for_live_media_last_a_fraction_of_their_duration() {
+        let b = Behavior::default_for(0);
+        let cache = CacheConfig::default();
+        let part = |kind, live: Option<u64>| Media { kind, default_ttl: None, live: live.map(Duration::from_millis) };
+        let ttl = |status: u16, m: Media, explicit: Option<u64>| {
+            error_ttl(StatusCode::from_u16(status).unwrap(), m, explicit.map(Duration::from_secs), &b, &cache)
+        };
+        assert_eq!(ttl(404, part(MediaKind::Segment, Some(500)), None), Duration::from_millis(250));
+        assert_eq!(ttl(404, part(MediaKind::Segment, Some(500)), Some(60)), Duration::from_millis(250));
+        assert_eq!(ttl(503, part(MediaKind::Other, Some(2000)), None), Duration::from_secs(1));
+        // Never longer than the status rule; never for manifests or unknown objects.
+        assert_eq!(ttl(403, part(MediaKind::Segment, Some(2000)), None), Duration::ZERO);
+        assert_eq!(ttl(404, part(MediaKind::HlsPlaylist, Some(500)), None), Duration::from_secs(10));
+        assert_eq!(ttl(404, part(MediaKind::Segment, None), None), Duration::from_secs(10));
     }
 
     #[test]

@@ -8,6 +8,7 @@ use std::fmt;
 
 pub mod dash;
 pub mod hls;
+pub mod live;
 pub mod policy;
 pub mod rewrite;
 

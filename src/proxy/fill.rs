@@ -111,9 +111,18 @@ impl Edge {
             if respond::only_if_cached(&parts.headers) {
                 return respond::not_stored();
             }
+            if stale.is_none() {
+                // A DASH segment asked for before it exists: held until it
+                // does (then every viewer held shares one fill), or 404.
+                match self.live_wait(&parts, &ctx) {
+                    super::live::Wait::Now => {}
+                    super::live::Wait::Hold(d) => Box::pin(tokio::time::sleep(d)).await,
+                    super::live::Wait::TooEarly(d) => return super::live::too_early(d),
+                }
+            }
             let collapse_key = self.cache.collapse_key(&key, &parts.headers);
             match self.cache.join(&collapse_key) {
-                Join::Lead(lead) => return Box::pin(self.lead(lead, key, parts, ctx, stale)).await,
+                Join::Lead(lead) => return Box::pin(self.lead_detached(lead, key, parts, ctx, stale)).await,
                 // A manifest may be served stale for at most one refresh while
                 // that refresh is under way: a burst never waits on the origin.
                 Join::Wait(_) if stale.as_ref().is_some_and(|o| within_one_refresh(o)) => {
@@ -170,6 +179,26 @@ impl Edge {
         }
     }
 
+    /// Leads a fill in a task of its own: the origin request belongs to the
+    /// cache, not to the viewer whose request started it, so a viewer leaving
+    /// while the origin holds its answer (an LL-HLS part not produced yet)
+    /// neither drops the origin request nor sends the others to open a new one.
+    pub(super) async fn lead_detached(
+        self: &Arc<Self>,
+        lead: Lead,
+        key: CacheKey,
+        parts: Parts,
+        ctx: Ctx,
+        stale: Option<Arc<Object>>,
+    ) -> Served {
+        let edge = self.clone();
+        let task = tokio::spawn(async move { edge.lead(lead, key, parts, ctx, stale).await });
+        match task.await {
+            Ok(served) => served,
+            Err(e) => error(StatusCode::BAD_GATEWAY, &format!("fill task failed: {e}")),
+        }
+    }
+
     /// The leader's side of a miss: one origin request, whose outcome every
     /// waiter shares.
     async fn lead(
@@ -217,12 +246,16 @@ impl Edge {
         let behavior = ctx.route.behavior();
         let content_type = response.headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok());
         let kind = media::classify(parts.uri.path(), content_type);
+        let mut media = policy::Media::at_headers(kind, &behavior.streaming);
+        if policy::is_error(response.status) {
+            media.live = self.live_duration(&parts, &ctx);
+        }
         let mut decision = policy::storability(
             response.status,
             &response.headers,
             behavior,
             &self.cache.config,
-            policy::Media::at_headers(kind, &behavior.streaming),
+            media,
             response.request_time,
             response.response_time,
         );
@@ -365,7 +398,7 @@ impl Edge {
             &headers,
             behavior,
             &self.cache.config,
-            policy::Media { kind: obj.media, default_ttl },
+            policy::Media { kind: obj.media, default_ttl, live: None },
             resp.request_time,
             resp.response_time,
         ) {
@@ -449,7 +482,8 @@ impl Edge {
             return self.serve(parts, ctx, obj, EdgeResult::StaleIfError).await;
         }
         let kind = media::classify(parts.uri.path(), None);
-        let ttl = policy::error_ttl(status, kind, None, ctx.route.behavior(), &self.cache.config);
+        let media = policy::Media { kind, default_ttl: None, live: self.live_duration(parts, ctx) };
+        let ttl = policy::error_ttl(status, media, None, ctx.route.behavior(), &self.cache.config);
         let object = edge_error(status, &reason, ttl);
         self.keep(key, &object, epoch);
         lead.publish(Outcome::Stored { object: object.clone(), refreshed: false });

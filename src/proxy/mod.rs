@@ -8,6 +8,7 @@
 
 mod fill;
 mod forward;
+mod live;
 mod pass;
 mod respond;
 mod slice;
@@ -114,6 +115,8 @@ pub struct Edge {
     https_port: std::sync::atomic::AtomicU16,
     /// Per-distribution statistics (each route holds its distribution's).
     pub stats: Arc<Registry>,
+    /// Live parts and segments known from the manifests the edge has parsed.
+    live: crate::media::live::LiveIndex,
 }
 
 impl Edge {
@@ -143,6 +146,7 @@ impl Edge {
             signed: crate::security::Verifier::default(),
             https_port: std::sync::atomic::AtomicU16::new(config.server.https_listen.first().map_or(443, |a| a.port())),
             stats,
+            live: Default::default(),
         }))
     }
 

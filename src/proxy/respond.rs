@@ -182,9 +182,12 @@ impl Edge {
         let mut total = body.total_len();
         if total.is_none() {
             // Length unknown while filling: a closed range needs only its own
-            // bytes (answered `bytes a-b/*`); anything else needs the whole body.
+            // bytes (answered `bytes a-b/*`), an open-ended one its first byte
+            // (then it streams as the rest arrives); anything else needs the
+            // whole body.
             let need = match specs {
                 [Spec::Closed(_, last)] => last.saturating_add(1),
+                [Spec::From(first)] => first.saturating_add(1),
                 _ => u64::MAX,
             };
             match body.wait_for(need).await {
@@ -196,6 +199,9 @@ impl Edge {
                 if let [Spec::Closed(first, last)] = specs {
                     let r = ByteRange { start: *first, end: last + 1 };
                     return Some(ranged(headers, obj, r, None, is_head, result));
+                }
+                if let [Spec::From(first)] = specs {
+                    return Some(open_ended(headers, obj, *first, is_head, result));
                 }
             }
         }
@@ -290,6 +296,25 @@ fn ranged(
     let body = if is_head { EdgeBody::empty() } else { EdgeBody::stored(obj.body.clone(), r.start, Some(r.end)) };
     let mut s = Served::new(with(StatusCode::PARTIAL_CONTENT, headers, body), result);
     s.range = Some((r.start, r.end - 1));
+    s
+}
+
+/// The last position an open-ended range of a body still arriving is
+/// answered with (2^53 − 1, RFC 8673's "very large" end): its end is not
+/// known yet, and the body stops where the origin's does.
+pub const OPEN_RANGE_END: u64 = (1 << 53) - 1;
+
+/// `bytes=N-` on a body still arriving whose length is unknown (a segment
+/// whose preload-hinted part is being produced): 206 at once, streaming from
+/// N as the bytes arrive, `Content-Range: bytes N-9007199254740991/*`.
+fn open_ended(mut headers: HeaderMap, obj: &Arc<Object>, first: u64, is_head: bool, result: EdgeResult) -> Served {
+    if let Ok(v) = HeaderValue::from_str(&format!("bytes {first}-{OPEN_RANGE_END}/*")) {
+        headers.insert(header::CONTENT_RANGE, v);
+    }
+    headers.remove(header::CONTENT_LENGTH);
+    let body = if is_head { EdgeBody::empty() } else { EdgeBody::stored(obj.body.clone(), first, None) };
+    let mut s = Served::new(with(StatusCode::PARTIAL_CONTENT, headers, body), result);
+    s.range = Some((first, OPEN_RANGE_END));
     s
 }
 

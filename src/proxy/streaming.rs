@@ -8,13 +8,13 @@ use crate::cache::inflight::{self, Join, Lead, Outcome};
 use crate::cache::key::{self, CacheKey};
 use crate::cache::object::{Head, Object, Staleness};
 use crate::cache::policy;
-use crate::cache::Lookup;
+use crate::cache::{Epoch, Lookup};
 use crate::media::policy::{strip_directives, Directives, Manifest};
 use crate::media::{hls, MediaKind};
 use crate::routing::Route;
 use bytes::BytesMut;
 use http::request::Parts;
-use http::{Method, Request, StatusCode};
+use http::{header, Method, Request, StatusCode};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -30,6 +30,7 @@ impl Edge {
     /// origin gave none), then prefetch of the segments it lists.
     pub(super) fn settle_manifest(self: &Arc<Self>, obj: &Arc<Object>, ctx: &Ctx, uri: &http::Uri) {
         let Some(manifest) = obj.manifest() else { return };
+        self.register_live(ctx, uri, &manifest);
         let route = &ctx.route;
         let behavior = route.behavior();
         let head = obj.head();
@@ -68,7 +69,7 @@ impl Edge {
                 .map(|h| h.uri.as_str()),
         );
         for reference in wanted {
-            let Some(target) = resolve(playlist, reference) else { continue };
+            let Some(target) = crate::media::live::resolve(playlist.path(), reference) else { continue };
             let Ok(uri) = target.parse::<http::Uri>() else { continue };
             let behavior = route.dist.config.behavior_for(uri.path());
             let k = key::build(
@@ -127,18 +128,31 @@ impl Edge {
             &parts.headers,
             &behavior.cache_key,
         );
-        let base = match self.cache.lookup(&base_key, &parts.headers) {
+        let mut base = match self.cache.lookup(&base_key, &parts.headers) {
             Lookup::Found(o) => Some(o),
             _ => None,
         };
-        let base_manifest = base.as_ref().and_then(|o| o.manifest());
-        let limit = base_manifest.as_ref().and_then(|m| m.blocking_limit()).unwrap_or(DEFAULT_BLOCKING_LIMIT);
-        if let (Some(obj), Some(m), Some(msn)) = (&base, base_manifest.as_ref().and_then(|m| m.media_playlist()), d.msn)
-        {
-            if msn > m.next_msn().saturating_add(2) {
-                return error(StatusCode::BAD_REQUEST, "_HLS_msn is more than two segments past the playlist");
+        let limit =
+            base.as_ref().and_then(|o| o.manifest()).and_then(|m| m.blocking_limit()).unwrap_or(DEFAULT_BLOCKING_LIMIT);
+        if let (Some(msn), Some(stored)) = (d.msn, base.clone()) {
+            // "More than two segments past the playlist" is judged against a
+            // fresh playlist: a stored one that is behind the request (stale,
+            // or not refreshed since the viewer last saw a newer one) is
+            // refreshed first, with one origin request for every waiter.
+            if too_far_ahead(&stored, msn) {
+                match Box::pin(self.refreshed_playlist(&parts, &ctx, &base_key, stored)).await {
+                    Some(fresh) if too_far_ahead(&fresh, msn) => {
+                        return error(StatusCode::BAD_REQUEST, "_HLS_msn is more than two segments past the playlist")
+                    }
+                    Some(fresh) => base = Some(fresh),
+                    // No fresh playlist to judge by: the origin judges.
+                    None => base = None,
+                }
             }
-            if !d.skip && m.contains(msn, d.part) {
+        }
+        if let (Some(obj), Some(msn)) = (&base, d.msn) {
+            let holds = obj.manifest().is_some_and(|m| m.media_playlist().is_some_and(|m| m.contains(msn, d.part)));
+            if !d.skip && holds {
                 return self.serve(&parts, &ctx, obj.clone(), EdgeResult::BlockingReloadHit).await;
             }
         }
@@ -151,7 +165,19 @@ impl Edge {
             }
             let collapse_key = self.cache.collapse_key(&key, &parts.headers);
             match self.cache.join(&collapse_key) {
-                Join::Lead(lead) => return self.lead_blocking(lead, key, base_key, parts, ctx, d, deadline).await,
+                Join::Lead(lead) => {
+                    // The origin request belongs to the cache: a viewer that
+                    // leaves does not take it away from the others waiting.
+                    let edge = self.clone();
+                    let task =
+                        tokio::spawn(
+                            async move { edge.lead_blocking(lead, key, base_key, parts, ctx, d, deadline).await },
+                        );
+                    return match task.await {
+                        Ok(served) => served,
+                        Err(e) => error(StatusCode::BAD_GATEWAY, &format!("blocking reload task failed: {e}")),
+                    };
+                }
                 Join::Wait(rx) => {
                     let left = deadline.saturating_duration_since(Instant::now());
                     match inflight::wait(rx, left).await {
@@ -275,8 +301,7 @@ impl Edge {
             );
             self.cache.insert(&key, object.clone(), epoch);
             if !d.skip {
-                // The newest full playlist: regular pollers get it too.
-                self.cache.insert(&base_key, object.clone(), epoch);
+                self.offer_plain(&base_key, &parts.headers, &object, epoch);
             }
             self.settle_manifest(&object, &ctx, &parts.uri);
             lead.publish(Outcome::Stored { object: object.clone(), refreshed: false });
@@ -285,53 +310,94 @@ impl Edge {
     }
 }
 
+impl Edge {
+    /// The plain playlist refreshed from the origin (collapsed with every
+    /// other request refreshing it) and whole, or `None` when the origin's
+    /// answer is not a playlist to judge by.
+    async fn refreshed_playlist(
+        self: &Arc<Self>,
+        parts: &Parts,
+        ctx: &Ctx,
+        base_key: &CacheKey,
+        stored: Arc<Object>,
+    ) -> Option<Arc<Object>> {
+        let plain = || -> Option<Parts> {
+            let mut p = super::fill::fill_parts(parts);
+            let target = match strip_directives(parts.uri.query()) {
+                Some(q) => format!("{}?{q}", parts.uri.path()),
+                None => parts.uri.path().to_string(),
+            };
+            p.uri = target.parse().ok()?;
+            Some(p)
+        };
+        for _ in 0..4 {
+            let collapse_key = self.cache.collapse_key(base_key, &parts.headers);
+            let object = match self.cache.join(&collapse_key) {
+                Join::Lead(lead) => {
+                    let ctx = Ctx { route: ctx.route.clone(), viewer: ctx.viewer };
+                    let served = self.lead_detached(lead, base_key.clone(), plain()?, ctx, Some(stored.clone())).await;
+                    drop(served);
+                    match self.cache.lookup(base_key, &parts.headers) {
+                        Lookup::Found(o) => o,
+                        _ => return None,
+                    }
+                }
+                Join::Wait(rx) => match inflight::wait(rx, self.cache.config.lock_timeout).await {
+                    Ok(Some(Outcome::Stored { object, .. })) => object,
+                    Ok(None) => continue,
+                    _ => return None,
+                },
+            };
+            if policy::is_error(object.head().status) || object.body.wait_complete().await.is_err() {
+                return None;
+            }
+            return Some(object);
+        }
+        None
+    }
+
+    /// A blocking reload's answer offered as the plain playlist: it replaces
+    /// the stored plain copy only when it is newer (a later segment or more
+    /// parts), and keeps that copy's caching: the freshness and the
+    /// `Cache-Control`/`Expires` the origin gives the plain URL, never the
+    /// longer ones of the unique blocking-reload URL.
+    fn offer_plain(&self, base_key: &CacheKey, req: &http::HeaderMap, answer: &Arc<Object>, epoch: Epoch) {
+        let Lookup::Found(plain) = self.cache.lookup(base_key, req) else { return };
+        let (Some(new), Some(old)) = (answer.manifest(), plain.manifest()) else { return };
+        let (Some(new), Some(old)) = (new.media_playlist(), old.media_playlist()) else { return };
+        if position(new) <= position(old) {
+            return;
+        }
+        let (old_head, new_head) = (plain.head(), answer.head());
+        let mut headers = new_head.headers.clone();
+        for name in [header::CACHE_CONTROL, header::EXPIRES, policy::CDN_CACHE_CONTROL.clone()] {
+            headers.remove(&name);
+            for v in old_head.headers.get_all(&name) {
+                headers.append(name.clone(), v.clone());
+            }
+        }
+        let freshness = policy::Freshness { initial_age: new_head.freshness.initial_age, ..old_head.freshness };
+        let copy = Object::new(
+            Head::new(new_head.status, headers, freshness),
+            answer.body.clone(),
+            answer.vary.clone(),
+            answer.compressible,
+            answer.media,
+        );
+        self.cache.insert(base_key, copy, epoch);
+    }
+}
+
+/// Where a media playlist has got to: the segment being produced and its parts.
+fn position(m: &hls::Media) -> (u64, u64) {
+    (m.next_msn(), m.ll.pending_parts.len() as u64)
+}
+
+/// Whether `msn` is more than two segments past a stored media playlist.
+fn too_far_ahead(obj: &Object, msn: u64) -> bool {
+    obj.manifest().is_some_and(|m| m.media_playlist().is_some_and(|m| msn > m.next_msn().saturating_add(2)))
+}
+
 fn blocking_timeout() -> Served {
     error(StatusCode::SERVICE_UNAVAILABLE, "the requested segment or part did not appear within three target durations")
-}
-
-/// Resolves a playlist reference against the playlist's path. Only references
-/// on the same host: relative ones and absolute paths.
-fn resolve(playlist: &http::Uri, reference: &str) -> Option<String> {
-    if reference.contains("://") || reference.starts_with("//") {
-        return None;
-    }
-    if reference.starts_with('/') {
-        return Some(reference.to_string());
-    }
-    let dir = playlist.path().rsplit_once('/').map_or("", |(d, _)| d);
-    let (ref_path, query) = match reference.split_once('?') {
-        Some((p, q)) => (p, Some(q)),
-        None => (reference, None),
-    };
-    let mut segments: Vec<&str> = dir.split('/').filter(|s| !s.is_empty()).collect();
-    for part in ref_path.split('/') {
-        match part {
-            "." | "" => {}
-            ".." => {
-                segments.pop()?;
-            }
-            p => segments.push(p),
-        }
-    }
-    let mut out = format!("/{}", segments.join("/"));
-    if let Some(q) = query {
-        out.push('?');
-        out.push_str(q);
-    }
-    Some(out)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn resolves_references() {
-        let p: http::Uri = "/live/v1/index.m3u8?t=1".parse().unwrap();
-        assert_eq!(resolve(&p, "seg1.ts").as_deref(), Some("/live/v1/seg1.ts"));
-        assert_eq!(resolve(&p, "../v2/seg1.ts?x=2").as_deref(), Some("/live/v2/seg1.ts?x=2"));
-        assert_eq!(resolve(&p, "/abs/seg.ts").as_deref(), Some("/abs/seg.ts"));
-        assert_eq!(resolve(&p, "https://other/seg.ts"), None);
-        assert_eq!(resolve(&p, "../../../x.ts"), None);
-    }
 }

@@ -71,6 +71,9 @@ pub struct SegmentTemplate {
     pub duration: Option<u64>,
     /// `presentationTimeOffset`, default 0.
     pub presentation_time_offset: u64,
+    /// `availabilityTimeOffset` (LL-DASH: how long before its end a segment's
+    /// first chunk is out); `Duration::MAX` for `INF`.
+    pub availability_time_offset: Option<Duration>,
     /// `SegmentTimeline` `S` entries (empty without a timeline).
     pub timeline: Vec<TimelineEntry>,
 }
@@ -84,6 +87,7 @@ impl Default for SegmentTemplate {
             timescale: 1,
             duration: None,
             presentation_time_offset: 0,
+            availability_time_offset: None,
             timeline: Vec::new(),
         }
     }

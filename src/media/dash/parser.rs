@@ -5,6 +5,7 @@ use super::*;
 use quick_xml::escape::resolve_predefined_entity;
 use quick_xml::events::{BytesStart, Event};
 use quick_xml::{Decoder, Reader};
+use std::time::Duration;
 
 /// Parses an MPD document.
 pub fn parse(xml: &[u8]) -> Result<Mpd, MediaError> {
@@ -122,6 +123,7 @@ pub(super) struct RawTemplate {
     timescale: Option<u64>,
     duration: Option<u64>,
     presentation_time_offset: Option<u64>,
+    availability_time_offset: Option<Duration>,
     timeline: Option<Vec<TimelineEntry>>,
 }
 
@@ -138,6 +140,7 @@ impl RawTemplate {
                 timescale: child.timescale.or(parent.timescale),
                 duration: child.duration.or(parent.duration),
                 presentation_time_offset: child.presentation_time_offset.or(parent.presentation_time_offset),
+                availability_time_offset: child.availability_time_offset.or(parent.availability_time_offset),
                 timeline: child.timeline.clone().or_else(|| parent.timeline.clone()),
             }),
         }
@@ -157,6 +160,7 @@ impl RawTemplate {
             timescale: self.timescale.unwrap_or(1),
             duration: self.duration,
             presentation_time_offset: self.presentation_time_offset.unwrap_or(0),
+            availability_time_offset: self.availability_time_offset,
             timeline: self.timeline.unwrap_or_default(),
         }
     }
@@ -350,10 +354,18 @@ impl Builder {
     }
 
     fn template(&mut self, owner: Owner, e: &BytesStart<'_>, dec: Decoder) -> Result<Ctx, MediaError> {
-        let [media, initialization, start_number, timescale, duration, pto] = attributes(
+        let [media, initialization, start_number, timescale, duration, pto, ato] = attributes(
             e,
             dec,
-            ["media", "initialization", "startNumber", "timescale", "duration", "presentationTimeOffset"],
+            [
+                "media",
+                "initialization",
+                "startNumber",
+                "timescale",
+                "duration",
+                "presentationTimeOffset",
+                "availabilityTimeOffset",
+            ],
         )?;
         let template = RawTemplate {
             media,
@@ -362,6 +374,7 @@ impl Builder {
             timescale: timescale.as_deref().and_then(parse_number).filter(|&t| t > 0),
             duration: duration.as_deref().and_then(parse_number),
             presentation_time_offset: pto.as_deref().and_then(parse_number),
+            availability_time_offset: ato.as_deref().and_then(parse_time_offset),
             timeline: None,
         };
         let slot = match owner {
@@ -461,6 +474,16 @@ pub(super) fn attributes<const N: usize>(
         }
     }
     Ok(values)
+}
+
+/// `availabilityTimeOffset`: seconds (a double), or `INF` (always available).
+fn parse_time_offset(s: &str) -> Option<Duration> {
+    let s = s.trim();
+    if s == "INF" {
+        return Some(Duration::MAX);
+    }
+    let v: f64 = s.parse().ok()?;
+    Duration::try_from_secs_f64(v).ok()
 }
 
 pub(super) fn parse_number<T: std::str::FromStr>(s: &str) -> Option<T> {

@@ -149,7 +149,7 @@ pub(super) fn substitute(
 }
 
 /// The width of a `%0Nd` (or `%Nd`, `%d`) format tag.
-pub(super) fn format_width(format: &str) -> Option<usize> {
+pub(crate) fn format_width(format: &str) -> Option<usize> {
     let body = format.strip_prefix('%')?.strip_suffix('d')?;
     if body.is_empty() {
         return Some(0);
