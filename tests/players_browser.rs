@@ -242,9 +242,13 @@ async fn hls_js_low_latency_through_the_edge_and_direct() {
     let media_ok: usize = media.values().map(|v| v.0).sum();
     let playlist_reqs = log.iter().filter(|r| r.via_edge && r.path.ends_with(".m3u8")).count();
     let blocking = log.iter().filter(|r| r.via_edge && r.query.contains("_HLS_msn")).count();
-    let blocking_keys: BTreeSet<_> =
-        log.iter().filter(|r| r.via_edge && r.query.contains("_HLS_msn")).map(|r| (r.path.clone(), r.query.clone())).collect();
-    let edge_errors: Vec<_> = log.iter().filter(|r| r.via_edge && r.status >= 400).map(|r| (&r.path, &r.query, r.status)).collect();
+    let blocking_keys: BTreeSet<_> = log
+        .iter()
+        .filter(|r| r.via_edge && r.query.contains("_HLS_msn"))
+        .map(|r| (r.path.clone(), r.query.clone()))
+        .collect();
+    let edge_errors: Vec<_> =
+        log.iter().filter(|r| r.via_edge && r.status >= 400).map(|r| (&r.path, &r.query, r.status)).collect();
     eprintln!("{}", summary("edge", &edge_seen));
     eprintln!("{}", summary("direct", &direct_seen));
     eprintln!(
@@ -307,15 +311,19 @@ async fn dash_js_low_latency_through_the_edge_and_direct() {
     let media = edge_media_requests(&log);
     let ok: usize = media.values().map(|v| v.0).sum();
     let early: usize = media.values().map(|v| v.1).sum();
-    let direct_early = log.iter().filter(|r| !r.via_edge && r.path.starts_with("/chunk-stream") && r.status == 404).count();
-    let chunks = published.keys().filter(|(_, n, _)| media.keys().any(|(p, _)| p.ends_with(&format!("-{n:05}.m4s")))).count();
+    let direct_early =
+        log.iter().filter(|r| !r.via_edge && r.path.starts_with("/chunk-stream") && r.status == 404).count();
+    let chunks =
+        published.keys().filter(|(_, n, _)| media.keys().any(|(p, _)| p.ends_with(&format!("-{n:05}.m4s")))).count();
     eprintln!("{}", summary("edge", &edge_seen));
     eprintln!("{}", summary("direct", &direct_seen));
     eprintln!(
         "origin requests through the edge: {ok} successful for {} segments ({chunks} chunks) the edge players loaded, \
          {early} early (404) requests; direct player's early requests {direct_early}; low-latency mode {:?}",
         media.len(),
-        report["results"].as_array().map(|r| r.iter().map(|p| p["players"][0]["lowLatency"].clone()).collect::<Vec<_>>()),
+        report["results"]
+            .as_array()
+            .map(|r| r.iter().map(|p| p["players"][0]["lowLatency"].clone()).collect::<Vec<_>>()),
     );
     assert_played("direct", &direct_seen, &report);
     assert_played("edge", &edge_seen, &report);

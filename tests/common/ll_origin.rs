@@ -264,7 +264,12 @@ fn scan(st: &State) {
     for rep in 0..RENDITIONS.len() {
         let mut n = {
             let reps = st.reps.lock().unwrap();
-            reps[rep].iter().find(|(_, s)| !s.complete).map(|(n, _)| *n).or_else(|| reps[rep].keys().last().map(|n| n + 1)).unwrap_or(1)
+            reps[rep]
+                .iter()
+                .find(|(_, s)| !s.complete)
+                .map(|(n, _)| *n)
+                .or_else(|| reps[rep].keys().last().map(|n| n + 1))
+                .unwrap_or(1)
         };
         loop {
             let done = st.dir.join(seg_name(rep, n));
@@ -383,7 +388,8 @@ fn media_playlist(reps: &[BTreeMap<u64, Segment>], rep: usize) -> Option<String>
     let (last_n, _) = last_part(segs)?;
     let complete: Vec<u64> = segs.iter().filter(|(_, s)| s.complete).map(|(n, _)| *n).collect();
     let first = complete.len().saturating_sub(WINDOW as usize);
-    let listed: Vec<u64> = complete[first..].iter().copied().chain(segs.get(&last_n).filter(|s| !s.complete).map(|_| last_n)).collect();
+    let listed: Vec<u64> =
+        complete[first..].iter().copied().chain(segs.get(&last_n).filter(|s| !s.complete).map(|_| last_n)).collect();
     let first_n = *listed.first()?;
     let mut s = format!(
         "#EXTM3U\n#EXT-X-VERSION:9\n#EXT-X-TARGETDURATION:{}\n#EXT-X-PART-INF:PART-TARGET={PART_S:.3}\n\
@@ -414,12 +420,16 @@ fn media_playlist(reps: &[BTreeMap<u64, Segment>], rep: usize) -> Option<String>
     }
     // The next part: the rest of the growing segment, or the next segment.
     let last = &segs[&last_n];
-    let (hint_name, hint_start) = if last.complete { (seg_name(rep, last_n + 1), 0) } else { (seg_name(rep, last_n), last.parsed) };
+    let (hint_name, hint_start) =
+        if last.complete { (seg_name(rep, last_n + 1), 0) } else { (seg_name(rep, last_n), last.parsed) };
     s.push_str(&format!("#EXT-X-PRELOAD-HINT:TYPE=PART,URI=\"{hint_name}\",BYTERANGE-START={hint_start}\n"));
     for (other, segs) in reps.iter().enumerate() {
         if other != rep {
             if let Some((n, parts)) = last_part(segs) {
-                s.push_str(&format!("#EXT-X-RENDITION-REPORT:URI=\"v{other}.m3u8\",LAST-MSN={n},LAST-PART={}\n", parts - 1));
+                s.push_str(&format!(
+                    "#EXT-X-RENDITION-REPORT:URI=\"v{other}.m3u8\",LAST-MSN={n},LAST-PART={}\n",
+                    parts - 1
+                ));
             }
         }
     }
@@ -488,18 +498,26 @@ async fn page(st: &State, name: &str) -> Response<Body> {
     };
     match tokio::fs::read(&file).await {
         Ok(b) => full(200, ctype, Some("max-age=600"), b),
-        Err(e) => full(500, "text/plain", None, format!("cannot read {}: {e} (run `npm ci` in tests/players)", file.display())),
+        Err(e) => full(
+            500,
+            "text/plain",
+            None,
+            format!("cannot read {}: {e} (run `npm ci` in tests/players)", file.display()),
+        ),
     }
 }
 
 async fn playlist(st: &Arc<State>, name: &str, query: &str) -> Response<Body> {
-    let Some(rep) = name.strip_prefix('v').and_then(|r| r.strip_suffix(".m3u8")).and_then(|r| r.parse::<usize>().ok()) else {
+    let Some(rep) = name.strip_prefix('v').and_then(|r| r.strip_suffix(".m3u8")).and_then(|r| r.parse::<usize>().ok())
+    else {
         return full(404, "text/plain", None, "not found");
     };
     if rep >= RENDITIONS.len() {
         return full(404, "text/plain", None, "not found");
     }
-    let arg = |k: &str| query.split('&').find_map(|kv| kv.strip_prefix(k).and_then(|v| v.strip_prefix('='))).map(str::to_string);
+    let arg = |k: &str| {
+        query.split('&').find_map(|kv| kv.strip_prefix(k).and_then(|v| v.strip_prefix('='))).map(str::to_string)
+    };
     let msn = arg("_HLS_msn").and_then(|v| v.parse::<u64>().ok());
     let part = arg("_HLS_part").and_then(|v| v.parse::<usize>().ok());
     if let Some(msn) = msn {
