@@ -277,7 +277,7 @@ pub fn cache_control(data: &[u8]) {
     let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
     for status in [200u16, 404, 500] {
         let status = http::StatusCode::from_u16(status).expect("status");
-        let media = policy::Media { kind: mediaedge::media::MediaKind::Other, default_ttl: None };
+        let media = policy::Media { kind: mediaedge::media::MediaKind::Other, default_ttl: None, live: None };
         match policy::storability(status, &headers, &f.behavior, &f.cache, media, now, now + Duration::from_secs(1)) {
             Ok(fresh) => {
                 assert!(!effective.private);
