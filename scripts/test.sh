@@ -10,6 +10,11 @@ command -v curl >/dev/null 2>&1 || need+=(curl)
 command -v ffmpeg >/dev/null 2>&1 || need+=(ffmpeg)
 # tests/signed.rs makes RSA keys with the openssl command line.
 command -v openssl >/dev/null 2>&1 || need+=(openssl)
+# tests/players_browser.rs plays low-latency streams with hls.js and dash.js in
+# headless Chromium (Debian's), driven from Node.js by playwright-core.
+[ -x /usr/bin/chromium ] || need+=(chromium)
+command -v node >/dev/null 2>&1 || need+=(nodejs)
+command -v npm >/dev/null 2>&1 || need+=(npm)
 if [ ${#need[@]} -gt 0 ]; then
     if [ "$(id -u)" = 0 ]; then
         apt-get update -qq && apt-get install -y -qq "${need[@]}" >/dev/null
@@ -23,6 +28,12 @@ fi
 if ! python3 -c 'import botocore, cryptography' >/dev/null 2>&1; then
     python3 -m pip install --quiet botocore cryptography \
         || python3 -m pip install --quiet --break-system-packages botocore cryptography
+fi
+
+# The browser tests' JavaScript side (pinned by tests/players/package-lock.json;
+# no browser is downloaded: playwright-core drives /usr/bin/chromium).
+if [ ! -d tests/players/node_modules/playwright-core ] || [ tests/players/package-lock.json -nt tests/players/node_modules/.package-lock.json ]; then
+    (cd tests/players && npm ci --no-audit --no-fund --loglevel=error)
 fi
 
 # The tests. They include tests/fuzz_seeds.rs, which runs

@@ -1,0 +1,335 @@
+//! Low-latency live streams played by real players in headless Chromium, through
+//! the edge and direct from the origin at the same time:
+//!
+//! - LL-HLS (an origin of the project's own over ffmpeg's progressive CMAF
+//!   output, two renditions) played by hls.js in low-latency mode, with level
+//!   switches down and back up at fixed times;
+//! - LL-DASH (ffmpeg's own output, segments streamed while they grow) played
+//!   by dash.js in low-latency mode.
+//!
+//! Each run checks: no fatal player error, no stall, and through the edge one
+//! origin request per part or segment. It prints the figures (part delay from
+//! the origin publishing a part to the player having it, live latency, origin
+//! requests) for the edge and direct side by side.
+//!
+//! Needs Debian's Chromium (/usr/bin/chromium, or $CHROMIUM), Node.js with
+//! `npm ci` done in tests/players, and ffmpeg with libx264. Without them the
+//! tests FAIL with a message saying what is missing; scripts/test.sh installs
+//! them. Knobs: LL_PLAYER_SECONDS (play time per run, default 40),
+//! LL_EDGE_PLAYERS (players through the edge, default 1; benches/ll_players.sh
+//! runs 1, 3 and 20).
+
+mod common;
+#[path = "common/ll_origin.rs"]
+mod ll_origin;
+
+use ll_origin::{Early, LlLive, Logged};
+use serde_json::Value;
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::Duration;
+
+/// One browser run at a time: two at once would starve each other's players.
+static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+fn knob(name: &str, default: u64) -> u64 {
+    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+}
+
+fn players_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/players")
+}
+
+/// Fails (never skips) when the browser side is not installed.
+fn check_browser_side() {
+    let chromium = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
+    assert!(
+        std::path::Path::new(&chromium).exists(),
+        "no Chromium at {chromium}: these tests play streams in headless Chromium \
+         (Debian: `apt-get install -y chromium`; scripts/test.sh installs it)"
+    );
+    let node = std::process::Command::new("node").arg("--version").output();
+    assert!(
+        node.is_ok_and(|o| o.status.success()),
+        "Node.js is not installed or not on PATH: it drives Chromium for these tests \
+         (Debian: `apt-get install -y nodejs npm`; scripts/test.sh installs it)"
+    );
+    assert!(
+        players_dir().join("node_modules/playwright-core").exists()
+            && players_dir().join("node_modules/hls.js").exists()
+            && players_dir().join("node_modules/dashjs").exists(),
+        "tests/players/node_modules is missing: run `npm ci` in tests/players (scripts/test.sh does)"
+    );
+}
+
+/// Runs tests/players/run.js and returns its report.
+async fn play(cfg: Value, seconds: u64) -> Value {
+    let mut cmd = tokio::process::Command::new("node");
+    cmd.arg("run.js")
+        .arg(cfg.to_string())
+        .current_dir(players_dir())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    let child = cmd.spawn().expect("start node (Node.js must be on PATH)");
+    let out = tokio::time::timeout(Duration::from_secs(seconds + 120), child.wait_with_output())
+        .await
+        .expect("the browser run hung")
+        .expect("node ran");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "the browser run failed ({}): {stderr}", out.status);
+    let last = stdout.lines().last().unwrap_or("");
+    serde_json::from_str(last).unwrap_or_else(|e| panic!("bad report from run.js ({e}): {stdout} {stderr}"))
+}
+
+fn percentile(v: &[f64], p: f64) -> f64 {
+    if v.is_empty() {
+        return f64::NAN;
+    }
+    let mut s = v.to_vec();
+    s.sort_by(|a, b| a.total_cmp(b));
+    s[((s.len() - 1) as f64 * p).round() as usize]
+}
+
+/// What the players of one target (edge or direct) saw.
+#[derive(Default, Debug)]
+struct Seen {
+    players: usize,
+    playing: usize,
+    fatal: Vec<Value>,
+    errors: Vec<Value>,
+    waiting: u64,
+    stalls: u64,
+    latency: Vec<f64>,
+    part_delay: Vec<f64>,
+    /// The same for parts loaded at the live edge: no later part of that
+    /// rendition existed when the player asked for it (catching up after a
+    /// start or a level switch loads older parts, whose delay is the player's
+    /// choice, not delivery).
+    edge_part_delay: Vec<f64>,
+    /// (rendition, segment, part) loaded by any player.
+    parts: BTreeSet<(usize, u64, usize)>,
+    /// Level sequences, per player.
+    levels: Vec<Vec<i64>>,
+    segments: usize,
+}
+
+fn seen(report: &Value, label: &str, published: &BTreeMap<(usize, u64, usize), ll_origin::Part>) -> Seen {
+    let mut s = Seen::default();
+    for page in report["results"].as_array().into_iter().flatten().filter(|r| r["label"] == label) {
+        for p in page["players"].as_array().into_iter().flatten() {
+            s.players += 1;
+            s.playing += usize::from(p["playing"].as_bool() == Some(true));
+            s.fatal.extend(p["fatal"].as_array().cloned().unwrap_or_default());
+            s.errors.extend(p["errors"].as_array().cloned().unwrap_or_default());
+            s.waiting += p["waiting"].as_u64().unwrap_or(0);
+            s.stalls += p["stalls"].as_u64().unwrap_or(0);
+            s.latency.extend(p["latency"].as_array().into_iter().flatten().filter_map(Value::as_f64));
+            s.segments += p["segments"].as_array().map_or(0, Vec::len);
+            for part in p["parts"].as_array().into_iter().flatten() {
+                let key = (
+                    part["level"].as_u64().unwrap_or(99) as usize,
+                    part["sn"].as_u64().unwrap_or(0),
+                    part["part"].as_u64().unwrap_or(0) as usize,
+                );
+                if let (Some(at), Some(t)) = (published.get(&key), part["t"].as_f64()) {
+                    s.part_delay.push(t - at.available_ms);
+                    let asked = part["start"].as_f64().unwrap_or(t);
+                    let next = published.range((key.0, key.1, key.2 + 1)..(key.0 + 1, 0, 0)).next();
+                    if next.is_none_or(|(_, n)| n.available_ms > asked) {
+                        s.edge_part_delay.push(t - at.available_ms);
+                    }
+                }
+                s.parts.insert(key);
+            }
+            let mut levels = Vec::new();
+            for sw in p["switches"].as_array().into_iter().flatten() {
+                let l = sw["level"].as_i64().unwrap_or(-1);
+                if levels.last() != Some(&l) {
+                    levels.push(l);
+                }
+            }
+            s.levels.push(levels);
+        }
+    }
+    s
+}
+
+/// Origin requests through the edge for media objects, by (path, range):
+/// (successful answers, other answers).
+fn edge_media_requests(log: &[Logged]) -> BTreeMap<(String, Option<String>), (usize, usize)> {
+    let mut m: BTreeMap<(String, Option<String>), (usize, usize)> = BTreeMap::new();
+    for r in log.iter().filter(|r| r.via_edge && r.path.starts_with("/chunk-stream")) {
+        let e = m.entry((r.path.clone(), r.range.clone())).or_default();
+        if r.status < 300 {
+            e.0 += 1;
+        } else {
+            e.1 += 1;
+        }
+    }
+    m
+}
+
+fn edge_config(origin: &str) -> String {
+    common::config_for(origin, "").replace("read_timeout = \"5s\"", "read_timeout = \"15s\"")
+}
+
+fn summary(label: &str, s: &Seen) -> String {
+    format!(
+        "{label}: players {} (playing {}), fatal {}, waiting {}, stalls {}, parts {}, part delay at the live edge \
+         p50 {:.1} ms p95 {:.1} ms ({} parts), all parts p95 {:.1} ms, latency p50 {:.2} s p95 {:.2} s, levels {:?}, \
+         non-fatal errors {}",
+        s.players,
+        s.playing,
+        s.fatal.len(),
+        s.waiting,
+        s.stalls,
+        s.parts.len(),
+        percentile(&s.edge_part_delay, 0.5),
+        percentile(&s.edge_part_delay, 0.95),
+        s.edge_part_delay.len(),
+        percentile(&s.part_delay, 0.95),
+        percentile(&s.latency, 0.5),
+        percentile(&s.latency, 0.95),
+        s.levels,
+        s.errors.len(),
+    )
+}
+
+fn assert_played(label: &str, s: &Seen, report: &Value) {
+    let detail = || format!("{}; console: {}", summary(label, s), report["consoleErrors"]);
+    assert!(s.players > 0 && s.playing == s.players, "{label}: not every player started playing: {}", detail());
+    assert!(s.fatal.is_empty(), "{label}: fatal player errors {:?}: {}", s.fatal, detail());
+    assert_eq!((s.waiting, s.stalls), (0, 0), "{label}: players stalled: {}", detail());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn hls_js_low_latency_through_the_edge_and_direct() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    check_browser_side();
+    let seconds = knob("LL_PLAYER_SECONDS", 40);
+    let edge_players = knob("LL_EDGE_PLAYERS", 1);
+    let mut origin = LlLive::start(Early::Hold, &players_dir()).await;
+    origin.wait_segments(2, Duration::from_secs(30)).await;
+    let edge = common::edge(&edge_config(&origin.url())).await;
+    let edge_base = format!("http://{}", edge.addr());
+
+    // Start on the high rendition, switch down at 30% of the run and back up
+    // at 65% (14 s later in a 40 s run: the edge's copy of the high playlist is
+    // then long stale).
+    let switches = serde_json::json!([
+        { "at": seconds as f64 * 0.30, "level": 0 },
+        { "at": seconds as f64 * 0.65, "level": 1 },
+    ]);
+    let pages = edge_players.div_ceil(5);
+    let cfg = serde_json::json!({
+        "kind": "hls", "duration": seconds, "startLevel": 1, "switches": switches,
+        "targets": [
+            { "label": "edge", "base": edge_base, "pages": pages, "players": edge_players.div_ceil(pages) },
+            { "label": "direct", "base": origin.url(), "pages": 1, "players": 1 },
+        ],
+    });
+    let report = play(cfg, seconds).await;
+    assert!(origin.encoder_alive(), "the live encoder stopped during the run");
+    let published = origin.parts();
+    let log = origin.requests();
+    let edge_seen = seen(&report, "edge", &published);
+    let direct_seen = seen(&report, "direct", &published);
+    let media = edge_media_requests(&log);
+    let media_ok: usize = media.values().map(|v| v.0).sum();
+    let playlist_reqs = log.iter().filter(|r| r.via_edge && r.path.ends_with(".m3u8")).count();
+    let blocking = log.iter().filter(|r| r.via_edge && r.query.contains("_HLS_msn")).count();
+    let blocking_keys: BTreeSet<_> = log
+        .iter()
+        .filter(|r| r.via_edge && r.query.contains("_HLS_msn"))
+        .map(|r| (r.path.clone(), r.query.clone()))
+        .collect();
+    let edge_errors: Vec<_> =
+        log.iter().filter(|r| r.via_edge && r.status >= 400).map(|r| (&r.path, &r.query, r.status)).collect();
+    eprintln!("{}", summary("edge", &edge_seen));
+    eprintln!("{}", summary("direct", &direct_seen));
+    eprintln!(
+        "origin requests through the edge: media {} ({} successful) for {} parts the edge players loaded \
+         ({:.2} per part); playlists {} ({} blocking reloads for {} distinct directives); origin errors to the edge {:?}",
+        media.values().map(|v| v.0 + v.1).sum::<usize>(),
+        media_ok,
+        edge_seen.parts.len(),
+        media_ok as f64 / edge_seen.parts.len().max(1) as f64,
+        playlist_reqs,
+        blocking,
+        blocking_keys.len(),
+        edge_errors,
+    );
+    eprintln!("non-fatal errors through the edge: {:?}", edge_seen.errors);
+
+    assert_played("direct", &direct_seen, &report);
+    assert_played("edge", &edge_seen, &report);
+    // Parts, not whole segments, at the live edge.
+    assert!(!edge_seen.parts.is_empty() && !edge_seen.part_delay.is_empty(), "edge players loaded no parts");
+    // Both switches happened, for every player: high, low, high again.
+    for (label, s) in [("edge", &edge_seen), ("direct", &direct_seen)] {
+        for levels in &s.levels {
+            let down_up = levels.windows(3).any(|w| w == [1, 0, 1]);
+            assert!(down_up, "{label}: a player did not switch down and back up (levels {levels:?})");
+        }
+    }
+    // One origin request per media object (segment or part range), whatever
+    // the number of players.
+    for ((path, range), (ok, _)) in &media {
+        assert!(*ok <= 1, "{path} {range:?} was fetched {ok} times from the origin through the edge");
+    }
+    assert!(media_ok > 0, "no media went through the edge");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn dash_js_low_latency_through_the_edge_and_direct() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    check_browser_side();
+    let seconds = knob("LL_PLAYER_SECONDS", 40);
+    let edge_players = knob("LL_EDGE_PLAYERS", 1);
+    let mut origin = LlLive::start(Early::NotFound, &players_dir()).await;
+    origin.wait_segments(2, Duration::from_secs(30)).await;
+    let edge = common::edge(&edge_config(&origin.url())).await;
+    let edge_base = format!("http://{}", edge.addr());
+    let pages = edge_players.div_ceil(5);
+    let cfg = serde_json::json!({
+        "kind": "dash", "duration": seconds, "liveDelay": 3,
+        "targets": [
+            { "label": "edge", "base": edge_base, "pages": pages, "players": edge_players.div_ceil(pages) },
+            { "label": "direct", "base": origin.url(), "pages": 1, "players": 1 },
+        ],
+    });
+    let report = play(cfg, seconds).await;
+    assert!(origin.encoder_alive(), "the live encoder stopped during the run");
+    let published = origin.parts();
+    let log = origin.requests();
+    let edge_seen = seen(&report, "edge", &published);
+    let direct_seen = seen(&report, "direct", &published);
+    let media = edge_media_requests(&log);
+    let ok: usize = media.values().map(|v| v.0).sum();
+    let early: usize = media.values().map(|v| v.1).sum();
+    let direct_early =
+        log.iter().filter(|r| !r.via_edge && r.path.starts_with("/chunk-stream") && r.status == 404).count();
+    let chunks =
+        published.keys().filter(|(_, n, _)| media.keys().any(|(p, _)| p.ends_with(&format!("-{n:05}.m4s")))).count();
+    eprintln!("{}", summary("edge", &edge_seen));
+    eprintln!("{}", summary("direct", &direct_seen));
+    eprintln!(
+        "origin requests through the edge: {ok} successful for {} segments ({chunks} chunks) the edge players loaded, \
+         {early} early (404) requests; direct player's early requests {direct_early}; low-latency mode {:?}",
+        media.len(),
+        report["results"]
+            .as_array()
+            .map(|r| r.iter().map(|p| p["players"][0]["lowLatency"].clone()).collect::<Vec<_>>()),
+    );
+    assert_played("direct", &direct_seen, &report);
+    assert_played("edge", &edge_seen, &report);
+    assert!(edge_seen.segments > 0, "edge players loaded no segments");
+    for ((path, range), (ok, _)) in &media {
+        assert!(*ok <= 1, "{path} {range:?} was fetched {ok} times from the origin through the edge");
+    }
+    assert!(ok > 0, "no media went through the edge");
+}
