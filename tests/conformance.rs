@@ -535,13 +535,16 @@ async fn must_understand_overrides_no_store_for_known_statuses_only() {
     assert_eq!((x2.as_str(), hits), ("Miss", 2));
 }
 
+/// A path, the origin's fields, and how many origin requests two GETs make.
+type SurrogateCase = (&'static str, &'static [(&'static str, &'static str)], usize);
+
 // Surrogate-Control (W3C Edge Architecture note, as Fastly and Akamai read it):
 // directives for surrogates replace Cache-Control here, except those aimed at
 // another device (`;token`); `max-age=N+M` counts N.
 #[tokio::test]
 async fn surrogate_control_targets_the_edge() {
     let (e, o) = edge_and_origin("").await;
-    let cases: &[(&str, &[(&str, &str)], usize)] = &[
+    let cases: &[SurrogateCase] = &[
         ("/sc-max", &[("surrogate-control", "max-age=3600")], 1),
         ("/sc-case", &[("surrogate-control", "MaX-aGe=3600")], 1),
         ("/sc-ext", &[("surrogate-control", "foobar, max-age=3600")], 1),
