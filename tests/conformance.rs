@@ -418,3 +418,169 @@ async fn vary_compares_normalised_field_values() {
     assert_eq!(x, "Miss");
     assert_eq!(o.hits("/vn"), 3);
 }
+
+// RFC 9110 §15.2: "A proxy MUST forward 1xx responses unless the proxy itself
+// requested the generation of the 1xx response", and "a server MUST NOT send
+// a 1xx response to an HTTP/1.0 client". RFC 9111 §3: only the final
+// response is stored. Hop-by-hop fields of the 1xx stay on the origin's hop.
+static EARLY: &[u8] =
+    b"HTTP/1.1 103 Early Hints\r\nLink: </styles.css>; rel=preload; as=style\r\nX-My-Header: test\r\n\
+Connection: x-hop\r\nX-Hop: 1\r\n\r\n\
+HTTP/1.1 102 Processing\r\n\r\n\
+HTTP/1.1 200 OK\r\nCache-Control: max-age=100000\r\nContent-Type: text/plain\r\nContent-Length: 5\r\n\r\nfinal";
+
+/// Sends raw request bytes and reads until `responses` final bodies `final` arrived.
+async fn raw_exchange(e: &mediaedge::RunningEdge, request: &str, finals: usize) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(e.addr()).await.expect("connect");
+    s.write_all(request.as_bytes()).await.expect("write");
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    let read = async {
+        while String::from_utf8_lossy(&got).matches("final").count() < finals {
+            match s.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => got.extend_from_slice(&buf[..n]),
+            }
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(20), read).await.expect("the edge answered (it hung)");
+    String::from_utf8_lossy(&got).into_owned()
+}
+
+#[tokio::test]
+async fn interim_responses_are_forwarded_to_http11_viewers_and_never_stored() {
+    let (addr, task) = raw_origin(EARLY).await;
+    let e = edge(&config_for(&format!("http://{addr}"), "")).await;
+    let text = raw_exchange(&e, "GET /early HTTP/1.1\r\nHost: a.example\r\n\r\n", 1).await;
+    let (i103, i102, i200) =
+        (text.find("HTTP/1.1 103 Early Hints\r\n"), text.find("HTTP/1.1 102"), text.find("HTTP/1.1 200"));
+    assert!(i103.is_some() && i102.is_some() && i200.is_some(), "103, 102 and 200 reach the viewer:\n{text}");
+    assert!(i103 < i102 && i102 < i200, "in the origin's order, before the final response:\n{text}");
+    let interim = &text[..i200.unwrap_or(0)].to_ascii_lowercase();
+    assert!(interim.contains("link: </styles.css>; rel=preload; as=style\r\n"), "{text}");
+    assert!(interim.contains("x-my-header: test\r\n"), "{text}");
+    assert!(!interim.contains("x-hop") && !interim.contains("connection"), "hop-by-hop fields stay:\n{text}");
+    let fin = &text[i200.unwrap_or(0)..].to_ascii_lowercase();
+    assert!(fin.contains("x-cache: miss") && fin.ends_with("final"), "{text}");
+    assert!(!fin.contains("link:"), "the 103's fields are not merged into the final response:\n{text}");
+
+    // The final response was stored; a hit has no interim response.
+    let text = raw_exchange(&e, "GET /early HTTP/1.1\r\nHost: a.example\r\n\r\n", 1).await;
+    assert!(text.starts_with("HTTP/1.1 200"), "a hit starts with its final response:\n{text}");
+    assert!(text.to_ascii_lowercase().contains("x-cache: hit"), "{text}");
+
+    // HTTP/1.0: the origin's 1xx are not forwarded.
+    let text = raw_exchange(&e, "GET /early10 HTTP/1.0\r\nHost: a.example\r\n\r\n", 1).await;
+    assert!(text.starts_with("HTTP/1.0 200") || text.starts_with("HTTP/1.1 200"), "no 1xx to HTTP/1.0:\n{text}");
+    task.abort();
+}
+
+// Pipelined requests: each request's interim responses come right before its
+// own final response, never inside or after another response.
+#[tokio::test]
+async fn interim_responses_keep_their_place_in_a_pipeline() {
+    let (addr, task) = raw_origin(EARLY).await;
+    let e = edge(&config_for(&format!("http://{addr}"), "")).await;
+    let req = |p: &str| format!("GET {p} HTTP/1.1\r\nHost: a.example\r\n\r\n");
+    let text = raw_exchange(&e, &(req("/p1") + &req("/p2") + &req("/p1")), 3).await;
+    let starts: Vec<&str> = text.match_indices("HTTP/1.1 ").map(|(i, _)| &text[i + 9..i + 12]).collect();
+    assert_eq!(
+        starts,
+        ["103", "102", "200", "103", "102", "200", "200"],
+        "two misses with their interim responses, then a hit without:\n{text}"
+    );
+    task.abort();
+}
+
+// A real client: curl shows the interim response it received (-v).
+#[tokio::test]
+async fn curl_sees_the_early_hints() {
+    let (addr, task) = raw_origin(EARLY).await;
+    let e = edge(&config_for(&format!("http://{addr}"), "")).await;
+    let out = tokio::process::Command::new("curl")
+        .args(["-sv", "--http1.1", "--max-time", "20", &url(&e, "/curl")])
+        .output()
+        .await
+        .expect("curl runs (scripts/test.sh installs it)");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("< HTTP/1.1 103 Early Hints"), "{err}");
+    assert!(err.to_ascii_lowercase().contains("< link: </styles.css>; rel=preload; as=style"), "{err}");
+    assert!(err.contains("< HTTP/1.1 200 OK"), "{err}");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "final");
+    task.abort();
+}
+
+// RFC 9111 §5.2.2.3: with `must-understand`, a cache that understands the
+// status may store the response and ignores `no-store`; one that does not
+// understand the status must not store it.
+#[tokio::test]
+async fn must_understand_overrides_no_store_for_known_statuses_only() {
+    let (e, o) = edge_and_origin("").await;
+    let cc = "max-age=3600, no-store, must-understand";
+    o.set("/mu-200", Script::ok("x").header("cache-control", cc));
+    let (x1, x2, hits) = twice(&e, &o, "/mu-200").await;
+    assert_eq!((x1.as_str(), x2.as_str(), hits), ("Miss", "Hit", 1), "a 200 is understood: stored");
+    let c = client();
+    o.set("/mu-599", Script::ok("x").status(599).header("cache-control", cc));
+    for _ in 0..2 {
+        let (s, x, _, _) = get(&c, &url(&e, "/mu-599"), &[]).await;
+        assert_eq!(s, 599);
+        assert_ne!(x, "Hit");
+    }
+    assert_eq!(o.hits("/mu-599"), 2, "an unknown status with must-understand is never stored");
+    // Without must-understand, no-store still wins for a 200.
+    o.set("/ns-200", Script::ok("x").header("cache-control", "max-age=3600, no-store"));
+    let (_, x2, hits) = twice(&e, &o, "/ns-200").await;
+    assert_eq!((x2.as_str(), hits), ("Miss", 2));
+}
+
+/// A path, the origin's fields, and how many origin requests two GETs make.
+type SurrogateCase = (&'static str, &'static [(&'static str, &'static str)], usize);
+
+// Surrogate-Control (W3C Edge Architecture note, as Fastly and Akamai read it):
+// directives for surrogates replace Cache-Control here, except those aimed at
+// another device (`;token`); `max-age=N+M` counts N.
+#[tokio::test]
+async fn surrogate_control_targets_the_edge() {
+    let (e, o) = edge_and_origin("").await;
+    let cases: &[SurrogateCase] = &[
+        ("/sc-max", &[("surrogate-control", "max-age=3600")], 1),
+        ("/sc-case", &[("surrogate-control", "MaX-aGe=3600")], 1),
+        ("/sc-ext", &[("surrogate-control", "foobar, max-age=3600")], 1),
+        ("/sc-esi", &[("surrogate-control", "content=\"ESI/1.0\", max-age=3600+600")], 1),
+        ("/sc-over-cc", &[("cache-control", "max-age=0"), ("surrogate-control", "max-age=3600")], 1),
+        ("/sc-over-expires", &[("surrogate-control", "max-age=3600"), ("expires", "0")], 1),
+        ("/sc-zero", &[("cache-control", "max-age=3600"), ("surrogate-control", "max-age=0")], 2),
+        ("/sc-no-store", &[("cache-control", "max-age=3600"), ("surrogate-control", "no-store")], 2),
+        ("/sc-aged", &[("surrogate-control", "max-age=3600"), ("age", "7200")], 2),
+        // Aimed at another device: Cache-Control decides.
+        ("/sc-other", &[("cache-control", "no-store"), ("surrogate-control", "max-age=3600;not-for-you")], 2),
+        // Only directives that say nothing on storing: Cache-Control decides.
+        ("/sc-esi-only", &[("cache-control", "no-store"), ("surrogate-control", "content=\"ESI/1.0\"")], 2),
+    ];
+    for (path, headers, expected) in cases {
+        let mut script = Script::ok("x").no_revalidate();
+        for (k, v) in *headers {
+            script = script.header(k, v);
+        }
+        o.set(path, script);
+        let (_, x2, hits) = twice(&e, &o, path).await;
+        assert_eq!(hits, *expected, "{path}: {headers:?} (second answer {x2})");
+    }
+}
+
+// RFC 9111 §4.1 lets a cache normalise selecting fields it knows; language
+// tags are case-insensitive (RFC 4647 §2). Their order is kept (an origin may
+// weigh the first one most).
+#[tokio::test]
+async fn accept_language_variants_ignore_case() {
+    let (e, o) = edge_and_origin("").await;
+    o.set("/lang", Script::ok("x").header("cache-control", "max-age=5000").header("vary", "Accept-Language"));
+    let c = client();
+    let (_, x1, _, _) = get(&c, &url(&e, "/lang"), &[("accept-language", "en, de")]).await;
+    let (_, x2, _, _) = get(&c, &url(&e, "/lang"), &[("accept-language", "eN,   De")]).await;
+    assert_eq!((x1.as_str(), x2.as_str(), o.hits("/lang")), ("Miss", "Hit", 1));
+    let (_, x3, _, _) = get(&c, &url(&e, "/lang"), &[("accept-language", "de, en")]).await;
+    assert_ne!(x3, "Hit", "another order is another variant");
+}

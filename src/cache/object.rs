@@ -153,7 +153,9 @@ impl VaryKey {
 /// empty members dropped (RFC 9111 §4.1 lets a cache normalise this way, so
 /// `1,2`, ` 1, 2 ` and two lines `1` and `2` select the same variant);
 /// `Accept-Encoding` reduced to the codings that matter, so `gzip, br` and
-/// `br;q=1, gzip, deflate` select the same variant.
+/// `br;q=1, gzip, deflate` select the same variant. Language tags are
+/// case-insensitive (RFC 4647 §2), so `Accept-Language` is compared in lower
+/// case (`eN, De` selects the variant of `en, de`).
 fn normalized(req: &HeaderMap, name: &HeaderName) -> Option<String> {
     if name == header::ACCEPT_ENCODING {
         return Some(crate::compress::normalized_accept_encoding(req).to_string());
@@ -175,6 +177,11 @@ fn normalized(req: &HeaderMap, name: &HeaderName) -> Option<String> {
                 }
                 o.push_str(w);
             }
+        }
+    }
+    if name == header::ACCEPT_LANGUAGE {
+        if let Some(o) = out.as_mut() {
+            o.make_ascii_lowercase();
         }
     }
     out

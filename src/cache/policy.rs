@@ -17,6 +17,9 @@ pub struct Directives {
     pub public: bool,
     pub must_revalidate: bool,
     pub proxy_revalidate: bool,
+    /// RFC 9111 §5.2.2.3: store only if the status is understood; `no-store`
+    /// is then ignored.
+    pub must_understand: bool,
     pub max_age: Option<u64>,
     pub s_maxage: Option<u64>,
     pub stale_while_revalidate: Option<u64>,
@@ -24,25 +27,54 @@ pub struct Directives {
 }
 
 pub static CDN_CACHE_CONTROL: HeaderName = HeaderName::from_static("cdn-cache-control");
+pub static SURROGATE_CONTROL: HeaderName = HeaderName::from_static("surrogate-control");
 
 impl Directives {
     /// Parses every instance of a field. Returns `None` when the field is absent.
     /// Conflicting duplicates of a delta-seconds directive keep the smallest value;
     /// an invalid one counts as 0 (RFC 9111 §4.2.1: treat as stale).
     pub fn parse(headers: &HeaderMap, name: &HeaderName) -> Option<Directives> {
+        Directives::parse_field(headers, name, false).map(|(d, _)| d)
+    }
+
+    /// `Surrogate-Control` (the W3C Edge Architecture note): the same
+    /// directives, each possibly aimed at one device with `;token` (those are
+    /// skipped: this edge announces no token), and `max-age=N+M` counting
+    /// `N`. `None` when no directive applies here.
+    pub fn parse_surrogate(headers: &HeaderMap) -> Option<Directives> {
+        match Directives::parse_field(headers, &SURROGATE_CONTROL, true)? {
+            (d, true) => Some(d),
+            (_, false) => None,
+        }
+    }
+
+    /// The directives of every line of `name`, and whether any applied.
+    fn parse_field(headers: &HeaderMap, name: &HeaderName, surrogate: bool) -> Option<(Directives, bool)> {
         let mut values = headers.get_all(name).iter().peekable();
         values.peek()?;
         let mut d = Directives::default();
+        let mut any = false;
         for value in values {
             let Ok(value) = value.to_str() else { continue };
             for item in split_outside_quotes(value) {
-                let item = item.trim();
+                let mut item = item.trim();
+                if surrogate {
+                    match item.split_once(';') {
+                        Some((_, target)) if !target.trim().is_empty() => continue,
+                        Some((own, _)) => item = own.trim(),
+                        None => {}
+                    }
+                }
                 if item.is_empty() {
                     continue;
                 }
                 let (key, arg) = match item.split_once('=') {
                     Some((k, v)) => (k.trim(), Some(v.trim().trim_matches('"'))),
                     None => (item, None),
+                };
+                let arg = match arg {
+                    Some(a) if surrogate => a.split_once('+').map_or(Some(a), |(n, _)| Some(n.trim())),
+                    a => a,
                 };
                 let secs = || arg.map_or(0, delta_seconds);
                 let min = |slot: &mut Option<u64>, v: u64| *slot = Some(slot.map_or(v, |o: u64| o.min(v)));
@@ -55,15 +87,18 @@ impl Directives {
                     "public" => d.public = true,
                     "must-revalidate" => d.must_revalidate = true,
                     "proxy-revalidate" => d.proxy_revalidate = true,
+                    "must-understand" => d.must_understand = true,
                     "max-age" => min(&mut d.max_age, secs()),
                     "s-maxage" => min(&mut d.s_maxage, secs()),
                     "stale-while-revalidate" => min(&mut d.stale_while_revalidate, secs()),
                     "stale-if-error" => min(&mut d.stale_if_error, secs()),
-                    _ => {}
+                    // Extensions (and ESI's `content`) say nothing on storing.
+                    _ => continue,
                 }
+                any = true;
             }
         }
-        Some(d)
+        Some((d, any))
     }
 
     /// From a parsed Structured Field dictionary (`CDN-Cache-Control`).
@@ -94,6 +129,7 @@ impl Directives {
                 "public" => d.public = flag()?,
                 "must-revalidate" => d.must_revalidate = flag()?,
                 "proxy-revalidate" => d.proxy_revalidate = flag()?,
+                "must-understand" => d.must_understand = flag()?,
                 "max-age" => d.max_age = Some(secs()?),
                 "s-maxage" => d.s_maxage = Some(secs()?),
                 "stale-while-revalidate" => d.stale_while_revalidate = Some(secs()?),
@@ -135,11 +171,16 @@ fn split_outside_quotes(s: &str) -> impl Iterator<Item = &str> {
 }
 
 /// The directives this cache obeys: `CDN-Cache-Control` when present (RFC 9213,
-/// it targets CDNs and replaces `Cache-Control` for them), else `Cache-Control`.
+/// it targets CDNs and replaces `Cache-Control` for them), else
+/// `Surrogate-Control` when a directive of it applies here (it targets
+/// surrogates the same way), else `Cache-Control`.
 /// `CDN-Cache-Control` is a Structured Field dictionary: one that does not
 /// parse, or whose directives have the wrong types, is ignored as a whole.
 pub fn effective_directives(headers: &HeaderMap) -> (Directives, bool) {
     if let Some(d) = cdn_directives(headers) {
+        return (d, true);
+    }
+    if let Some(d) = Directives::parse_surrogate(headers) {
         return (d, true);
     }
     (Directives::parse(headers, &header::CACHE_CONTROL).unwrap_or_default(), false)
@@ -301,7 +342,15 @@ pub fn storability(
     if status.is_informational() || status == StatusCode::PARTIAL_CONTENT || status == StatusCode::NOT_MODIFIED {
         return Err(NoStore::NotCacheable("status"));
     }
-    let (d, _) = effective_directives(headers);
+    let (mut d, _) = effective_directives(headers);
+    if d.must_understand {
+        // The statuses HTTP defines are the ones this cache knows the rules
+        // of; any other must not be stored, whatever else is said.
+        if status.canonical_reason().is_none() {
+            return Err(NoStore::Forbidden("must-understand"));
+        }
+        d.no_store = false;
+    }
     let error = is_error(status);
     // An error that must not be stored is still the answer for the requests
     // collapsed on it: each of them would get the same from a failing origin.

@@ -81,9 +81,14 @@ impl HttpOrigin {
                 h.insert(header::HOST, host.clone());
             }
         }
-        let request = builder
+        let mut request = builder
             .body(req.body)
             .map_err(|e| OriginError::Protocol(format!("cannot build the origin request: {e}")))?;
+        if let Some(sink) = req.interim {
+            // 1xx responses go on to the viewer (RFC 9110 §15.2); the final
+            // response is what this returns and what may be stored.
+            hyper::ext::on_informational(&mut request, move |res| sink(res.status(), res.headers()));
+        }
         let request_time = SystemTime::now();
         let response = match tokio::time::timeout(c.read_timeout, self.client.request(request)).await {
             Ok(Ok(r)) => r,

@@ -40,7 +40,13 @@ pub struct OriginRequest {
     /// edge-made request (revalidation, prefetch) carries the protocol of the
     /// viewer whose request started it.
     pub viewer_tls: bool,
+    /// Where the origin's interim (1xx) responses go: the viewer whose request
+    /// this is, when it can take them. `None` for edge-made requests.
+    pub interim: Option<InterimSink>,
 }
+
+/// Receives an origin's interim responses (status and fields).
+pub type InterimSink = Arc<dyn Fn(StatusCode, &HeaderMap) + Send + Sync>;
 
 /// A request body going to the origin: none, or the viewer's, streamed (and
 /// counted, once `Origin::send` has it, as bytes to the origin).

@@ -103,6 +103,15 @@ fn viewer_header(h: ViewerHeader, viewer: Viewer, version: Version) -> HeaderVal
     }
 }
 
+/// The viewer's way to receive the origin's interim (1xx) responses, when its
+/// connection can take them (HTTP/1.1; see `server::interim`).
+fn interim_sink(parts: &Parts) -> Option<crate::origin::InterimSink> {
+    let sink = parts.extensions.get::<crate::server::interim::Sink>()?.clone();
+    Some(Arc::new(move |status, headers: &HeaderMap| {
+        sink.push(status, headers);
+    }))
+}
+
 impl Edge {
     /// The origin request for a fill: what the policies name, `Accept-Encoding`
     /// normalized (or none where the edge compresses itself, so that one
@@ -130,6 +139,7 @@ impl Edge {
             headers: h,
             body: RequestBody::Empty,
             viewer_tls: ctx.viewer.tls,
+            interim: interim_sink(parts),
         }
     }
 
@@ -154,6 +164,7 @@ impl Edge {
                 headers: h,
                 body: RequestBody::Empty,
                 viewer_tls: ctx.viewer.tls,
+                interim: interim_sink(parts),
             };
         }
         let mut h = parts.headers.clone();
@@ -174,6 +185,7 @@ impl Edge {
             headers: h,
             body,
             viewer_tls: ctx.viewer.tls,
+            interim: interim_sink(parts),
         }
     }
 

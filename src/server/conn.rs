@@ -2,6 +2,7 @@
 //! request head within one deadline, then idle timeouts between requests
 //! (HTTP/1.1 keep-alive) and while no stream is open (HTTP/2, closed with GOAWAY).
 
+use super::interim;
 use super::limits::Permit;
 use crate::http::body::EdgeBody;
 use crate::proxy::{Edge, Handled, Viewer};
@@ -52,6 +53,8 @@ struct State {
     h2: AtomicBool,
     /// When `active` last fell to 0, in milliseconds since `epoch`.
     idle_since_ms: AtomicU64,
+    /// Interim (1xx) responses on their way to this HTTP/1.1 viewer.
+    interim: Arc<interim::Slot>,
 }
 
 impl State {
@@ -90,6 +93,9 @@ pub struct ConnBody {
 struct Reply {
     handled: Handled,
     active: Option<Active>,
+    /// The request's interim-response generation (0: none), closed once the
+    /// final response goes to hyper.
+    interim_gen: u64,
 }
 
 impl Future for Reply {
@@ -97,9 +103,14 @@ impl Future for Reply {
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = &mut *self;
-        Pin::new(&mut this.handled)
-            .poll(cx)
-            .map(|res| Ok(res.map(|inner| ConnBody { inner, _active: this.active.take() })))
+        let res = std::task::ready!(Pin::new(&mut this.handled).poll(cx));
+        let active = this.active.take();
+        if this.interim_gen != 0 {
+            if let Some(a) = &active {
+                a.0.interim.end(this.interim_gen);
+            }
+        }
+        Poll::Ready(Ok(res.map(|inner| ConnBody { inner, _active: active })))
     }
 }
 
@@ -179,18 +190,30 @@ pub async fn serve(
         spoke: AtomicBool::new(false),
         h2: AtomicBool::new(false),
         idle_since_ms: AtomicU64::new(0),
+        interim: Arc::default(),
     });
     let st = state.clone();
-    let service = service_fn(move |req: Request<Incoming>| {
+    let service = service_fn(move |mut req: Request<Incoming>| {
         let active = st.begin(req.version());
+        // RFC 9110 §15.2: never a 1xx to an HTTP/1.0 client; HTTP/2: see interim.rs.
+        let interim_gen = match req.version() {
+            Version::HTTP_11 => {
+                let sink = st.interim.begin();
+                let generation = sink.generation();
+                req.extensions_mut().insert(sink);
+                generation
+            }
+            _ => 0,
+        };
         // HTTP/2 accepts a larger header list than the limit (see `start`) so
         // that an oversized one is answered 431 here, as on HTTP/1.1.
         let oversize = req.version() == Version::HTTP_2 && header_list_size(&req) > limits.max_header_bytes;
         // A hit is answered here, inside the call; anything that waits comes
         // back boxed, so hyper only ever moves a small future.
         let handled = if oversize { Handled::Ready(Some(too_large())) } else { edge.handle(req, viewer) };
-        Reply { handled, active: Some(active) }
+        Reply { handled, active: Some(active), interim_gen }
     });
+    let io = interim::InterimIo::new(io, state.interim.clone());
     let conn = builder.serve_connection(TokioIo::new(io), service);
     let mut conn = std::pin::pin!(conn);
     let timer = tokio::time::sleep_until(head_deadline);

@@ -4,6 +4,7 @@
 //! `conn` holds each one to its deadlines.
 
 mod conn;
+pub mod interim;
 pub mod limits;
 pub mod tls;
 
