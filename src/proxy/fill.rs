@@ -25,7 +25,13 @@ impl Edge {
     /// The cache path without an await: a fresh (or stale-while-revalidate)
     /// stored answer is made here and now, so a hit never builds, boxes or
     /// moves the future of a fill. Anything else goes on as a boxed future.
-    pub(super) fn cached_now(self: &Arc<Self>, parts: Parts, route: Route, viewer: Viewer) -> Now {
+    pub(super) fn cached_now(
+        self: &Arc<Self>,
+        mut parts: Parts,
+        route: Route,
+        viewer: Viewer,
+        interim: Option<crate::server::interim::Sink>,
+    ) -> Now {
         let ctx = Ctx { route, viewer };
         let simple = self.slice_size(&parts, &ctx).is_none()
             && !(ctx.route.behavior().streaming.blocking_reload
@@ -54,12 +60,18 @@ impl Edge {
                     return match self.serve_now(&parts, &obj, result, now) {
                         respond::Next::Done(served) => Now::Served(served),
                         next => {
+                            if let Some(sink) = interim {
+                                parts.extensions.insert(sink);
+                            }
                             let edge = self.clone();
                             Now::Later(Box::pin(async move { edge.serve_rest(next, &parts, &ctx, &obj, result).await }))
                         }
                     };
                 }
             }
+        }
+        if let Some(sink) = interim {
+            parts.extensions.insert(sink);
         }
         let edge = self.clone();
         Now::Later(Box::pin(async move { edge.cached_parts(parts, ctx.route, viewer).await }))

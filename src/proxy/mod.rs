@@ -21,6 +21,7 @@ use crate::log::{AccessLog, Pending};
 use crate::metrics::{DistStats, Registry};
 pub use crate::outcome::EdgeResult;
 use crate::routing::{request_host, Route, Routes};
+use crate::server::interim::Sink;
 use arc_swap::ArcSwap;
 use http::header::{self, HeaderValue};
 use http::{Request, Response, StatusCode};
@@ -184,17 +185,24 @@ impl Edge {
     /// Answers one viewer request: at once when the answer needs no wait (a
     /// fresh hit, or an error the edge makes itself), else as a boxed future,
     /// so that a hit never builds, boxes or moves the future of a fill.
-    pub fn handle(self: &Arc<Self>, req: Request<Incoming>, viewer: Viewer) -> Handled {
+    ///
+    /// `interim` is the viewer's way to take the origin's 1xx responses (an
+    /// HTTP/1.1 connection); it joins the request only when the request goes
+    /// on past the hit path, so a hit does not carry it.
+    pub fn handle(self: &Arc<Self>, req: Request<Incoming>, viewer: Viewer, interim: Option<Sink>) -> Handled {
         let start = Instant::now();
         let pending = self.log.as_ref().map(|l| self.begin_log(l, &req, viewer, start));
         let mut stats = None;
         let later = match self.route(req, viewer, &mut stats) {
             Step::Done(served) => return Handled::Ready(Some(self.finish(served, pending, stats, viewer))),
-            Step::Cached(parts, route) => match self.cached_now(parts, route, viewer) {
+            Step::Cached(parts, route) => match self.cached_now(parts, route, viewer, interim) {
                 Now::Served(served) => return Handled::Ready(Some(self.finish(served, pending, stats, viewer))),
                 Now::Later(later) => later,
             },
-            Step::Pass(req, route) => {
+            Step::Pass(mut req, route) => {
+                if let Some(sink) = interim {
+                    req.extensions_mut().insert(sink);
+                }
                 let edge = self.clone();
                 Box::pin(async move { edge.pass(req, &route, viewer, EdgeResult::Pass).await })
             }

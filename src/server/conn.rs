@@ -193,24 +193,20 @@ pub async fn serve(
         interim: Arc::default(),
     });
     let st = state.clone();
-    let service = service_fn(move |mut req: Request<Incoming>| {
+    let service = service_fn(move |req: Request<Incoming>| {
         let active = st.begin(req.version());
         // RFC 9110 §15.2: never a 1xx to an HTTP/1.0 client; HTTP/2: see interim.rs.
-        let interim_gen = match req.version() {
-            Version::HTTP_11 => {
-                let sink = st.interim.begin();
-                let generation = sink.generation();
-                req.extensions_mut().insert(sink);
-                generation
-            }
-            _ => 0,
+        let sink = match req.version() {
+            Version::HTTP_11 => Some(st.interim.begin()),
+            _ => None,
         };
+        let interim_gen = sink.as_ref().map_or(0, interim::Sink::generation);
         // HTTP/2 accepts a larger header list than the limit (see `start`) so
         // that an oversized one is answered 431 here, as on HTTP/1.1.
         let oversize = req.version() == Version::HTTP_2 && header_list_size(&req) > limits.max_header_bytes;
         // A hit is answered here, inside the call; anything that waits comes
         // back boxed, so hyper only ever moves a small future.
-        let handled = if oversize { Handled::Ready(Some(too_large())) } else { edge.handle(req, viewer) };
+        let handled = if oversize { Handled::Ready(Some(too_large())) } else { edge.handle(req, viewer, sink) };
         Reply { handled, active: Some(active), interim_gen }
     });
     let io = interim::InterimIo::new(io, state.interim.clone());
