@@ -314,7 +314,7 @@ impl Edge {
         let mut served = self.serve(&parts, &ctx, object, result).await;
         // `set_cookie = "strip"`: only this viewer's answer carries the cookie.
         for v in cookies {
-            served.response.headers_mut().append(header::SET_COOKIE, v);
+            served.append(header::SET_COOKIE, v);
         }
         served
     }
@@ -428,7 +428,7 @@ impl Edge {
         }
         let mut served = self.serve(parts, ctx, obj, EdgeResult::RefreshHit).await;
         for v in cookies {
-            served.response.headers_mut().append(header::SET_COOKIE, v);
+            served.append(header::SET_COOKIE, v);
         }
         served
     }

@@ -49,6 +49,14 @@ impl Served {
     fn new(response: Response<EdgeBody>, result: EdgeResult) -> Served {
         Served { response, result, range: None, head_bytes: None }
     }
+
+    /// Adds a field to the response, keeping a precomputed head size right.
+    fn append(&mut self, name: header::HeaderName, value: HeaderValue) {
+        if let Some(b) = &mut self.head_bytes {
+            *b += (name.as_str().len() + value.len() + 4) as u64;
+        }
+        self.response.headers_mut().append(name, value);
+    }
 }
 
 /// `X-Cache`, named once.
