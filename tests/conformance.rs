@@ -556,6 +556,13 @@ async fn surrogate_control_targets_the_edge() {
         ("/sc-aged", &[("surrogate-control", "max-age=3600"), ("age", "7200")], 2),
         // Aimed at another device: Cache-Control decides.
         ("/sc-other", &[("cache-control", "no-store"), ("surrogate-control", "max-age=3600;not-for-you")], 2),
+        // Aimed at this edge (the token it announces): wins over Cache-Control.
+        ("/sc-me", &[("cache-control", "no-store"), ("surrogate-control", "max-age=10000;mediaedge")], 1),
+        ("/sc-me-case", &[("cache-control", "no-store"), ("surrogate-control", "max-age=10000;MediaEdge")], 1),
+        // ... and over the untargeted directives.
+        ("/sc-me-first", &[("surrogate-control", "max-age=0, max-age=3600;mediaedge")], 1),
+        ("/sc-me-zero", &[("surrogate-control", "max-age=3600, max-age=0;mediaedge")], 2),
+        ("/sc-me-no-store", &[("cache-control", "max-age=3600"), ("surrogate-control", "no-store;mediaedge")], 2),
         // Only directives that say nothing on storing: Cache-Control decides.
         ("/sc-esi-only", &[("cache-control", "no-store"), ("surrogate-control", "content=\"ESI/1.0\"")], 2),
     ];
@@ -567,6 +574,30 @@ async fn surrogate_control_targets_the_edge() {
         o.set(path, script);
         let (_, x2, hits) = twice(&e, &o, path).await;
         assert_eq!(hits, *expected, "{path}: {headers:?} (second answer {x2})");
+    }
+    // The edge announces its device token to the origin.
+    let seen = o.seen_for("/sc-max");
+    let announced = seen[0].headers.get("surrogate-capability").and_then(|v| v.to_str().ok());
+    assert_eq!(announced, Some("mediaedge=\"Surrogate/1.0\""));
+}
+
+// RFC 9111 §3 and §4.2.2: a response without explicit freshness is reused
+// only when its status is heuristically cacheable (RFC 9110 §15.1); 502, 503
+// and 504 are not, whatever their `Last-Modified` says. They are still shared
+// with the requests collapsed on them (tests/origin_errors.rs).
+#[tokio::test]
+async fn gateway_errors_are_not_reused_without_freshness() {
+    let (e, o) = edge_and_origin("").await;
+    let modified = httpdate::fmt_http_date(SystemTime::now() - Duration::from_secs(86_400));
+    let c = client();
+    for (status, reused) in [(502, false), (503, false), (504, false), (404, true), (501, true)] {
+        let path = format!("/heuristic-{status}");
+        o.set(&path, Script::ok("x").status(status).header("last-modified", &modified));
+        let (s1, _, _, _) = get(&c, &url(&e, &path), &[]).await;
+        let (s2, x2, _, _) = get(&c, &url(&e, &path), &[]).await;
+        assert_eq!((s1, s2), (status, status));
+        let expected = if reused { 1 } else { 2 };
+        assert_eq!(o.hits(&path), expected, "{status}: second answer {x2}");
     }
 }
 

@@ -148,27 +148,30 @@ async fn with_an_error_ttl_of_zero_each_burst_is_collapsed_and_nothing_is_stored
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn gateway_errors_from_the_origin_are_shared_and_kept() {
+async fn gateway_errors_from_the_origin_are_shared_and_kept_only_when_configured() {
     let answers: [(u16, &'static [u8]); 3] = [
         (502, b"HTTP/1.1 502 Bad Gateway\r\nContent-Length: 3\r\nConnection: close\r\n\r\nbad"),
         (503, b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 3\r\nConnection: close\r\n\r\nbad"),
         (504, b"HTTP/1.1 504 Gateway Timeout\r\nContent-Length: 3\r\nConnection: close\r\n\r\nbad"),
     ];
     for (status, answer) in answers {
+        // By default: one origin request per burst, shared, never kept
+        // (RFC 9111 §3: not heuristically cacheable).
         let o = Gated::start(Some(answer)).await;
         let e = edge(&config_for(&o.url(), "")).await;
-        assert_all(&burst(&e, "/seg1.m4s", 100, Some(&o)).await, status, b"bad");
-        assert_all(&burst(&e, "/seg1.m4s", 100, None).await, status, b"bad");
-        assert_eq!(o.heads(), 1, "{status}: two bursts, one origin request");
-
-        // With a zero TTL for this status: one request per burst, none kept.
-        let o = Gated::start(Some(answer)).await;
-        let e = edge(&config_for(&o.url(), &with_error_ttls(&[(status, "0")]))).await;
         for round in 1..=2 {
             o.set_open(false);
             assert_all(&burst(&e, "/seg1.m4s", 100, Some(&o)).await, status, b"bad");
-            assert_eq!(o.heads(), round, "{status} with TTL 0: one origin request per burst");
+            assert_eq!(o.heads(), round, "{status}: one origin request per burst, none kept");
         }
+
+        // With an error-caching minimum TTL for this status (CloudFront's
+        // rule): kept, so the second burst asks nobody.
+        let o = Gated::start(Some(answer)).await;
+        let e = edge(&config_for(&o.url(), &with_error_ttls(&[(status, "10s")]))).await;
+        assert_all(&burst(&e, "/seg1.m4s", 100, Some(&o)).await, status, b"bad");
+        assert_all(&burst(&e, "/seg1.m4s", 100, None).await, status, b"bad");
+        assert_eq!(o.heads(), 1, "{status} with a TTL: two bursts, one origin request");
     }
 }
 
@@ -283,13 +286,74 @@ async fn stale_if_error_wins_over_the_error() {
 async fn an_invalidation_removes_a_kept_error() {
     let (e, o) = edge_and_origin("").await;
     let c = client();
-    o.set("/x.ts", Script::ok("down").status(503));
-    assert_eq!(get(&c, &url(&e, "/x.ts"), &[]).await.0, 503);
+    o.set("/x.ts", Script::ok("down").status(500));
+    assert_eq!(get(&c, &url(&e, "/x.ts"), &[]).await.0, 500);
     o.set("/x.ts", Script::ok("up"));
     let (s, x, _, _) = get(&c, &url(&e, "/x.ts"), &[]).await;
-    assert_eq!((s, x.as_str(), o.hits("/x.ts")), (503, "Hit", 1), "the error is kept");
+    assert_eq!((s, x.as_str(), o.hits("/x.ts")), (500, "Hit", 1), "the error is kept");
     let paths = [mediaedge::cache::invalidate::PathMatch::parse("/x.ts").unwrap()];
     assert_eq!(e.edge.cache.invalidate("ETEST", &paths), 1);
     let (s, x, _, b) = get(&c, &url(&e, "/x.ts"), &[]).await;
     assert_eq!((s, x.as_str(), &b[..], o.hits("/x.ts")), (200, "Miss", &b"up"[..], 2));
+}
+
+/// The `mediaedge_stale_if_error_total` count of a distribution, from `/metrics`.
+async fn stale_if_error_count(e: &Controlled, dist: &str) -> u64 {
+    let r = client()
+        .get(e.api("/metrics"))
+        .header("authorization", format!("Bearer {ADMIN_TOKEN}"))
+        .send()
+        .await
+        .expect("metrics");
+    let text = r.text().await.expect("metrics text");
+    let line = format!("mediaedge_stale_if_error_total{{distribution=\"{dist}\"}} ");
+    text.lines().find_map(|l| l.strip_prefix(&line)).and_then(|n| n.parse().ok()).expect("the counter is exported")
+}
+
+// Stale on error (RFC 5861, per behavior): the origin goes away; the expired
+// playlist and segment keep being served within the behavior's window, and a
+// counter shows it. Without the setting, the viewer gets the edge's 502.
+#[tokio::test]
+async fn expired_copies_stand_in_for_a_stopped_origin_within_the_behaviors_window() {
+    for (window, served) in [("stale_if_error = \"1h\"", true), ("", false)] {
+        let origin = TestOrigin::start().await;
+        origin.set("/live.m3u8", Script::ok("#EXTM3U\n").header("cache-control", "max-age=1"));
+        origin.set("/seg1.m4s", Script::ok("segment-bytes").header("cache-control", "max-age=1"));
+        let state = TempDir::new("stale-on-error");
+        let e = controlled(&config_for(&origin.url(), window), state.path()).await;
+        let c = client();
+        for path in ["/live.m3u8", "/seg1.m4s"] {
+            assert_eq!(get(&c, &e.url(path), &[]).await.0, 200);
+        }
+        // Let both expire (past the one more lifetime a playlist may be served
+        // while it refreshes), then stop the origin: its port refuses connections.
+        tokio::time::sleep(Duration::from_millis(2_200)).await;
+        drop(origin);
+        for round in 0..2 {
+            for (path, body) in [("/live.m3u8", &b"#EXTM3U\n"[..]), ("/seg1.m4s", &b"segment-bytes"[..])] {
+                let (s, x, _, b) = get(&c, &e.url(path), &[]).await;
+                if served {
+                    assert_eq!((s, &b[..]), (200, body), "{path} round {round}: X-Cache {x}");
+                } else {
+                    assert_eq!(s, 502, "{path} round {round}: no window, no stale copy");
+                }
+            }
+        }
+        let expected = if served { 4 } else { 0 };
+        assert_eq!(stale_if_error_count(&e, "ETEST").await, expected, "{window:?}");
+    }
+}
+
+// The origin's own `stale-if-error` wins over the behavior's window.
+#[tokio::test]
+async fn the_origins_stale_if_error_wins_over_the_behaviors() {
+    let origin = TestOrigin::start().await;
+    origin.set("/a.ts", Script::ok("a").header("cache-control", "max-age=1, stale-if-error=0"));
+    let e = edge(&config_for(&origin.url(), "stale_if_error = \"1h\"")).await;
+    let c = client();
+    assert_eq!(get(&c, &url(&e, "/a.ts"), &[]).await.0, 200);
+    tokio::time::sleep(Duration::from_millis(2_200)).await;
+    origin.set("/a.ts", Script::ok("down").status(500));
+    let (s, _, _, b) = get(&c, &url(&e, "/a.ts"), &[]).await;
+    assert_eq!((s, &b[..]), (500, &b"down"[..]), "stale-if-error=0 from the origin: no stale copy");
 }

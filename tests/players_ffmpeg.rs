@@ -20,7 +20,7 @@ use std::ops::RangeInclusive;
 use std::path::{Path, PathBuf};
 use std::process::{ExitStatus, Stdio};
 use std::time::{Duration, Instant};
-use tokio::io::AsyncReadExt;
+use tokio::io::{AsyncBufReadExt, AsyncReadExt};
 use tokio::process::{Child, Command};
 
 // ---------------------------------------------------------------- ffmpeg runs
@@ -404,9 +404,10 @@ async fn wait_for_log(path: &Path, want: usize) -> (Vec<String>, Vec<String>) {
 /// edge. The edge must refresh the live playlist (a TTL of half its
 /// EXT-X-TARGETDURATION when the origin is silent), not keep it for the 24 h
 /// default, and fetch each segment once.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn live_hls_from_an_ffmpeg_encoder_plays_through_the_edge() {
-    let dir = TempDir::new("players-live");
+/// A live HLS encoder: ffmpeg writing 1 s segments of a 6-segment window (old
+/// segments deleted, no ENDLIST) into `dir/live/index.m3u8` for `seconds`,
+/// returned once its first playlist exists, with a way to read its stderr.
+async fn live_encoder(dir: &TempDir, seconds: &str) -> (Child, impl Fn() -> String) {
     let live = dir.0.join("live");
     std::fs::create_dir_all(&live).expect("create live dir");
     let encoder_log_path = dir.0.join("encoder.log");
@@ -428,7 +429,7 @@ async fn live_hls_from_an_ffmpeg_encoder_plays_through_the_edge() {
         "-i",
         "sine=frequency=440:sample_rate=48000",
         "-t",
-        "40",
+        seconds,
         "-map",
         "0:v",
         "-map",
@@ -463,7 +464,7 @@ async fn live_hls_from_an_ffmpeg_encoder_plays_through_the_edge() {
     ]);
     cmd.stdout(Stdio::null()).stderr(encoder_log);
     let mut encoder = spawn(cmd);
-    let encoder_says = || std::fs::read_to_string(&encoder_log_path).unwrap_or_default();
+    let encoder_says = move || std::fs::read_to_string(&encoder_log_path).unwrap_or_default();
 
     // The first playlist appears after the first 1 s segment.
     let deadline = Instant::now() + Duration::from_secs(15);
@@ -475,6 +476,13 @@ async fn live_hls_from_an_ffmpeg_encoder_plays_through_the_edge() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 
+    (encoder, encoder_says)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn live_hls_from_an_ffmpeg_encoder_plays_through_the_edge() {
+    let dir = TempDir::new("players-live");
+    let (mut encoder, encoder_says) = live_encoder(&dir, "40").await;
     let o = StaticOrigin::start(&dir.0).await;
     let e = edge(&config(&http_origin(&o), "")).await;
     let run = play(&edge_url(&e, "/live/index.m3u8"), &[], &["-t", "20"], Duration::from_secs(35)).await;
@@ -511,4 +519,86 @@ async fn live_hls_from_an_ffmpeg_encoder_plays_through_the_edge() {
     println!("live HLS: {diag}; played in {:.1} s", run.took.as_secs_f64());
 
     let _ = encoder.kill().await;
+}
+
+/// The live stream served by two origins over one folder, through an origin
+/// group; ffmpeg plays 30 s through the edge and the primary is stopped at
+/// 10 s. Playback goes on without an error, every frame decoded, and the
+/// longest wait between two decoded frames (read as ffmpeg writes each one)
+/// stays under three 1 s segments: the edge fails over at once on the refused
+/// connections, then ejects the dead primary.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn live_hls_plays_on_when_the_primary_origin_dies() {
+    let dir = TempDir::new("players-failover");
+    let (mut encoder, encoder_says) = live_encoder(&dir, "50").await;
+    let primary = StaticOrigin::start(&dir.0).await;
+    let secondary = StaticOrigin::start(&dir.0).await;
+    let cfg = format!(
+        "[[distributions]]\nid = \"EFAILOVER\"\naliases = [\"*\"]\n\n\
+         [[distributions.origins]]\nid = \"a\"\nurl = {}\nconnection_attempts = 1\nread_timeout = \"2s\"\n\n\
+         [[distributions.origins]]\nid = \"b\"\nurl = {}\n\n\
+         [[distributions.origin_groups]]\nid = \"ab\"\nmembers = [\"a\", \"b\"]\neject_after = 2\n\n\
+         [distributions.default_behavior]\norigin = \"ab\"\n",
+        toml_str(&primary.url()),
+        toml_str(&secondary.url())
+    );
+    let e = edge(&cfg).await;
+    let url = edge_url(&e, "/live/index.m3u8");
+    let args = ["-v", "error", "-i", &url, "-map", "0:v", "-t", "30", "-flush_packets", "1", "-f", "framecrc", "-"];
+    let mut cmd = ffmpeg(&args);
+    cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+    let start = Instant::now();
+    let mut player = spawn(cmd);
+    let stdout = player.stdout.take().expect("player stdout");
+    let mut stderr = player.stderr.take().expect("player stderr");
+    let err_task = tokio::spawn(async move {
+        let mut v = Vec::new();
+        let _ = stderr.read_to_end(&mut v).await;
+        String::from_utf8_lossy(&v).into_owned()
+    });
+    // Each decoded frame's arrival, as ffmpeg writes its framecrc line.
+    let frames_task = tokio::spawn(async move {
+        let mut lines = tokio::io::BufReader::new(stdout).lines();
+        let mut arrivals = Vec::new();
+        while let Ok(Some(line)) = lines.next_line().await {
+            if !line.starts_with('#') {
+                arrivals.push(Instant::now());
+            }
+        }
+        arrivals
+    });
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    let before_kill = primary.fetches().len();
+    drop(primary);
+    let killed_at = start.elapsed();
+    let status = tokio::time::timeout(Duration::from_secs(50), player.wait()).await;
+    let stderr = err_task.await.unwrap_or_default();
+    let arrivals = frames_task.await.unwrap_or_default();
+    let _ = encoder.kill().await;
+    let status = match status {
+        Ok(s) => s.expect("waiting for the player"),
+        Err(_) => panic!("the player did not finish 30 s of live play within 50 s; stderr {stderr:?}"),
+    };
+    // The longest wait between two frames once playing (the first second is start-up).
+    let max_gap = arrivals
+        .windows(2)
+        .filter(|w| w[0].duration_since(start) > Duration::from_secs(1))
+        .map(|w| w[1].duration_since(w[0]))
+        .max()
+        .unwrap_or_default();
+    let after = secondary.fetches().len();
+    let diag = format!(
+        "{} frames; longest wait between frames {} ms; primary stopped at {:.1} s after {before_kill} requests; \
+         the secondary served {after}; player stderr {stderr:?}; encoder {:?}",
+        arrivals.len(),
+        max_gap.as_millis(),
+        killed_at.as_secs_f64(),
+        encoder_says()
+    );
+    assert!(status.success(), "player exited with {status}: {diag}");
+    assert!(stderr.trim().is_empty(), "player errors: {diag}");
+    assert!(arrivals.len() >= 725, "at least 29 s of 25 fps video: {diag}");
+    assert!(before_kill > 0 && after > 0, "both origins served part of the stream: {diag}");
+    assert!(max_gap < Duration::from_secs(3), "a stall of {} ms: {diag}", max_gap.as_millis());
+    println!("live failover: {diag}");
 }

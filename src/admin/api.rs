@@ -226,7 +226,17 @@ fn stats(c: &ControlPlane, id: &str) -> Value {
         Some(s) => s.snapshot(),
         None => crate::metrics::DistStats::new(id).snapshot(),
     };
-    serde_json::to_value(snapshot).unwrap_or(Value::Null)
+    let mut v = serde_json::to_value(snapshot).unwrap_or(Value::Null);
+    if let Value::Object(map) = &mut v {
+        let groups: Vec<Value> = c
+            .edge()
+            .origin_groups(id)
+            .into_iter()
+            .map(|(group, members)| serde_json::json!({ "id": group, "members": members }))
+            .collect();
+        map.insert("origin_groups".into(), Value::Array(groups));
+    }
+    v
 }
 
 fn metrics(c: &ControlPlane) -> String {

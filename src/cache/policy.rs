@@ -28,28 +28,39 @@ pub struct Directives {
 
 pub static CDN_CACHE_CONTROL: HeaderName = HeaderName::from_static("cdn-cache-control");
 pub static SURROGATE_CONTROL: HeaderName = HeaderName::from_static("surrogate-control");
+pub static SURROGATE_CAPABILITY: HeaderName = HeaderName::from_static("surrogate-capability");
+
+/// The device token this edge answers to in `Surrogate-Control` (`max-age=60;mediaedge`),
+/// announced on every origin request as `Surrogate-Capability: mediaedge="Surrogate/1.0"`.
+pub const SURROGATE_DEVICE: &str = "mediaedge";
 
 impl Directives {
     /// Parses every instance of a field. Returns `None` when the field is absent.
     /// Conflicting duplicates of a delta-seconds directive keep the smallest value;
     /// an invalid one counts as 0 (RFC 9111 §4.2.1: treat as stale).
     pub fn parse(headers: &HeaderMap, name: &HeaderName) -> Option<Directives> {
-        Directives::parse_field(headers, name, false).map(|(d, _)| d)
+        Directives::parse_field(headers, name, None).map(|(d, _)| d)
     }
 
     /// `Surrogate-Control` (the W3C Edge Architecture note): the same
-    /// directives, each possibly aimed at one device with `;token` (those are
-    /// skipped: this edge announces no token), and `max-age=N+M` counting
-    /// `N`. `None` when no directive applies here.
+    /// directives, each possibly aimed at one device with `;token`, and
+    /// `max-age=N+M` counting `N`. The directives aimed at this edge's
+    /// [`SURROGATE_DEVICE`] (announced to origins in `Surrogate-Capability`)
+    /// win; without any, the untargeted ones apply; those aimed at other
+    /// devices never do. `None` when no directive applies here.
     pub fn parse_surrogate(headers: &HeaderMap) -> Option<Directives> {
-        match Directives::parse_field(headers, &SURROGATE_CONTROL, true)? {
-            (d, true) => Some(d),
-            (_, false) => None,
+        for target in [Some(SURROGATE_DEVICE), Some("")] {
+            if let (d, true) = Directives::parse_field(headers, &SURROGATE_CONTROL, target)? {
+                return Some(d);
+            }
         }
+        None
     }
 
     /// The directives of every line of `name`, and whether any applied.
-    fn parse_field(headers: &HeaderMap, name: &HeaderName, surrogate: bool) -> Option<(Directives, bool)> {
+    /// `surrogate`: the `Surrogate-Control` device whose directives count
+    /// (`""` for the untargeted ones); `None` for other fields.
+    fn parse_field(headers: &HeaderMap, name: &HeaderName, surrogate: Option<&str>) -> Option<(Directives, bool)> {
         let mut values = headers.get_all(name).iter().peekable();
         values.peek()?;
         let mut d = Directives::default();
@@ -58,12 +69,12 @@ impl Directives {
             let Ok(value) = value.to_str() else { continue };
             for item in split_outside_quotes(value) {
                 let mut item = item.trim();
-                if surrogate {
-                    match item.split_once(';') {
-                        Some((_, target)) if !target.trim().is_empty() => continue,
-                        Some((own, _)) => item = own.trim(),
-                        None => {}
+                if let Some(device) = surrogate {
+                    let (own, target) = item.split_once(';').unwrap_or((item, ""));
+                    if !target.trim().eq_ignore_ascii_case(device) {
+                        continue;
                     }
+                    item = own.trim();
                 }
                 if item.is_empty() {
                     continue;
@@ -73,7 +84,7 @@ impl Directives {
                     None => (item, None),
                 };
                 let arg = match arg {
-                    Some(a) if surrogate => a.split_once('+').map_or(Some(a), |(n, _)| Some(n.trim())),
+                    Some(a) if surrogate.is_some() => a.split_once('+').map_or(Some(a), |(n, _)| Some(n.trim())),
                     a => a,
                 };
                 let secs = || arg.map_or(0, delta_seconds);
@@ -266,6 +277,20 @@ pub const LIVE_ERROR_FRACTION: f64 = 0.5;
 /// cached" list, plus 410, which RFC 9110 §15.1 makes cacheable by default.
 const ERRORS_KEPT_BY_DEFAULT: [u16; 9] = [404, 405, 410, 414, 500, 501, 502, 503, 504];
 
+/// Of those, the gateway statuses: an origin's 502, 503 or 504 without
+/// explicit freshness is kept only when the distribution sets an
+/// `error_caching_min_ttl` for it (see [`error_ttl`]).
+const GATEWAY_ERRORS: [u16; 3] = [502, 503, 504];
+
+/// Who made an error answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorSource {
+    /// The origin sent it.
+    Origin,
+    /// The edge made it: the origin could not be reached, broke off, or timed out.
+    Edge,
+}
+
 /// Error statuses whose error-caching minimum TTL applies only when the origin
 /// gives them explicit freshness (CloudFront's list).
 const ERRORS_KEPT_WITH_FRESHNESS: [u16; 4] = [400, 403, 412, 415];
@@ -283,12 +308,21 @@ const ERRORS_KEPT_WITH_FRESHNESS: [u16; 4] = [400, 403, 412, 415];
 /// freshness only), and a 416 is never kept: it answers a range, which the
 /// cache key does not hold.
 ///
+/// One exception to CloudFront's list: a 502, 503 or 504 *the origin sent*
+/// without explicit freshness is kept only when the distribution names an
+/// `error_caching_min_ttl` for that status. RFC 9111 §3 does not let a cache
+/// reuse these (they are not heuristically cacheable), and they say the
+/// condition is temporary; the collapsed requests still share it. The edge's
+/// own 502/504 (the origin unreachable or silent) keeps the default: that is
+/// where every viewer at once would otherwise pile onto a dead origin.
+///
 /// An error for a live part, chunk or segment (`media.live`: one the edge
 /// knows from a live playlist or a dynamic MPD) is kept at most
 /// [`LIVE_ERROR_FRACTION`] of its duration, whatever the status rule or the
 /// origin says: players ask for these before they exist and retry.
 pub fn error_ttl(
     status: StatusCode,
+    source: ErrorSource,
     media: Media,
     explicit: Option<Duration>,
     behavior: &Behavior,
@@ -296,8 +330,10 @@ pub fn error_ttl(
 ) -> Duration {
     let code = status.as_u16();
     let floor = || behavior.error_responses.min_ttl(status, cache.error_ttl);
+    let configured = || behavior.error_responses.configured_min_ttl(status).unwrap_or(Duration::ZERO);
     let ttl = match explicit {
         _ if code == 416 => Duration::ZERO,
+        None if source == ErrorSource::Origin && GATEWAY_ERRORS.contains(&code) => configured(),
         None if ERRORS_KEPT_BY_DEFAULT.contains(&code) => floor(),
         None => Duration::ZERO,
         Some(t) if ERRORS_KEPT_BY_DEFAULT.contains(&code) || ERRORS_KEPT_WITH_FRESHNESS.contains(&code) => {
@@ -386,7 +422,7 @@ pub fn storability(
         // `public` on an error status none of the error rules name: the
         // heuristic any final status gets with `public` (RFC 9111 §4.2.2).
         None if error && d.public && !has_error_rule(status) => heuristic.unwrap_or_default(),
-        _ if error => error_ttl(status, media, explicit, behavior, cache),
+        _ if error => error_ttl(status, ErrorSource::Origin, media, explicit, behavior, cache),
         Some(ttl) => clamp(ttl),
         None => match heuristic {
             Some(_) if status.is_success() && media.default_ttl.is_some() => {
@@ -405,7 +441,8 @@ pub fn storability(
         ttl,
         initial_age: initial_age(headers, date, request_time, response_time),
         stale_while_revalidate: Duration::from_secs(d.stale_while_revalidate.unwrap_or(0)),
-        stale_if_error: Duration::from_secs(d.stale_if_error.unwrap_or(0)),
+        // The origin's own stale-if-error wins; else the behavior's.
+        stale_if_error: d.stale_if_error.map_or(behavior.stale_if_error, Duration::from_secs),
         must_revalidate: d.must_revalidate || d.proxy_revalidate || d.s_maxage.is_some(),
         heuristic: explicit.is_none(),
     })
@@ -528,8 +565,12 @@ mod tests {
             decide_status(StatusCode::from_u16(code).unwrap(), pairs).map(|f| f.ttl)
         };
         let (s, zero) = (Duration::from_secs, Duration::ZERO);
-        for code in [404, 405, 410, 414, 500, 501, 502, 503, 504] {
+        for code in [404, 405, 410, 414, 500, 501] {
             assert_eq!(ttl(code, &[]), Ok(s(10)), "{code}");
+        }
+        // An origin's gateway errors without freshness: shared, not kept (RFC 9111 §3).
+        for code in [502, 503, 504] {
+            assert_eq!(ttl(code, &[]), Ok(zero), "{code}");
         }
         // The longer of the origin's freshness and the error-caching minimum.
         assert_eq!(ttl(404, &[("cache-control", "max-age=60")]), Ok(s(60)));
@@ -563,12 +604,22 @@ mod tests {
         let t = |code: u16, explicit: Option<u64>, b: &Behavior| {
             let status = StatusCode::from_u16(code).unwrap();
             let media = Media { kind: MediaKind::Segment, default_ttl: None, live: None };
-            error_ttl(status, media, explicit.map(Duration::from_secs), b, &cache)
+            error_ttl(status, ErrorSource::Origin, media, explicit.map(Duration::from_secs), b, &cache)
         };
         assert_eq!(t(503, None, &b), Duration::ZERO);
         assert_eq!(t(503, Some(20), &b), Duration::from_secs(20));
         assert_eq!(t(404, None, &b), Duration::from_secs(300));
         assert_eq!(t(500, None, &b), Duration::from_secs(10));
+        // An origin's 502/504 without freshness: kept only when configured.
+        assert_eq!(t(502, None, &b), Duration::ZERO);
+        assert_eq!(t(504, Some(5), &b), Duration::from_secs(10));
+        let edge_made = |code: u16| {
+            let media = Media { kind: MediaKind::Segment, default_ttl: None, live: None };
+            error_ttl(StatusCode::from_u16(code).unwrap(), ErrorSource::Edge, media, None, &b, &cache)
+        };
+        assert_eq!(edge_made(502), Duration::from_secs(10), "the edge's own 502 keeps the default");
+        b.error_responses = std::sync::Arc::new(ErrorResponses(vec![entry(502, 30), entry(404, 300)]));
+        assert_eq!(t(502, None, &b), Duration::from_secs(30), "configured: CloudFront's rule");
         b.max_ttl = Duration::from_secs(60);
         assert_eq!(t(404, None, &b), Duration::from_secs(60));
         assert_eq!(t(404, Some(3600), &b), Duration::from_secs(60));
@@ -583,11 +634,12 @@ mod tests {
         let cache = CacheConfig::default();
         let part = |kind, live: Option<u64>| Media { kind, default_ttl: None, live: live.map(Duration::from_millis) };
         let ttl = |status: u16, m: Media, explicit: Option<u64>| {
-            error_ttl(StatusCode::from_u16(status).unwrap(), m, explicit.map(Duration::from_secs), &b, &cache)
+            let status = StatusCode::from_u16(status).unwrap();
+            error_ttl(status, ErrorSource::Origin, m, explicit.map(Duration::from_secs), &b, &cache)
         };
         assert_eq!(ttl(404, part(MediaKind::Segment, Some(500)), None), Duration::from_millis(250));
         assert_eq!(ttl(404, part(MediaKind::Segment, Some(500)), Some(60)), Duration::from_millis(250));
-        assert_eq!(ttl(503, part(MediaKind::Other, Some(2000)), None), Duration::from_secs(1));
+        assert_eq!(ttl(500, part(MediaKind::Other, Some(2000)), None), Duration::from_secs(1));
         // Never longer than the status rule; never for manifests or unknown objects.
         assert_eq!(ttl(403, part(MediaKind::Segment, Some(2000)), None), Duration::ZERO);
         assert_eq!(ttl(404, part(MediaKind::HlsPlaylist, Some(500)), None), Duration::from_secs(10));

@@ -69,6 +69,7 @@ pub(super) fn distribution(d: &mut Arc<Distribution>, reader: &mut Reader) -> Re
                     return Err(f.at.error(format!("{} is not a folder", f.root.display())));
                 }
             }
+            OriginKind::Group(_) => {}
             OriginKind::Http(h) => {
                 if let Some(ca) = &h.ca_file {
                     if ca.roots.get().is_none() {

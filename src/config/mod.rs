@@ -285,6 +285,23 @@ pub struct OriginConfig {
 pub enum OriginKind {
     Http(HttpOriginConfig),
     Folder(FolderOriginConfig),
+    /// An origin group: its members tried in order (docs/resilience.md).
+    Group(OriginGroupConfig),
+}
+
+/// `[[distributions.origin_groups]]`: a primary and its fallbacks.
+#[derive(Debug, Clone)]
+pub struct OriginGroupConfig {
+    /// Indices of the member origins in the distribution's `origins`, in
+    /// order (the primary first); never groups themselves.
+    pub members: Vec<usize>,
+    /// Answers that send the request on to the next member (besides a failed
+    /// connection and a timeout, which always do).
+    pub failover_status: Vec<http::StatusCode>,
+    /// After this many failures in a row a member is skipped ...
+    pub eject_after: u32,
+    /// ... for this long, then tried again by one request.
+    pub eject_for: Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -296,6 +313,9 @@ pub struct HttpOriginConfig {
     /// Prefix added before every request path (no trailing slash).
     pub path_prefix: String,
     pub connect_timeout: Duration,
+    /// How many times a connection is tried before the origin counts as
+    /// unreachable (1-3, CloudFront's `ConnectionAttempts`).
+    pub connection_attempts: u8,
     /// Longest wait for response headers, and for each piece of the body.
     pub read_timeout: Duration,
     /// How long an idle pooled connection is kept.
@@ -344,6 +364,10 @@ pub struct Behavior {
     /// Without explicit freshness, a response with `Last-Modified` is fresh for
     /// 10% of its age at arrival (RFC 9111 §4.2.2) instead of `default_ttl`.
     pub heuristic_freshness: bool,
+    /// How long past its lifetime a copy may stand in for an origin that
+    /// fails (5xx, unreachable, timed out) when the origin gave no
+    /// `stale-if-error` of its own (RFC 5861). Zero: never.
+    pub stale_if_error: Duration,
     /// The distribution's custom error responses (the same for all its
     /// behaviors): how long error answers are kept.
     pub error_responses: Arc<ErrorResponses>,
@@ -496,6 +520,7 @@ impl Behavior {
             viewer_protocol_policy: ViewerProtocolPolicy::AllowAll,
             set_cookie: SetCookiePolicy::Pass,
             heuristic_freshness: false,
+            stale_if_error: Duration::ZERO,
             error_responses: Arc::default(),
             slice_size: None,
         }

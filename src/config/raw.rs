@@ -10,6 +10,7 @@ mod behavior;
 mod disk;
 mod errors;
 mod forwarding;
+mod groups;
 mod keys;
 
 use behavior::{resolve_behavior, resolve_list};
@@ -111,6 +112,8 @@ struct RawDistribution {
     key_groups: Vec<Spanned<RawKeyGroup>>,
     #[serde(default)]
     custom_error_responses: Vec<Spanned<errors::RawErrorResponse>>,
+    #[serde(default)]
+    origin_groups: Vec<Spanned<groups::RawOriginGroup>>,
 }
 
 #[derive(Deserialize)]
@@ -142,6 +145,7 @@ struct RawOrigin {
     url: Option<Spanned<String>>,
     folder: Option<Spanned<String>>,
     connect_timeout: Option<Secs>,
+    connection_attempts: Option<Spanned<i64>>,
     read_timeout: Option<Secs>,
     keepalive_timeout: Option<Secs>,
     max_idle: Option<usize>,
@@ -176,6 +180,7 @@ struct RawBehavior {
     blocking_reload: Option<bool>,
     set_cookie: Option<Spanned<String>>,
     heuristic_freshness: Option<bool>,
+    stale_if_error: Option<Spanned<Secs>>,
     slice_size: Option<Spanned<ByteSize>>,
     prefetch_segments: Option<Spanned<usize>>,
     #[serde(default)]
@@ -573,6 +578,7 @@ fn resolve_distribution(
         }
         origins.push(Arc::new(OriginConfig { id: o.id.into_inner(), kind, headers }));
     }
+    groups::resolve_origin_groups(cx, i, d.origin_groups, &mut origins)?;
 
     let key_groups = resolve_key_groups(cx, i, d.key_groups)?;
     let error_responses = Arc::new(errors::resolve_error_responses(cx, i, d.custom_error_responses)?);
@@ -660,6 +666,16 @@ fn parse_origin_url(
             }
         },
     };
+    let connection_attempts = match &o.connection_attempts {
+        None => 3,
+        Some(n) => match u8::try_from(*n.get_ref()) {
+            Ok(n @ 1..=3) => n,
+            _ => {
+                let f = field.replace(".url", ".connection_attempts");
+                return cx.err(n.span(), f, "must be 1, 2 or 3");
+            }
+        },
+    };
     let ca_file = o.ca_file.as_ref().map(|ca| CaFile {
         path: relative_to(cx.file, ca.get_ref()),
         at: cx.place(ca.span(), field.replace(".url", ".ca_file")),
@@ -674,6 +690,7 @@ fn parse_origin_url(
         https_port: o.https_port,
         path_prefix,
         connect_timeout: o.connect_timeout.map_or(Duration::from_secs(10), |s| s.0),
+        connection_attempts,
         read_timeout: o.read_timeout.map_or(Duration::from_secs(30), |s| s.0),
         keepalive_timeout: o.keepalive_timeout.map_or(Duration::from_secs(60), |s| s.0),
         max_idle_per_host: o.max_idle.unwrap_or(256),

@@ -48,6 +48,9 @@ impl DistStats {
             latency_sum_us: AtomicU64::new(0),
             latency_max_us: AtomicU64::new(0),
             collapsed: AtomicU64::new(0),
+            stale_if_error: AtomicU64::new(0),
+            failovers: AtomicU64::new(0),
+            ejections: AtomicU64::new(0),
             usage_bytes_to_viewers: AtomicU64::new(0),
             usage_bytes_to_origin: AtomicU64::new(0),
             usage_http: AtomicU64::new(0),
@@ -115,5 +118,20 @@ impl DistStats {
     /// A request served by another request's origin fetch (collapsing saved one origin fetch).
     pub fn record_collapsed(&self) {
         add(&self.collapsed, 1);
+    }
+
+    /// A request an origin group sent on to its next member.
+    pub fn record_failover(&self) {
+        add(&self.failovers, 1);
+    }
+
+    /// A member of an origin group ejected after failing.
+    pub fn record_ejection(&self) {
+        add(&self.ejections, 1);
+    }
+
+    /// An expired copy served because its origin failed (stale-if-error).
+    pub fn record_stale_if_error(&self) {
+        add(&self.stale_if_error, 1);
     }
 }

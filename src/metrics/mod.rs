@@ -19,6 +19,9 @@
 //! | `mediaedge_origin_errors_total` | counter | `distribution`, `kind` (`connect`, `timeout`, `protocol`) |
 //! | `mediaedge_origin_latency_seconds` | histogram | `distribution` (`_bucket{le}`, `_sum`, `_count`; time to the origin's response head) |
 //! | `mediaedge_collapsed_requests_total` | counter | `distribution` (origin fetches saved by collapsing) |
+//! | `mediaedge_stale_if_error_total` | counter | `distribution` (expired copies served because the origin failed) |
+//! | `mediaedge_origin_failovers_total` | counter | `distribution` (requests an origin group sent on to its next member) |
+//! | `mediaedge_origin_ejections_total` | counter | `distribution` (members of origin groups ejected after failing) |
 //! | `mediaedge_cache_bytes` | gauge | |
 //! | `mediaedge_cache_capacity_bytes` | gauge | |
 //! | `mediaedge_cache_objects` | gauge | |
@@ -79,6 +82,9 @@ pub struct DistStats {
     latency_sum_us: AtomicU64,
     latency_max_us: AtomicU64,
     collapsed: AtomicU64,
+    stale_if_error: AtomicU64,
+    failovers: AtomicU64,
+    ejections: AtomicU64,
     // Usage not yet taken (reset by `take_usage`).
     usage_bytes_to_viewers: AtomicU64,
     usage_bytes_to_origin: AtomicU64,

@@ -79,7 +79,7 @@ pub fn render_prometheus(registry: &Registry, cache: &CacheGauges) -> String {
         }
     }
 
-    let simple: [(&str, &str, CounterOf); 5] = [
+    let simple: [(&str, &str, CounterOf); 8] = [
         ("mediaedge_bytes_out_total", "Bytes sent to viewers (headers and bodies).", |s| &s.bytes_out),
         ("mediaedge_origin_bytes_in_total", "Body bytes received from origins.", |s| &s.origin_bytes_in),
         ("mediaedge_origin_bytes_out_total", "Request bytes sent to origins (heads and bodies).", |s| {
@@ -87,6 +87,9 @@ pub fn render_prometheus(registry: &Registry, cache: &CacheGauges) -> String {
         }),
         ("mediaedge_origin_requests_total", "Requests sent to origins.", |s| &s.origin_requests),
         ("mediaedge_collapsed_requests_total", "Origin fetches saved by request collapsing.", |s| &s.collapsed),
+        ("mediaedge_stale_if_error_total", "Expired copies served because the origin failed.", |s| &s.stale_if_error),
+        ("mediaedge_origin_failovers_total", "Requests an origin group sent on to its next member.", |s| &s.failovers),
+        ("mediaedge_origin_ejections_total", "Members of origin groups ejected after failing.", |s| &s.ejections),
     ];
     for (name, help, counter) in simple {
         family(&mut out, name, "counter", help);
@@ -280,6 +283,9 @@ mod tests {
             ("mediaedge_origin_errors_total", "counter"),
             ("mediaedge_origin_latency_seconds", "histogram"),
             ("mediaedge_collapsed_requests_total", "counter"),
+            ("mediaedge_stale_if_error_total", "counter"),
+            ("mediaedge_origin_failovers_total", "counter"),
+            ("mediaedge_origin_ejections_total", "counter"),
             ("mediaedge_cache_bytes", "gauge"),
             ("mediaedge_cache_capacity_bytes", "gauge"),
             ("mediaedge_cache_objects", "gauge"),

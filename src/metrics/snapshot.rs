@@ -46,6 +46,9 @@ impl DistStats {
             origin_requests: load(&self.origin_requests),
             hit_ratio,
             collapsed_requests: load(&self.collapsed),
+            stale_if_error: load(&self.stale_if_error),
+            origin_failovers: load(&self.failovers),
+            origin_ejections: load(&self.ejections),
             errors: ErrorCounts {
                 status_4xx: by_class[3],
                 status_5xx: by_class[4],
@@ -77,6 +80,12 @@ pub struct StatsSnapshot {
     pub hit_ratio: f64,
     /// Origin fetches saved by collapsing.
     pub collapsed_requests: u64,
+    /// Expired copies served because the origin failed.
+    pub stale_if_error: u64,
+    /// Requests an origin group sent on to its next member.
+    pub origin_failovers: u64,
+    /// Members of origin groups ejected after failing.
+    pub origin_ejections: u64,
     pub errors: ErrorCounts,
     pub origin_latency_ms: LatencySummary,
 }

@@ -74,36 +74,51 @@ impl HttpOrigin {
         };
         let (base, host) = if https { &self.secure } else { &self.plain };
         let uri = format!("{base}{}{}", c.path_prefix, req.path_and_query);
-        let mut builder = http::Request::builder().method(req.method).uri(uri);
-        if let Some(h) = builder.headers_mut() {
-            *h = req.headers;
-            if !h.contains_key(header::HOST) {
-                h.insert(header::HOST, host.clone());
-            }
+        let mut headers = req.headers;
+        if !headers.contains_key(header::HOST) {
+            headers.insert(header::HOST, host.clone());
         }
-        let mut request = builder
-            .body(req.body)
-            .map_err(|e| OriginError::Protocol(format!("cannot build the origin request: {e}")))?;
-        if let Some(sink) = req.interim {
-            // 1xx responses go on to the viewer (RFC 9110 §15.2); the final
-            // response is what this returns and what may be stored.
-            hyper::ext::on_informational(&mut request, move |res| sink(res.status(), res.headers()));
-        }
+        // A failed connection is tried again (`connection_attempts`), for a
+        // request without a body: nothing of it has reached the origin.
+        let attempts = if matches!(req.body, RequestBody::Empty) { c.connection_attempts.max(1) } else { 1 };
+        let mut body = Some(req.body);
+        let mut attempt = 1;
         let request_time = SystemTime::now();
-        let response = match tokio::time::timeout(c.read_timeout, self.client.request(request)).await {
-            Ok(Ok(r)) => r,
-            Ok(Err(e)) => {
-                let mut msg = error_chain(&e);
-                if https && msg.contains("certificate") {
-                    msg = format!("the origin's TLS certificate did not verify: {msg}");
-                }
-                return Err(if e.is_connect() { OriginError::Connect(msg) } else { OriginError::Protocol(msg) });
+        let response = loop {
+            let last = attempt >= attempts;
+            let this_body = if last { body.take().unwrap_or(RequestBody::Empty) } else { RequestBody::Empty };
+            let mut builder = http::Request::builder().method(req.method.clone()).uri(uri.as_str());
+            if let Some(h) = builder.headers_mut() {
+                *h = if last { std::mem::take(&mut headers) } else { headers.clone() };
             }
-            Err(_) => {
-                return Err(OriginError::Timeout(format!(
-                    "no response headers within {} ms",
-                    c.read_timeout.as_millis()
-                )))
+            let mut request = builder
+                .body(this_body)
+                .map_err(|e| OriginError::Protocol(format!("cannot build the origin request: {e}")))?;
+            if let Some(sink) = &req.interim {
+                // 1xx responses go on to the viewer (RFC 9110 §15.2); the final
+                // response is what this returns and what may be stored.
+                let sink = sink.clone();
+                hyper::ext::on_informational(&mut request, move |res| sink(res.status(), res.headers()));
+            }
+            match tokio::time::timeout(c.read_timeout, self.client.request(request)).await {
+                Ok(Ok(r)) => break r,
+                Ok(Err(e)) if e.is_connect() && !last => attempt += 1,
+                Ok(Err(e)) => {
+                    let mut msg = error_chain(&e);
+                    if https && msg.contains("certificate") {
+                        msg = format!("the origin's TLS certificate did not verify: {msg}");
+                    }
+                    if attempt > 1 {
+                        msg = format!("{msg} ({attempt} attempts)");
+                    }
+                    return Err(if e.is_connect() { OriginError::Connect(msg) } else { OriginError::Protocol(msg) });
+                }
+                Err(_) => {
+                    return Err(OriginError::Timeout(format!(
+                        "no response headers within {} ms",
+                        c.read_timeout.as_millis()
+                    )))
+                }
             }
         };
         let response_time = SystemTime::now();

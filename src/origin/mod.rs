@@ -3,8 +3,10 @@
 //! `OriginResponse`; faults come back as `OriginError`, which knows its status.
 
 mod folder;
+mod group;
 mod http_origin;
 
+pub use group::MemberState;
 pub use http_origin::{error_chain, system_roots};
 
 use crate::config::{OriginConfig, OriginKind};
@@ -28,6 +30,7 @@ pub struct Origin {
 enum Kind {
     Http(Box<http_origin::HttpOrigin>),
     Folder(folder::FolderOrigin),
+    Group(group::OriginGroup),
 }
 
 pub struct OriginRequest {
@@ -210,17 +213,44 @@ impl OriginBody {
 use std::future::Future;
 
 impl Origin {
-    pub fn new(config: Arc<OriginConfig>, stats: Arc<DistStats>) -> Result<Origin, String> {
+    /// An origin. A group's members are taken from `built`, the
+    /// distribution's origins made before it (groups come last).
+    pub fn new(config: Arc<OriginConfig>, stats: Arc<DistStats>, built: &[Arc<Origin>]) -> Result<Origin, String> {
         let kind = match &config.kind {
             OriginKind::Http(h) => Kind::Http(Box::new(http_origin::HttpOrigin::new(h.clone())?)),
             OriginKind::Folder(f) => Kind::Folder(folder::FolderOrigin::new(f.root.clone())),
+            OriginKind::Group(g) => {
+                let members = g
+                    .members
+                    .iter()
+                    .map(|&i| built.get(i).cloned().ok_or_else(|| format!("origin group {}: no member {i}", config.id)))
+                    .collect::<Result<Vec<_>, _>>()?;
+                Kind::Group(group::OriginGroup::new(g, members))
+            }
         };
         Ok(Origin { config, kind, stats })
     }
 
+    /// The state of a group's members (empty for a single origin).
+    pub fn members(&self) -> Vec<MemberState> {
+        match &self.kind {
+            Kind::Group(g) => g.states(),
+            _ => Vec::new(),
+        }
+    }
+
     /// Sends a request. The origin's custom headers are added here, and the
-    /// exchange is counted in the distribution's statistics.
-    pub async fn send(&self, mut req: OriginRequest) -> Result<OriginResponse, OriginError> {
+    /// exchange is counted in the distribution's statistics (for a group, by
+    /// the member that is asked).
+    pub async fn send(&self, req: OriginRequest) -> Result<OriginResponse, OriginError> {
+        if let Kind::Group(g) = &self.kind {
+            return g.send(req, &self.stats).await;
+        }
+        self.send_single(req).await
+    }
+
+    /// `send` for an origin that is not a group (a group's members never are).
+    async fn send_single(&self, mut req: OriginRequest) -> Result<OriginResponse, OriginError> {
         for (name, value) in &self.config.headers {
             req.headers.insert(name.clone(), value.clone());
         }
@@ -234,6 +264,7 @@ impl Origin {
         let result = match &self.kind {
             Kind::Http(h) => h.send(req).await,
             Kind::Folder(f) => f.send(req).await,
+            Kind::Group(_) => Err(OriginError::Connect("an origin group is asked through its members".into())),
         };
         match result {
             Ok(mut resp) => {

@@ -495,7 +495,8 @@ impl Edge {
         }
         let kind = media::classify(parts.uri.path(), None);
         let media = policy::Media { kind, default_ttl: None, live: self.live_duration(parts, ctx) };
-        let ttl = policy::error_ttl(status, media, None, ctx.route.behavior(), &self.cache.config);
+        let ttl =
+            policy::error_ttl(status, policy::ErrorSource::Edge, media, None, ctx.route.behavior(), &self.cache.config);
         let object = edge_error(status, &reason, ttl);
         self.keep(key, &object, epoch);
         lead.publish(Outcome::Stored { object: object.clone(), refreshed: false });

@@ -23,6 +23,8 @@ use hyper::body::{Body, Incoming};
 use std::sync::Arc;
 
 const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+/// This edge's entry in `Surrogate-Capability` (see `cache::policy::SURROGATE_DEVICE`).
+const SURROGATE_CAPABILITY: &str = "mediaedge=\"Surrogate/1.0\"";
 
 /// The viewer's conditionals and range: the edge sends its own on a fill,
 /// and the viewer's on a pass (whose answer goes to that viewer alone).
@@ -249,6 +251,9 @@ impl Edge {
     fn add_edge_headers(&self, h: &mut HeaderMap, parts: &Parts, ctx: &Ctx) {
         crate::http::append_list(h, header::VIA, &self.via);
         crate::http::append_list(h, X_FORWARDED_FOR, &ctx.viewer.addr.ip().to_string());
+        // The Edge Architecture note: surrogates add their capabilities to
+        // those of the ones before them.
+        crate::http::append_list(h, crate::cache::policy::SURROGATE_CAPABILITY.clone(), SURROGATE_CAPABILITY);
         if let Ok(id) = HeaderValue::from_str(&crate::log::request_id()) {
             h.insert(REQUEST_ID, id);
         }

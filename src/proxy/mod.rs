@@ -6,6 +6,7 @@
 //!                                        └miss→ collapse → origin → store → respond
 //! ```
 
+mod error_page;
 mod fill;
 mod forward;
 mod live;
@@ -185,6 +186,11 @@ impl Edge {
         self.routes.store(Arc::new(routes));
     }
 
+    /// The origin groups of a distribution and their members' state.
+    pub fn origin_groups(&self, id: &str) -> Vec<(String, Vec<crate::origin::MemberState>)> {
+        self.routes.load().origin_groups(id)
+    }
+
     /// The distributions the edge serves now.
     pub fn distributions(&self) -> Vec<Arc<crate::config::Distribution>> {
         self.routes.load().distributions()
@@ -201,10 +207,17 @@ impl Edge {
         let start = Instant::now();
         let pending = self.log.as_ref().map(|l| self.begin_log(l, &req, viewer, start));
         let mut stats = None;
-        let later = match self.route(req, viewer, &mut stats) {
-            Step::Done(served) => return Handled::Ready(Some(self.finish(served, pending, stats, viewer))),
+        let mut page = None;
+        let later = match self.route(req, viewer, &mut stats, &mut page) {
+            Step::Done(served) => match page.as_ref().filter(|p| p.wants(&served)) {
+                None => return Handled::Ready(Some(self.finish(served, pending, stats, viewer))),
+                Some(_) => Box::pin(std::future::ready(served)),
+            },
             Step::Cached(parts, route) => match self.cached_now(parts, route, viewer, interim) {
-                Now::Served(served) => return Handled::Ready(Some(self.finish(served, pending, stats, viewer))),
+                Now::Served(served) => match page.as_ref().filter(|p| p.wants(&served)) {
+                    None => return Handled::Ready(Some(self.finish(served, pending, stats, viewer))),
+                    Some(_) => Box::pin(std::future::ready(served)),
+                },
                 Now::Later(later) => later,
             },
             Step::Pass(mut req, route) => {
@@ -217,14 +230,26 @@ impl Edge {
         };
         let edge = self.clone();
         Handled::Pending(Box::pin(async move {
-            let served = later.await;
+            let mut served = later.await;
+            if let Some(page) = page {
+                served = edge.with_error_page(served, &page, viewer).await;
+            }
             edge.finish(served, pending, stats, viewer)
         }))
     }
 
     /// Everything before the cache or the origin: host, path, loop check,
     /// routing, viewer protocol, method, signatures, the request's body.
-    fn route(&self, mut req: Request<Incoming>, viewer: Viewer, stats: &mut Option<Arc<DistStats>>) -> Step {
+    ///
+    /// `page` is set when the distribution answers some errors with a custom
+    /// error page (every answer from here on may be one of them).
+    fn route(
+        &self,
+        mut req: Request<Incoming>,
+        viewer: Viewer,
+        stats: &mut Option<Arc<DistStats>>,
+        page: &mut Option<Box<error_page::PageRequest>>,
+    ) -> Step {
         let host = match crate::routing::viewer_host(&mut req) {
             Ok(h) => h,
             Err(reason) => return Step::Done(respond::error(StatusCode::BAD_REQUEST, reason)),
@@ -250,6 +275,15 @@ impl Edge {
             }
         };
         *stats = Some(route.dist.stats.clone());
+        let pages = &route.behavior().error_responses;
+        if pages.has_pages() {
+            *page = Some(Box::new(error_page::PageRequest {
+                pages: pages.clone(),
+                host: host.clone(),
+                head: req.method() == http::Method::HEAD,
+                accept_encoding: req.headers().get(header::ACCEPT_ENCODING).cloned(),
+            }));
+        }
         if !route.dist.config.enabled {
             return Step::Done(respond::error(StatusCode::FORBIDDEN, "this distribution is disabled"));
         }
@@ -382,6 +416,9 @@ impl Edge {
             stats.record_response(response.status().as_u16(), result, viewer.tls);
             if result.collapsed() {
                 stats.record_collapsed();
+            }
+            if result == EdgeResult::StaleIfError {
+                stats.record_stale_if_error();
             }
             response.body_mut().attach_meter(stats, head_bytes);
         }

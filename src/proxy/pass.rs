@@ -22,7 +22,10 @@ impl Edge {
     ) -> Served {
         let (parts, body) = req.into_parts();
         let ctx = Ctx { route: route.clone(), viewer };
-        self.pass_with_body(parts, &ctx, RequestBody::Viewer(body), result).await
+        // A request that has no body says so: an origin group may then send
+        // it to its next member too.
+        let body = if http_body::Body::is_end_stream(&body) { RequestBody::Empty } else { RequestBody::Viewer(body) };
+        self.pass_with_body(parts, &ctx, body, result).await
     }
 
     pub(super) async fn pass_parts(self: &Arc<Self>, parts: Parts, ctx: &Ctx, result: EdgeResult) -> Served {

@@ -52,12 +52,12 @@ impl Routes {
                 Some(rt) => rt,
                 None => {
                     let dist_stats = stats.get_or_create(&d.id);
-                    let origins = d
-                        .origins
-                        .iter()
-                        .map(|o| Origin::new(o.clone(), dist_stats.clone()).map(Arc::new))
-                        .collect::<Result<Vec<_>, _>>()
-                        .map_err(|e| format!("distribution {}: {e}", d.id))?;
+                    let mut origins: Vec<Arc<Origin>> = Vec::with_capacity(d.origins.len());
+                    for o in &d.origins {
+                        let origin = Origin::new(o.clone(), dist_stats.clone(), &origins)
+                            .map_err(|e| format!("distribution {}: {e}", d.id))?;
+                        origins.push(Arc::new(origin));
+                    }
                     Arc::new(DistRuntime { config: d.clone(), origins, stats: dist_stats })
                 }
             };
@@ -82,6 +82,13 @@ impl Routes {
         all.sort_by(|a, b| a.id.cmp(&b.id));
         all.dedup_by(|a, b| a.id == b.id);
         all
+    }
+
+    /// The origin groups of a distribution, with their members' state
+    /// (ejected or not, failures in a row), for the stats API.
+    pub fn origin_groups(&self, id: &str) -> Vec<(String, Vec<crate::origin::MemberState>)> {
+        let Some(d) = self.runtime(id) else { return Vec::new() };
+        d.origins.iter().map(|o| (o.config.id.clone(), o.members())).filter(|(_, m)| !m.is_empty()).collect()
     }
 
     /// A distribution's runtime by id.

@@ -138,10 +138,14 @@ impl TestOrigin {
         let state = Arc::new(OriginState::default());
         let st = state.clone();
         let task = tokio::spawn(async move {
+            // The connections live in this task's set: dropping the origin
+            // (aborting this task) closes them too, as a stopped server would.
+            let mut connections = tokio::task::JoinSet::new();
             loop {
                 let Ok((stream, _)) = listener.accept().await else { continue };
+                while connections.try_join_next().is_some() {}
                 let st = st.clone();
-                tokio::spawn(async move {
+                connections.spawn(async move {
                     let svc = service_fn(move |req| handle(st.clone(), req));
                     let _ =
                         hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), svc).await;

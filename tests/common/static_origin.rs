@@ -49,10 +49,14 @@ impl StaticOrigin {
         let seen = Arc::new(Mutex::new(Vec::new()));
         let st = seen.clone();
         let task = tokio::spawn(async move {
+            // The connections live in this task's set: dropping the origin
+            // (aborting this task) closes them too, as a stopped server would.
+            let mut connections = tokio::task::JoinSet::new();
             loop {
                 let Ok((stream, _)) = listener.accept().await else { continue };
+                while connections.try_join_next().is_some() {}
                 let (root, seen) = (root.clone(), st.clone());
-                tokio::spawn(async move {
+                connections.spawn(async move {
                     let svc = service_fn(move |req| serve(root.clone(), seen.clone(), req));
                     let _ =
                         hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), svc).await;

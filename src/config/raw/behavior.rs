@@ -46,6 +46,12 @@ pub(super) fn resolve_behavior(
     }
     st.blocking_reload = b.blocking_reload.unwrap_or(true);
     behavior.heuristic_freshness = b.heuristic_freshness.unwrap_or(false);
+    if let Some(t) = &b.stale_if_error {
+        if t.get_ref().0 > Duration::from_secs(31_536_000) {
+            return cx.err(t.span(), format!("{field}.stale_if_error"), "must be at most one year (31536000 seconds)");
+        }
+        behavior.stale_if_error = t.get_ref().0;
+    }
     if let Some(n) = &b.slice_size {
         let n_bytes = n.get_ref().0;
         if !(MIN_SLICE..=MAX_SLICE).contains(&n_bytes) {

@@ -1,12 +1,16 @@
-//! `[[distributions.custom_error_responses]]`: the error-caching minimum TTL
-//! per error status (CloudFront's custom error responses, without pages yet).
+//! `[[distributions.custom_error_responses]]`: per error status, the
+//! error-caching minimum TTL and the custom error page (CloudFront's custom
+//! error responses).
 
 use super::*;
-use crate::config::error_responses::CONFIGURABLE_ERROR_CODES;
+use crate::config::error_responses::{CONFIGURABLE_ERROR_CODES, PAGE_RESPONSE_CODES};
 use http::StatusCode;
 
 /// The longest error-caching minimum TTL accepted (CloudFront's limit: one year).
 const MAX_ERROR_TTL: Duration = Duration::from_secs(31_536_000);
+
+/// The longest page path accepted (CloudFront's limit).
+const MAX_PAGE_PATH: usize = 4096;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -45,14 +49,42 @@ pub(super) fn resolve_error_responses(
         if out.iter().any(|x| x.error_code == status) {
             return cx.err(code.span(), f("error_code"), format!("{} has two entries", status.as_u16()));
         }
-        // Custom error pages come with a later release: refusing them beats
-        // silently answering without the page a configuration asks for.
-        if let Some(p) = &e.response_page_path {
-            return cx.err(p.span(), f("response_page_path"), "custom error pages are not supported yet");
-        }
-        if let Some(c) = &e.response_code {
-            return cx.err(c.span(), f("response_code"), "custom error pages are not supported yet");
-        }
+        let response_page_path = match e.response_page_path {
+            Some(p) => {
+                let path = p.get_ref();
+                let canonical = crate::http::path::canonical(path).ok().filter(|c| c == path);
+                if !path.starts_with('/') || path.len() > MAX_PAGE_PATH || path.contains(['?', '#']) {
+                    return cx.err(
+                        p.span(),
+                        f("response_page_path"),
+                        "must be a path that starts with / (at most 4096 bytes, no query)",
+                    );
+                }
+                if canonical.is_none() {
+                    return cx.err(
+                        p.span(),
+                        f("response_page_path"),
+                        "must be written in its canonical form (no dot segments, repeated slashes or needless escapes)",
+                    );
+                }
+                Some(path.clone())
+            }
+            None => None,
+        };
+        let response_code = match &e.response_code {
+            Some(c) => {
+                let code = c.get_ref().as_integer().and_then(|c| u16::try_from(c).ok());
+                let Some(code) = code.filter(|c| PAGE_RESPONSE_CODES.contains(c)) else {
+                    let list: Vec<String> = PAGE_RESPONSE_CODES.iter().map(u16::to_string).collect();
+                    return cx.err(c.span(), f("response_code"), format!("must be one of {}", list.join(", ")));
+                };
+                if response_page_path.is_none() {
+                    return cx.err(c.span(), f("response_code"), "needs a response_page_path (the page sent with it)");
+                }
+                StatusCode::from_u16(code).ok()
+            }
+            None => None,
+        };
         let caching_min_ttl = match e.error_caching_min_ttl {
             Some(t) if t.get_ref().0 > MAX_ERROR_TTL => {
                 return cx.err(t.span(), f("error_caching_min_ttl"), "must be at most one year (31536000 seconds)")
@@ -60,7 +92,7 @@ pub(super) fn resolve_error_responses(
             Some(t) => Some(t.into_inner().0),
             None => None,
         };
-        out.push(ErrorResponse { error_code: status, caching_min_ttl, response_page_path: None, response_code: None });
+        out.push(ErrorResponse { error_code: status, caching_min_ttl, response_page_path, response_code });
     }
     Ok(ErrorResponses(out))
 }
@@ -100,8 +132,22 @@ mod tests {
             ("error_code = -1\n", 8, "error_code", "is not one of"),
             ("error_caching_min_ttl = 5\n", 7, "error_code", "is missing"),
             ("error_code = 503\nerror_caching_min_ttl = \"2y\"\n", 9, "error_caching_min_ttl", "at most one year"),
-            ("error_code = 503\nresponse_page_path = \"/503.html\"\n", 9, "response_page_path", "not supported yet"),
-            ("error_code = 503\nresponse_code = 200\n", 9, "response_code", "not supported yet"),
+            ("error_code = 503\nresponse_page_path = \"503.html\"\n", 9, "response_page_path", "starts with /"),
+            ("error_code = 503\nresponse_page_path = \"/a/../503.html\"\n", 9, "response_page_path", "canonical"),
+            ("error_code = 503\nresponse_page_path = \"/503.html?x\"\n", 9, "response_page_path", "no query"),
+            ("error_code = 503\nresponse_code = 200\n", 9, "response_code", "needs a response_page_path"),
+            (
+                "error_code = 404\nresponse_page_path = \"/e.html\"\nresponse_code = 302\n",
+                10,
+                "response_code",
+                "must be one of",
+            ),
+            (
+                "error_code = 404\nresponse_page_path = \"/e.html\"\nresponse_code = \"200\"\n",
+                10,
+                "response_code",
+                "must be one of",
+            ),
         ];
         for (entry, line, field, message) in cases {
             let e = parse(&format!("[[distributions.custom_error_responses]]\n{entry}")).unwrap_err();
