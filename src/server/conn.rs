@@ -2,8 +2,10 @@
 //! request head within one deadline, then idle timeouts between requests
 //! (HTTP/1.1 keep-alive) and while no stream is open (HTTP/2, closed with GOAWAY).
 
+use super::coalesce::{self, Coalesce, Pacer};
 use super::interim;
 use super::limits::Permit;
+use super::StreamExec;
 use crate::http::body::EdgeBody;
 use crate::proxy::{Edge, Handled, Viewer};
 use bytes::Bytes;
@@ -11,7 +13,7 @@ use http::{Request, Response, StatusCode, Version};
 use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::TokioIo;
 use hyper_util::server::conn::auto;
 use std::convert::Infallible;
 use std::future::Future;
@@ -55,12 +57,17 @@ struct State {
     idle_since_ms: AtomicU64,
     /// Interim (1xx) responses on their way to this HTTP/1.1 viewer.
     interim: Arc<interim::Slot>,
+    /// The connection's write gathering (HTTP/2).
+    pacer: Arc<Pacer>,
 }
 
 impl State {
     fn begin(self: &Arc<Self>, version: Version) -> Active {
         if !self.spoke.load(Ordering::Relaxed) {
             self.h2.store(version == Version::HTTP_2, Ordering::Relaxed);
+            if version == Version::HTTP_2 {
+                self.pacer.set_h2();
+            }
             self.spoke.store(true, Ordering::Relaxed);
         }
         self.active.fetch_add(1, Ordering::Relaxed);
@@ -162,7 +169,7 @@ pub async fn serve(
     stream: TcpStream,
     peer: SocketAddr,
     edge: Arc<Edge>,
-    builder: Arc<auto::Builder<TokioExecutor>>,
+    builder: Arc<auto::Builder<StreamExec>>,
     tls: Option<TlsAcceptor>,
     limits: Deadlines,
     _permit: Permit,
@@ -191,6 +198,7 @@ pub async fn serve(
         h2: AtomicBool::new(false),
         idle_since_ms: AtomicU64::new(0),
         interim: Arc::default(),
+        pacer: Arc::default(),
     });
     let st = state.clone();
     let service = service_fn(move |req: Request<Incoming>| {
@@ -209,7 +217,7 @@ pub async fn serve(
         let handled = if oversize { Handled::Ready(Some(too_large())) } else { edge.handle(req, viewer, sink) };
         Reply { handled, active: Some(active), interim_gen }
     });
-    let io = interim::InterimIo::new(io, state.interim.clone());
+    let io = Coalesce::new(interim::InterimIo::new(io, state.interim.clone()), state.pacer.clone());
     let conn = builder.serve_connection(TokioIo::new(io), service);
     let mut conn = std::pin::pin!(conn);
     let timer = tokio::time::sleep_until(head_deadline);
@@ -217,7 +225,7 @@ pub async fn serve(
     let mut closing = false;
     loop {
         tokio::select! {
-            served = conn.as_mut() => {
+            served = std::future::poll_fn(|cx| coalesce::poll_paced(conn.as_mut(), &state.pacer, cx)) => {
                 if let Err(e) = served {
                     tracing::debug!(%peer, "connection ended: {e}");
                 }

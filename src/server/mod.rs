@@ -3,6 +3,7 @@
 //! by hyper-util's auto connection builder. `limits` caps the open connections;
 //! `conn` holds each one to its deadlines.
 
+mod coalesce;
 mod conn;
 pub mod interim;
 pub mod limits;
@@ -10,7 +11,7 @@ pub mod tls;
 
 use crate::config::Config;
 use crate::proxy::Edge;
-use hyper_util::rt::{TokioExecutor, TokioTimer};
+use hyper_util::rt::TokioTimer;
 use hyper_util::server::conn::auto;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -62,6 +63,28 @@ impl Drop for RunningEdge {
     }
 }
 
+/// Runs hyper's HTTP/2 stream futures: each is polled once where hyper
+/// hands it over (inside the connection's task), and only one that is not
+/// finished by then gets a task of its own. A hit's stream queues its whole
+/// response in that one poll, so it costs no task spawn, and its frames go
+/// out with the connection's next write.
+#[derive(Clone, Copy, Debug)]
+pub struct StreamExec;
+
+impl<F> hyper::rt::Executor<F> for StreamExec
+where
+    F: std::future::Future<Output = ()> + Send + Unpin + 'static,
+{
+    fn execute(&self, mut fut: F) {
+        // A waker that does nothing is enough: a future left pending is
+        // polled again by its own task at once, which registers the real one.
+        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+        if std::pin::Pin::new(&mut fut).poll(&mut cx).is_pending() {
+            tokio::spawn(fut);
+        }
+    }
+}
+
 /// HTTP/2 header lists are accepted up to this many times the configured head
 /// limit, so that one over the limit gets 431 from the edge rather than
 /// `REFUSED_STREAM` from the protocol layer.
@@ -77,7 +100,7 @@ pub async fn start(config: &Config) -> Result<RunningEdge, String> {
         tracing::warn!("server.max_connections ({cap}) is above the open-file limit ({nofile})");
     }
     let connections = limits::Connections::new(cap);
-    let mut builder = auto::Builder::new(TokioExecutor::new());
+    let mut builder = auto::Builder::new(StreamExec);
     builder
         .http1()
         .timer(TokioTimer::new())
