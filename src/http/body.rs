@@ -39,6 +39,8 @@ enum Kind {
     Origin(OriginBody),
     /// Chunks a producer task sends (a sliced object).
     Channel(tokio::sync::mpsc::Receiver<Result<Bytes, BoxError>>),
+    /// The body broke: the error, held back for one turn (see `poll_frame`).
+    Failed(Option<BoxError>),
 }
 
 impl EdgeBody {
@@ -142,11 +144,22 @@ impl Body for EdgeBody {
                 }
                 other => other,
             },
+            Kind::Failed(e) => Poll::Ready(e.take().map(Err)),
         };
         match next {
             Poll::Ready(Some(Ok(b))) => {
                 this.sent += b.len() as u64;
                 Poll::Ready(Some(Ok(Frame::data(b))))
+            }
+            Poll::Ready(Some(Err(e))) if !matches!(this.kind, Kind::Failed(_)) => {
+                // An error is reported one turn late: HTTP/1.1 connections drop
+                // a response whose body errors before its head (and the bytes
+                // that came before the error) went out, and a fill that broke
+                // early (a short body, say) must still reach the viewer as a
+                // 200 cut short, not as a connection closed without an answer.
+                this.kind = Kind::Failed(Some(e));
+                cx.waker().wake_by_ref();
+                Poll::Pending
             }
             Poll::Ready(Some(Err(e))) => {
                 this.finish_log(false);
@@ -166,7 +179,7 @@ impl Body for EdgeBody {
             Kind::Full(b) => b.is_none(),
             Kind::Pieces(p) => p.is_empty(),
             Kind::Stored { pos, end, .. } => end.is_some_and(|e| *pos >= e),
-            Kind::Origin(_) | Kind::Channel(_) => false,
+            Kind::Origin(_) | Kind::Channel(_) | Kind::Failed(_) => false,
         }
     }
 

@@ -134,7 +134,7 @@ impl Edge {
             }
             let collapse_key = self.cache.collapse_key(&key, &parts.headers);
             match self.cache.join(&collapse_key) {
-                Join::Lead(lead) => return Box::pin(self.lead(lead, key, parts, ctx, stale)).await,
+                Join::Lead(lead) => return Box::pin(self.lead_detached(lead, key, parts, ctx, stale)).await,
                 // A manifest may be served stale for at most one refresh while
                 // that refresh is under way: a burst never waits on the origin.
                 Join::Wait(_) if stale.as_ref().is_some_and(|o| within_one_refresh(o)) => {
@@ -191,10 +191,13 @@ impl Edge {
         }
     }
 
-    /// Leads a fill in a task of its own, for the playlist refresh a blocking
-    /// reload waits on: the origin request belongs to the cache, not to the
-    /// viewer whose request started it, so that viewer leaving does not drop
-    /// it. (The general miss path still leads inline; see docs/streaming.md.)
+    /// Leads a fill in a task of its own, the viewer awaiting its outcome: the
+    /// origin request belongs to the cache, not to the viewer whose request
+    /// started it, so that viewer leaving while the origin holds its answer
+    /// (an LL-HLS part not produced yet) neither drops the request nor sends
+    /// the viewers collapsed on it to open a new one. A fill nobody waits for
+    /// any more still ends: the origin's read timeout bounds its head and each
+    /// read of its body, and the object limit its size.
     pub(super) async fn lead_detached(
         self: &Arc<Self>,
         lead: Lead,
