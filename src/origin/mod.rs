@@ -220,7 +220,25 @@ impl Origin {
 
     /// Sends a request. The origin's custom headers are added here, and the
     /// exchange is counted in the distribution's statistics.
-    pub async fn send(&self, mut req: OriginRequest) -> Result<OriginResponse, OriginError> {
+    pub async fn send(&self, req: OriginRequest) -> Result<OriginResponse, OriginError> {
+        Ok(self.exchange(req, false).await?.0)
+    }
+
+    /// Sends an `Upgrade` request (a WebSocket handshake): on `101` the way to
+    /// the upgraded connection comes with the response. A folder origin
+    /// answers as to any request, never with `101`.
+    pub async fn upgrade(
+        &self,
+        req: OriginRequest,
+    ) -> Result<(OriginResponse, Option<hyper::upgrade::OnUpgrade>), OriginError> {
+        self.exchange(req, true).await
+    }
+
+    async fn exchange(
+        &self,
+        mut req: OriginRequest,
+        upgrade: bool,
+    ) -> Result<(OriginResponse, Option<hyper::upgrade::OnUpgrade>), OriginError> {
         for (name, value) in &self.config.headers {
             req.headers.insert(name.clone(), value.clone());
         }
@@ -232,15 +250,16 @@ impl Origin {
         }
         let sent = std::time::Instant::now();
         let result = match &self.kind {
-            Kind::Http(h) => h.send(req).await,
-            Kind::Folder(f) => f.send(req).await,
+            Kind::Http(h) if upgrade => h.upgrade(req).await,
+            Kind::Http(h) => h.send(req).await.map(|r| (r, None)),
+            Kind::Folder(f) => f.send(req).await.map(|r| (r, None)),
         };
         match result {
-            Ok(mut resp) => {
+            Ok((mut resp, upgraded)) => {
                 self.stats.record_origin_latency(sent.elapsed());
                 let body = std::mem::replace(&mut resp.body, OriginBody::Empty);
                 resp.body = OriginBody::Metered(Box::new(body), self.stats.clone());
-                Ok(resp)
+                Ok((resp, upgraded))
             }
             Err(e) => {
                 self.stats.record_origin_error(match e {

@@ -46,6 +46,7 @@ pub(super) fn resolve_behavior(
     }
     st.blocking_reload = b.blocking_reload.unwrap_or(true);
     behavior.heuristic_freshness = b.heuristic_freshness.unwrap_or(false);
+    behavior.websocket = b.websocket.unwrap_or(true);
     if let Some(n) = &b.slice_size {
         let n_bytes = n.get_ref().0;
         if !(MIN_SLICE..=MAX_SLICE).contains(&n_bytes) {
