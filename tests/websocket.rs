@@ -219,7 +219,7 @@ async fn echoes_through_the_edge_and_logs_the_connection() {
     wait_open(&e, 0).await;
     let line = wait_for_line(&log, "\t101\t").await;
     let f: Vec<&str> = line.split('\t').collect();
-    assert_eq!((f[5], f[7], f[8], f[16]), ("GET", "/chat", "101", "http"), "{line}");
+    assert_eq!((f[5], f[7], f[8], f[13], f[16]), ("GET", "/chat", "101", "Miss", "http"), "{line}");
     let (sc, cs): (usize, usize) = (f[3].parse().unwrap(), f[17].parse().unwrap());
     assert!(sc > down && sc < down + 2_000, "sc-bytes {sc} for {down} bytes echoed: {line}");
     assert!(cs > up && cs < up + 2_000, "cs-bytes {cs} for {up} bytes sent: {line}");
