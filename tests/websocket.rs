@@ -46,6 +46,8 @@ impl EchoOrigin {
                 let Ok((stream, _)) = listener.accept().await else { continue };
                 let seen = seen.clone();
                 tokio::spawn(async move {
+                    // tungstenite's callback type fixes the error's size.
+                    #[allow(clippy::result_large_err)]
                     let record = |req: &WsRequest, resp: WsResponse| {
                         seen.lock().unwrap().push((req.uri().to_string(), req.headers().clone()));
                         Ok(resp)
@@ -61,7 +63,8 @@ impl EchoOrigin {
                             }
                             Message::Text(t) if t.as_str() == "drop-tcp" => return,
                             m @ (Message::Text(_) | Message::Binary(_)) => {
-                                if ws.send(m).await.is_err() {
+                                let sent = ws.send(m).await;
+                                if sent.is_err() {
                                     return;
                                 }
                             }
@@ -199,9 +202,8 @@ async fn echoes_through_the_edge_and_logs_the_connection() {
     let mut ws = open(e.addr(), "/chat?room=1").await.expect("handshake through the edge");
     wait_open(&e, 1).await;
     let (mut up, mut down) = (0usize, 0usize);
-    for (i, m) in [Message::Text("hello".into()), payload(1, 1), payload(2, 70_000), payload(3, 9_000)]
-        .into_iter()
-        .enumerate()
+    for (i, m) in
+        [Message::Text("hello".into()), payload(1, 1), payload(2, 70_000), payload(3, 9_000)].into_iter().enumerate()
     {
         up += m.len();
         down += m.len();
