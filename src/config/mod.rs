@@ -114,6 +114,10 @@ pub struct ServerConfig {
     /// Most viewer connections open at once (over all listeners); `None`: fitted
     /// to the open-file limit at start. Beyond it, new connections wait in the backlog.
     pub max_connections: Option<usize>,
+    /// Most WebSocket connections joined at once; beyond it an upgrade gets 503.
+    pub websocket_max_connections: usize,
+    /// A WebSocket connection with no bytes either way for this long is closed.
+    pub websocket_idle_timeout: Duration,
     /// HTTPS listeners (TLS 1.2 and 1.3, HTTP/2 and HTTP/1.1 by ALPN).
     pub https_listen: Vec<SocketAddr>,
     /// Certificates for the HTTPS listeners, chosen by SNI.
@@ -375,6 +379,8 @@ pub struct Behavior {
     /// cache entry fetched with a `Range` request (see docs/caching.md).
     /// `None`: whole objects.
     pub slice_size: Option<u64>,
+    /// An `Upgrade: websocket` request is joined to the origin (see docs/websockets.md).
+    pub websocket: bool,
 }
 
 /// What a behavior does with a cacheable response that carries `Set-Cookie`
@@ -480,6 +486,8 @@ impl Default for ServerConfig {
             http2_ping_interval: Some(Duration::from_secs(30)),
             http2_ping_timeout: Duration::from_secs(20),
             max_connections: None,
+            websocket_max_connections: 10_000,
+            websocket_idle_timeout: Duration::from_secs(600),
             https_listen: Vec::new(),
             certificates: Vec::new(),
         }
@@ -523,6 +531,7 @@ impl Behavior {
             stale_if_error: Duration::ZERO,
             error_responses: Arc::default(),
             slice_size: None,
+            websocket: true,
         }
     }
 }

@@ -59,6 +59,8 @@ struct RawServer {
     http2_ping_interval: Option<Secs>,
     http2_ping_timeout: Option<Spanned<Secs>>,
     max_connections: Option<Spanned<usize>>,
+    websocket_max_connections: Option<Spanned<usize>>,
+    websocket_idle_timeout: Option<Spanned<Secs>>,
     https_listen: Option<Spanned<OneOrMany>>,
     #[serde(default)]
     certificates: Vec<Spanned<RawCertificate>>,
@@ -181,6 +183,7 @@ struct RawBehavior {
     set_cookie: Option<Spanned<String>>,
     heuristic_freshness: Option<bool>,
     stale_if_error: Option<Spanned<Secs>>,
+    websocket: Option<bool>,
     slice_size: Option<Spanned<ByteSize>>,
     prefetch_segments: Option<Spanned<usize>>,
     #[serde(default)]
@@ -351,6 +354,7 @@ fn resolve_with(text: &str, file: &Path, document: Option<&toml::Table>) -> Resu
         (raw.server.keepalive_timeout, &mut server.keepalive_timeout, "keepalive_timeout"),
         (raw.server.http2_idle_timeout, &mut server.http2_idle_timeout, "http2_idle_timeout"),
         (raw.server.http2_ping_timeout, &mut server.http2_ping_timeout, "http2_ping_timeout"),
+        (raw.server.websocket_idle_timeout, &mut server.websocket_idle_timeout, "websocket_idle_timeout"),
     ] {
         if let Some(t) = raw {
             if t.get_ref().0.is_zero() {
@@ -363,12 +367,15 @@ fn resolve_with(text: &str, file: &Path, document: Option<&toml::Table>) -> Resu
         // 0s turns pings off.
         server.http2_ping_interval = Some(t.0).filter(|d| !d.is_zero());
     }
-    if let Some(n) = raw.server.max_connections {
-        if *n.get_ref() == 0 {
-            return cx.err(n.span(), "server.max_connections".into(), "must be at least 1");
-        }
-        server.max_connections = Some(n.into_inner());
+    let counts = [(&raw.server.max_connections, "max"), (&raw.server.websocket_max_connections, "websocket_max")];
+    if let Some((n, name)) =
+        counts.into_iter().find_map(|(n, name)| Some((n.as_ref()?, name)).filter(|(n, _)| *n.get_ref() == 0))
+    {
+        return cx.err(n.span(), format!("server.{name}_connections"), "must be at least 1");
     }
+    server.max_connections = raw.server.max_connections.map(Spanned::into_inner);
+    let ws_max = raw.server.websocket_max_connections.map(Spanned::into_inner);
+    server.websocket_max_connections = ws_max.unwrap_or(server.websocket_max_connections);
 
     let mut cache = CacheConfig::default();
     if let Some(m) = raw.cache.memory {

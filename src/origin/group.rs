@@ -69,6 +69,11 @@ impl OriginGroup {
         }
     }
 
+    /// The primary member (the group has at least two).
+    pub(super) fn primary(&self) -> &Arc<Origin> {
+        &self.members[0].origin
+    }
+
     fn now_ms(&self) -> u64 {
         // +1 so that 0 keeps meaning "not ejected".
         self.epoch.elapsed().as_millis() as u64 + 1

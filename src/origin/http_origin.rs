@@ -3,6 +3,7 @@
 use super::{OriginBody, OriginError, OriginRequest, OriginResponse, RequestBody};
 use crate::config::{HttpOriginConfig, OriginProtocolPolicy};
 use http::header::{self, HeaderValue};
+use hyper::upgrade::OnUpgrade;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
@@ -66,6 +67,23 @@ impl HttpOrigin {
     }
 
     pub async fn send(&self, req: OriginRequest) -> Result<OriginResponse, OriginError> {
+        let (response, request_time) = self.exchange(req).await?;
+        Ok(self.response(response, request_time))
+    }
+
+    /// Sends an `Upgrade` request: a `101` comes back with the way to the
+    /// upgraded connection; any other answer as `send` returns it.
+    pub async fn upgrade(&self, req: OriginRequest) -> Result<(OriginResponse, Option<OnUpgrade>), OriginError> {
+        let (mut response, request_time) = self.exchange(req).await?;
+        let upgrade =
+            (response.status() == http::StatusCode::SWITCHING_PROTOCOLS).then(|| hyper::upgrade::on(&mut response));
+        Ok((self.response(response, request_time), upgrade))
+    }
+
+    async fn exchange(
+        &self,
+        req: OriginRequest,
+    ) -> Result<(http::Response<hyper::body::Incoming>, SystemTime), OriginError> {
         let c = &self.config;
         let https = match c.protocol_policy {
             OriginProtocolPolicy::HttpOnly => false,
@@ -121,15 +139,19 @@ impl HttpOrigin {
                 }
             }
         };
+        Ok((response, request_time))
+    }
+
+    fn response(&self, response: http::Response<hyper::body::Incoming>, request_time: SystemTime) -> OriginResponse {
         let response_time = SystemTime::now();
         let (parts, body) = response.into_parts();
-        Ok(OriginResponse {
+        OriginResponse {
             status: parts.status,
             headers: parts.headers,
-            body: OriginBody::http(body, c.read_timeout),
+            body: OriginBody::http(body, self.config.read_timeout),
             request_time,
             response_time,
-        })
+        }
     }
 }
 

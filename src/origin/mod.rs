@@ -250,7 +250,30 @@ impl Origin {
     }
 
     /// `send` for an origin that is not a group (a group's members never are).
-    async fn send_single(&self, mut req: OriginRequest) -> Result<OriginResponse, OriginError> {
+    async fn send_single(&self, req: OriginRequest) -> Result<OriginResponse, OriginError> {
+        Ok(self.exchange(req, false).await?.0)
+    }
+
+    /// Sends an `Upgrade` request (a WebSocket handshake): on `101` the way to
+    /// the upgraded connection comes with the response. A folder origin
+    /// answers as to any request, never with `101`. A group sends it to its
+    /// primary (an upgrade is not failed over, as other requests with a
+    /// connection of their own are not).
+    pub async fn upgrade(
+        &self,
+        req: OriginRequest,
+    ) -> Result<(OriginResponse, Option<hyper::upgrade::OnUpgrade>), OriginError> {
+        match &self.kind {
+            Kind::Group(g) => g.primary().exchange(req, true).await,
+            _ => self.exchange(req, true).await,
+        }
+    }
+
+    async fn exchange(
+        &self,
+        mut req: OriginRequest,
+        upgrade: bool,
+    ) -> Result<(OriginResponse, Option<hyper::upgrade::OnUpgrade>), OriginError> {
         for (name, value) in &self.config.headers {
             req.headers.insert(name.clone(), value.clone());
         }
@@ -262,16 +285,17 @@ impl Origin {
         }
         let sent = std::time::Instant::now();
         let result = match &self.kind {
-            Kind::Http(h) => h.send(req).await,
-            Kind::Folder(f) => f.send(req).await,
+            Kind::Http(h) if upgrade => h.upgrade(req).await,
+            Kind::Http(h) => h.send(req).await.map(|r| (r, None)),
+            Kind::Folder(f) => f.send(req).await.map(|r| (r, None)),
             Kind::Group(_) => Err(OriginError::Connect("an origin group is asked through its members".into())),
         };
         match result {
-            Ok(mut resp) => {
+            Ok((mut resp, upgraded)) => {
                 self.stats.record_origin_latency(sent.elapsed());
                 let body = std::mem::replace(&mut resp.body, OriginBody::Empty);
                 resp.body = OriginBody::Metered(Box::new(body), self.stats.clone());
-                Ok(resp)
+                Ok((resp, upgraded))
             }
             Err(e) => {
                 self.stats.record_origin_error(match e {

@@ -191,6 +191,22 @@ impl Edge {
         }
     }
 
+    /// The origin request for a WebSocket opening handshake: as a pass would
+    /// send the GET (the behavior's policies, or the whole request when it
+    /// carries `Authorization`), with the handshake's own fields always, and
+    /// `Upgrade`/`Connection` made anew for the edge's hop to the origin.
+    pub(super) fn websocket_request(&self, parts: &Parts, ctx: &Ctx) -> OriginRequest {
+        let mut req = self.pass_request(parts, ctx, RequestBody::Empty);
+        for name in super::websocket::HANDSHAKE_FIELDS {
+            req.headers.remove(&name);
+            copy(&parts.headers, &mut req.headers, &name);
+        }
+        req.headers.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+        req.headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+        req.interim = None;
+        req
+    }
+
     /// The headers the two policies name, then the edge's own.
     fn policy_headers(&self, parts: &Parts, ctx: &Ctx) -> HeaderMap {
         let behavior = ctx.route.behavior();

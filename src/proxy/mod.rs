@@ -14,6 +14,9 @@ mod pass;
 mod respond;
 mod slice;
 mod streaming;
+mod websocket;
+
+pub use websocket::WebSockets;
 
 use crate::cache::Cache;
 use crate::config::{Config, ServerConfig};
@@ -71,6 +74,8 @@ enum Step {
     Cached(http::request::Parts, Route),
     /// For the origin, body and all.
     Pass(Request<Incoming>, Route),
+    /// A WebSocket opening handshake, to be joined to the origin.
+    WebSocket(Request<Incoming>, Route),
 }
 
 /// A cache-path answer: made now, or still to come.
@@ -129,6 +134,8 @@ pub struct Edge {
     pub stats: Arc<Registry>,
     /// Live parts and segments known from the manifests the edge has parsed.
     live: crate::media::live::LiveIndex,
+    /// The joined WebSocket connections and their bounds.
+    pub websockets: WebSockets,
 }
 
 impl Edge {
@@ -160,6 +167,7 @@ impl Edge {
             https_port: std::sync::atomic::AtomicU16::new(config.server.https_listen.first().map_or(443, |a| a.port())),
             stats,
             live: Default::default(),
+            websockets: WebSockets::new(config.server.websocket_max_connections, config.server.websocket_idle_timeout),
         }))
     }
 
@@ -226,6 +234,11 @@ impl Edge {
                 }
                 let edge = self.clone();
                 Box::pin(async move { edge.pass(req, &route, viewer, EdgeResult::Pass).await })
+            }
+            Step::WebSocket(req, route) => {
+                // Finished (and logged) by the handshake itself.
+                let edge = self.clone();
+                return Handled::Pending(Box::pin(edge.websocket(req, route, viewer, pending, stats)));
             }
         };
         let edge = self.clone();
@@ -349,6 +362,9 @@ impl Edge {
             return Step::Done(forward::body_refused(req.version()));
         }
         forward::set_keyed_viewer_headers(&mut req, route.behavior(), viewer);
+        if websocket::is_handshake(&req) && route.behavior().websocket {
+            return Step::WebSocket(req, route);
+        }
         let cacheable_request = forward::shared(&method, req.headers());
         if cacheable_request {
             // The body of a GET or HEAD is empty (checked above).

@@ -17,12 +17,14 @@ use hyper_util::rt::TokioIo;
 use hyper_util::server::conn::auto;
 use std::convert::Infallible;
 use std::future::Future;
+use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 use tokio_rustls::TlsAcceptor;
@@ -164,6 +166,52 @@ fn too_large() -> Response<EdgeBody> {
     res
 }
 
+/// The viewer's socket with its place among the open connections: the place
+/// is given back when the socket closes, also when a WebSocket has taken the
+/// socket over from hyper.
+struct Held<T> {
+    io: T,
+    _permit: Permit,
+}
+
+impl<T: AsyncRead + Unpin> AsyncRead for Held<T> {
+    #[inline]
+    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.io).poll_read(cx, buf)
+    }
+}
+
+impl<T: AsyncWrite + Unpin> AsyncWrite for Held<T> {
+    #[inline]
+    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.io).poll_write(cx, buf)
+    }
+
+    #[inline]
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.io).poll_write_vectored(cx, bufs)
+    }
+
+    #[inline]
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+
+    #[inline]
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.io).poll_flush(cx)
+    }
+
+    #[inline]
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.io).poll_shutdown(cx)
+    }
+}
+
 /// Serves one accepted connection until it closes or a deadline closes it.
 pub async fn serve(
     stream: TcpStream,
@@ -172,7 +220,7 @@ pub async fn serve(
     builder: Arc<auto::Builder<StreamExec>>,
     tls: Option<TlsAcceptor>,
     limits: Deadlines,
-    _permit: Permit,
+    permit: Permit,
 ) {
     let epoch = Instant::now();
     let head_deadline = epoch + limits.head;
@@ -217,8 +265,11 @@ pub async fn serve(
         let handled = if oversize { Handled::Ready(Some(too_large())) } else { edge.handle(req, viewer, sink) };
         Reply { handled, active: Some(active), interim_gen }
     });
-    let io = Coalesce::new(interim::InterimIo::new(io, state.interim.clone()), state.pacer.clone());
-    let conn = builder.serve_connection(TokioIo::new(io), service);
+    let io = interim::InterimIo::new(Held { io, _permit: permit }, state.interim.clone());
+    let io = Coalesce::new(io, state.pacer.clone());
+    // With upgrades: a WebSocket takes the connection over (with its place,
+    // which goes with the socket) once its `101` is sent.
+    let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), service);
     let mut conn = std::pin::pin!(conn);
     let timer = tokio::time::sleep_until(head_deadline);
     let mut timer = std::pin::pin!(timer);

@@ -52,6 +52,7 @@ pub(super) fn resolve_behavior(
         }
         behavior.stale_if_error = t.get_ref().0;
     }
+    behavior.websocket = b.websocket.unwrap_or(true);
     if let Some(n) = &b.slice_size {
         let n_bytes = n.get_ref().0;
         if !(MIN_SLICE..=MAX_SLICE).contains(&n_bytes) {
