@@ -223,8 +223,12 @@ sub vcl_deliver {{ if (obj.hits > 0) {{ set resp.http.X-Cache = "HIT"; }} else {
             shutil.rmtree(d, ignore_errors=True)
         os.makedirs(d, exist_ok=True)
         port = free_port()
+        self.admin_port = free_port()
         with open(f"{d}/edge.toml", "w") as f:
-            f.write(f"""[cache]
+            f.write(f"""[admin]
+token = "vod-trace-token-0123456789"
+
+[cache]
 memory = "{MEMORY_MIB}MiB"
 
 [cache.disk]
@@ -244,7 +248,7 @@ url = "http://{H}:{self.origin_port}"
 origin = "o"
 """)
         p = self.start(name, [EDGE, "serve", "--config", f"{d}/edge.toml", "--listen", f"{H}:{port}",
-                              "--admin-listen", "off", "--state-dir", f"{d}/state"], port)
+                              "--admin-listen", f"{H}:{self.admin_port}", "--state-dir", f"{d}/state"], port)
         return p, port, lambda h: (h("X-Cache") or "").startswith("Hit")
 
     def stop(self, p, sig=signal.SIGTERM):
@@ -271,11 +275,32 @@ def main():
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+TIERS = []
+
+
+def tiers(s):
+    """The edge's per-tier counters at the end of a run (printed after the table)."""
+    import urllib.request
+    req = urllib.request.Request(f"http://{H}:{s.admin_port}/metrics",
+                                 headers={"Authorization": "Bearer vod-trace-token-0123456789"})
+    try:
+        text = urllib.request.urlopen(req, timeout=10).read().decode()
+    except OSError as e:
+        TIERS.append(f"(metrics unavailable: {e})")
+        return
+    keep = ("mediaedge_cache_tier_", "mediaedge_disk_writes_total", "mediaedge_disk_evictions_total",
+            "mediaedge_disk_copied_forward_total", "mediaedge_disk_admissions_refused_total",
+            "mediaedge_disk_promotions_total", "mediaedge_cache_evictions_total")
+    TIERS.append(" ".join(l for l in text.splitlines() if l.startswith(keep)))
+
+
 def measure(s, start, items):
     p, port, hit = start()
     cpu0 = tree_cpu(p.pid)
     rs, wall = replay(port, items, hit)
     cpu = tree_cpu(p.pid) - cpu0
+    if getattr(s, "admin_port", None) and start.__name__ == "<lambda>":
+        tiers(s)
     s.stop(p)
     bad = [r for r in rs if not r or r[4] != 200]
     assert not bad, f"{len(bad)} requests failed, e.g. {bad[:3]}"
@@ -303,6 +328,9 @@ def run(s):
         print(f"| {name} | {o:.3f} | {b:.3f} | {b:.1%} | {len(rs) / wall:.0f} | {cpu / len(rs) * 1e6:.0f} | "
               f"{p99([r[3] for r in half]) * 1000:.1f} |")
         sys.stdout.flush()
+    for t in TIERS:
+        print(f"\nmediaedge counters at the end of a run: {t}")
+    TIERS.clear()
 
     # Restart: SIGKILL halfway, restart on the same directory.
     print("\nRestart run (mediaedge second-hit): the trace, SIGKILL halfway, a restart, the rest of the trace")

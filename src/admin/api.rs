@@ -119,7 +119,7 @@ fn route(c: &Arc<ControlPlane>, parts: &Parts, body: &[u8]) -> Result<Reply, Fai
         ["v1", "stats"] => {
             allow(m, &[Method::GET])?;
             let all: Vec<Value> = c.records()?.iter().map(|r| stats(c, &r.id)).collect();
-            Ok(reply(StatusCode::OK, &json!({ "distributions": all })))
+            Ok(reply(StatusCode::OK, &json!({ "distributions": all, "cache": cache_stats(c) })))
         }
         ["v1", "usage"] => {
             allow(m, &[Method::GET])?;
@@ -239,16 +239,38 @@ fn stats(c: &ControlPlane, id: &str) -> Value {
     v
 }
 
-fn metrics(c: &ControlPlane) -> String {
+fn gauges(c: &ControlPlane) -> CacheGauges {
     let cache = &c.edge().cache;
-    let gauges = CacheGauges {
+    CacheGauges {
         bytes: cache.used_bytes(),
         entries: cache.entry_count() as u64,
         evictions: cache.evictions(),
         fills_in_flight: cache.fills_in_flight() as u64,
         capacity_bytes: cache.config.memory_bytes,
-    };
-    crate::metrics::render_prometheus(c.stats(), &gauges)
+        disk: cache.disk().map(|d| d.snapshot()),
+    }
+}
+
+fn metrics(c: &ControlPlane) -> String {
+    crate::metrics::render_prometheus(c.stats(), &gauges(c))
+}
+
+/// The stats API's `cache` object: each tier's bytes, objects and hits
+/// (hits per tier are counted only with a disk tier).
+fn cache_stats(c: &ControlPlane) -> Value {
+    let g = gauges(c);
+    let mut memory = json!({
+        "bytes": g.bytes,
+        "capacity_bytes": g.capacity_bytes,
+        "objects": g.entries,
+        "evictions": g.evictions,
+    });
+    if let (Some(d), Some(m)) = (&g.disk, memory.as_object_mut()) {
+        m.insert("lookups".into(), json!(d.memory_hits + d.lookups));
+        m.insert("hits".into(), json!(d.memory_hits));
+        m.insert("hit_ratio".into(), json!(d.memory_hit_ratio()));
+    }
+    json!({ "memory": memory, "disk": g.disk.map(|d| d.to_json()) })
 }
 
 /// `GET /v1/usage?distribution=&from=&to=` (default: this month to today, UTC).

@@ -115,6 +115,9 @@ impl Cache {
         let since = self.epoch();
         if obj.body.bytes().is_some() {
             self.insert(key, obj.clone(), since);
+            if let Some(d) = &self.disk {
+                d.promoted();
+            }
             return;
         }
         let (Some(extent), Ok(rt)) = (obj.body.extent().cloned(), tokio::runtime::Handle::try_current()) else {
@@ -233,6 +236,13 @@ impl Cache {
             disk.invalidate(distribution, &paths);
         }
         n
+    }
+
+    /// A 304 refreshed a stored object's head: the disk copy is rewritten too.
+    pub fn refreshed(&self, key: &CacheKey, obj: &Arc<Object>) {
+        if let Some(disk) = &self.disk {
+            disk.refreshed(key, obj);
+        }
     }
 
     /// Re-weighs an object whose fill finished, unless it was dropped meanwhile.

@@ -29,6 +29,10 @@
 //! | `mediaedge_cache_evictions_total` | counter | |
 //! | `mediaedge_manifests_without_tokens_total` | counter | (manifests served as stored: tokens would have changed how they parse) |
 //!
+//! With a disk tier, the tiers' and the disk's own families follow
+//! (`mediaedge_cache_tier_*{tier}`, `mediaedge_disk_*`; `disk`, and
+//! docs/disk-cache.md for the list).
+//!
 //! Latency buckets (seconds): 0.001 0.0025 0.005 0.01 0.025 0.05 0.1 0.25 0.5
 //! 1 2.5 5 10 +Inf.
 //!
@@ -38,6 +42,7 @@
 //! distribution, `prometheus` the text format.
 
 mod counters;
+mod disk;
 mod histogram;
 mod prometheus;
 mod registry;

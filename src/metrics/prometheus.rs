@@ -19,6 +19,8 @@ pub struct CacheGauges {
     pub evictions: u64,
     pub fills_in_flight: u64,
     pub capacity_bytes: u64,
+    /// The disk tier's counters, if one is configured and opened.
+    pub disk: Option<crate::cache::disk::DiskSnapshot>,
 }
 
 /// A label value escaped for the text format: `\` → `\\`, `"` → `\"`, newline → `\n`.
@@ -35,13 +37,13 @@ fn escape_label(v: &str) -> String {
     out
 }
 
-fn family(out: &mut String, name: &str, kind: &str, help: &str) {
+pub(super) fn family(out: &mut String, name: &str, kind: &str, help: &str) {
     let _ = writeln!(out, "# HELP {name} {help}");
     let _ = writeln!(out, "# TYPE {name} {kind}");
 }
 
 /// Microseconds as decimal seconds, exactly.
-fn seconds(us: u64) -> String {
+pub(super) fn seconds(us: u64) -> String {
     format!("{}.{:06}", us / 1_000_000, us % 1_000_000)
 }
 
@@ -146,6 +148,9 @@ pub fn render_prometheus(registry: &Registry, cache: &CacheGauges) -> String {
     for (name, kind, help, v) in process {
         family(&mut out, name, kind, help);
         let _ = writeln!(out, "{name} {v}");
+    }
+    if let Some(d) = &cache.disk {
+        super::disk::render(&mut out, cache, d);
     }
     out
 }
@@ -270,7 +275,14 @@ mod tests {
         a.record_origin_latency(Duration::from_millis(20));
         a.record_origin_latency(Duration::from_millis(20));
         a.record_origin_latency(Duration::from_secs(12));
-        let cache = CacheGauges { bytes: 1234, entries: 5, evictions: 6, fills_in_flight: 2, capacity_bytes: 1 << 30 };
+        let cache = CacheGauges {
+            bytes: 1234,
+            entries: 5,
+            evictions: 6,
+            fills_in_flight: 2,
+            capacity_bytes: 1 << 30,
+            disk: None,
+        };
         let text = render_prometheus(&r, &cache);
 
         for (name, kind) in [

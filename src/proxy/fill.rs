@@ -420,6 +420,7 @@ impl Edge {
             Ok(freshness) => {
                 obj.refresh(Head::new(old.status, headers, freshness));
                 drop(old);
+                self.cache.refreshed(key, &obj);
                 lead.publish(Outcome::Stored { object: obj.clone(), refreshed: true });
             }
             Err(_) => {

@@ -20,8 +20,11 @@ pub struct IndexEntry {
     pub stored_ms: u64,
     /// The record's metadata (keys and head), decoded on each disk hit.
     pub meta: Arc<[u8]>,
-    /// Disk hits since it was written or loaded.
+    /// Disk hits since it was written, loaded or copied forward.
     pub hits: u32,
+    /// The memory copy it was written from or promoted to, if any: its hits
+    /// keep the record hot (`TOUCHED`).
+    pub memory: std::sync::Weak<crate::cache::object::Object>,
 }
 
 impl IndexEntry {
@@ -109,6 +112,24 @@ impl Index {
             }
         }
         freed
+    }
+
+    /// Calls `f` on every entry (the writer's walk before it empties a segment).
+    pub fn for_each(&self, mut f: impl FnMut(&str, &IndexEntry)) {
+        for s in &self.shards {
+            let shard = s.lock().unwrap_or_else(|e| e.into_inner());
+            for (k, list) in shard.iter() {
+                list.iter().for_each(|e| f(k, e));
+            }
+        }
+    }
+
+    /// Notes the memory copy of the entry at `loc` (a promotion).
+    pub fn set_memory(&self, primary: &str, loc: Location, obj: &std::sync::Arc<crate::cache::object::Object>) {
+        let mut shard = self.shard(primary);
+        if let Some(e) = shard.get_mut(primary).and_then(|l| l.iter_mut().find(|e| e.loc == loc)) {
+            e.memory = std::sync::Arc::downgrade(obj);
+        }
     }
 
     /// Drops every entry matching `f` (a walk of the whole index: for

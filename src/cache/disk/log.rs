@@ -25,7 +25,7 @@ pub struct Segment {
 
 impl Segment {
     pub fn open(dir: &Path, id: u32) -> io::Result<Segment> {
-        let path = dir.join(format!("seg-{id:05}.dat"));
+        let path = super::segment_path(dir, id);
         let file = std::fs::OpenOptions::new().read(true).write(true).create(true).truncate(false).open(path)?;
         Ok(Segment { id, file, generation: AtomicU64::new(0) })
     }
@@ -39,6 +39,8 @@ pub struct Location {
     /// Offset of the body's first byte in the segment file.
     pub body_at: u64,
     pub body_len: u64,
+    /// The record's CRC-32 of metadata and body, checked at each whole read.
+    pub crc: u32,
 }
 
 /// A body on disk, read in place; it stops being readable when its segment
@@ -68,10 +70,10 @@ impl Extent for DiskExtent {
         let mut buf = vec![0u8; n];
         let started = std::time::Instant::now();
         let r = self.seg.file.read_exact_at(&mut buf, self.loc.body_at + pos);
-        self.stats.read_ns.fetch_add(started.elapsed().as_nanos() as u64, Ordering::Relaxed);
+        self.stats.read_latency.record(started.elapsed());
         self.stats.reads.fetch_add(1, Ordering::Relaxed);
         if let Err(e) = r {
-            self.stats.errors.fetch_add(1, Ordering::Relaxed);
+            self.stats.read_errors.fetch_add(1, Ordering::Relaxed);
             return Err(e);
         }
         // Reused while it was read: what was read may be the new records.
@@ -134,7 +136,7 @@ pub fn scan(seg: &Segment, generation: u64) -> io::Result<(Vec<Scanned>, u64, us
             pos += header.total();
             continue;
         }
-        let loc = Location { seg: seg.id, generation, body_at, body_len: header.body_len };
+        let loc = Location { seg: seg.id, generation, body_at, body_len: header.body_len, crc: header.crc };
         match header.kind {
             Kind::Object => out.push(Scanned::Object { meta, header, loc }),
             Kind::PurgeKey => {
@@ -180,6 +182,9 @@ impl Appender {
         let generation = self.next_generation;
         self.next_generation += 1;
         seg.generation.store(generation, Ordering::Release);
+        // The old header is cleared first: a segment cut short by a crash
+        // reads as empty, and a full disk fails here, before anything else.
+        seg.file.write_all_at(&[0u8; SEGMENT_HEADER as usize], 0)?;
         seg.file.set_len(0)?;
         seg.file.write_all_at(&record::segment_header(generation), 0)?;
         self.active = next;
@@ -211,6 +216,24 @@ impl Appender {
             generation: seg.generation.load(Ordering::Acquire),
             body_at,
             body_len: body.len() as u64,
+            crc: header.crc,
+        })
+    }
+
+    /// Appends a record read whole from another segment (header, metadata
+    /// and body as they were; the caller checked it and that it fits).
+    pub fn append_raw(&mut self, raw: &[u8], meta_len: usize) -> io::Result<Location> {
+        let header = RecordHeader::decode(raw).ok_or_else(|| io::Error::other("a copied record does not decode"))?;
+        let seg = &self.segments[self.active];
+        let at = self.pos;
+        seg.file.write_all_at(raw, at)?;
+        self.pos += raw.len() as u64;
+        Ok(Location {
+            seg: self.active as u32,
+            generation: seg.generation.load(Ordering::Acquire),
+            body_at: at + (RECORD_HEADER + meta_len) as u64,
+            body_len: header.body_len,
+            crc: header.crc,
         })
     }
 }

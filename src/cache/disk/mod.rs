@@ -7,16 +7,19 @@
 //! checking every record's CRC, applying the purge and invalidation records
 //! found in the log and the invalidations the state store holds.
 //!
-//! Bodies are read in pieces on the blocking pool (`StoredBody::on_disk`),
-//! never whole, except small ones, manifests and compressible ones, which are
-//! read whole and go to memory. A body hit a second time from disk is
-//! promoted: read whole into memory, if it fits the memory tier's object size.
-//! One writer thread does all writes, fed by a bounded queue: a full queue, a
+//! A disk hit up to `WHOLE_MAX` is read whole, checked against its record's
+//! CRC-32 (a record damaged while the edge runs is dropped and fetched again,
+//! never served) and promoted into memory. Larger bodies are read in pieces
+//! on the blocking pool (`StoredBody::on_disk`) and promoted on their second
+//! disk hit, if they fit the memory tier's object size. One writer thread
+//! (`writer.rs`) does all writes, fed by a bounded queue: a full queue, a
 //! full disk or an I/O error refuses the write (counted), never a request.
 
 mod index;
 mod log;
 pub mod record;
+mod stats;
+mod writer;
 
 use crate::cache::body::StoredBody;
 use crate::cache::invalidate::PathMatch;
@@ -26,15 +29,13 @@ use crate::config::{DiskAdmission, DiskConfig, ReplayedInvalidation};
 use http::{HeaderMap, StatusCode};
 use index::{Index, IndexEntry};
 use log::{Appender, DiskExtent, Location, Scanned, Segment};
-use record::Kind;
+pub use stats::{DiskSnapshot, LatencySnapshot, Stats, LATENCY_LE};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
 use std::sync::mpsc::{sync_channel, SyncSender, TrySendError};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// Bodies up to this size are read whole at lookup and kept in memory.
-const SMALL: u64 = 64 << 10;
-/// Manifests and compressible bodies up to this size are read whole too.
+/// Bodies up to this size are read whole at lookup, checked and promoted.
 const WHOLE_MAX: u64 = 4 << 20;
 /// Responses fresh (or usable stale) for less than this are not written.
 const MIN_LIFETIME: Duration = Duration::from_secs(10);
@@ -50,27 +51,12 @@ pub const NOT_YET: u8 = 0;
 pub const WANTED: u8 = 1;
 /// Queued, written, refused, or read from disk: nothing more to do.
 pub const DONE: u8 = 2;
+/// With `DONE`: hit in memory since the writer last looked (its record is
+/// copied forward rather than evicted).
+pub const TOUCHED: u8 = 4;
 
-/// Counters of the disk tier.
-#[derive(Debug, Default)]
-pub struct Stats {
-    pub objects: AtomicU64,
-    pub bytes: AtomicU64,
-    pub hits: AtomicU64,
-    pub promotions: AtomicU64,
-    pub writes: AtomicU64,
-    pub write_bytes: AtomicU64,
-    pub write_ns: AtomicU64,
-    pub reads: AtomicU64,
-    pub read_bytes: AtomicU64,
-    pub read_ns: AtomicU64,
-    /// Writes not made: the queue was full, the object too large, the disk failing.
-    pub refused: AtomicU64,
-    /// Objects dropped when their segment was reused.
-    pub evictions: AtomicU64,
-    /// Records dropped at start: torn or failing their checksum.
-    pub dropped: AtomicU64,
-    pub errors: AtomicU64,
+fn segment_path(dir: &std::path::Path, id: u32) -> std::path::PathBuf {
+    dir.join(format!("seg-{id:05}.dat"))
 }
 
 enum Job {
@@ -127,7 +113,7 @@ impl DiskStore {
         }
         // Segments past the ring (the size was lowered) are removed.
         for id in count.. {
-            if std::fs::remove_file(dir.join(format!("seg-{id:05}.dat"))).is_err() {
+            if std::fs::remove_file(segment_path(dir, id)).is_err() {
                 break;
             }
         }
@@ -147,7 +133,7 @@ impl DiskStore {
         let (tx, rx) = sync_channel(QUEUE);
         let queued_bytes = Arc::new(AtomicU64::new(0));
         let writable = Arc::new(AtomicBool::new(true));
-        let writer = Writer {
+        let writer = writer::Writer {
             appender,
             index: index.clone(),
             stats: stats.clone(),
@@ -173,8 +159,11 @@ impl DiskStore {
     }
 
     /// The object on disk for this request, with a body read from disk; and
-    /// whether it is hot enough to promote into memory.
+    /// whether to promote it into memory. Whole reads are checked against the
+    /// record's CRC-32: a record that fails (changed on disk, or cut or gone
+    /// under the edge) is dropped and the request goes to the origin.
     pub fn lookup(&self, key: &CacheKey, req: &HeaderMap) -> Option<(Arc<Object>, bool)> {
+        self.stats.lookups.fetch_add(1, Ordering::Relaxed);
         let e = self.index.select(&key.primary, &key.secondary, req)?;
         let seg = self.segments.get(e.loc.seg as usize)?.clone();
         let extent = Arc::new(DiskExtent { seg, loc: e.loc, stats: self.stats.clone() });
@@ -186,13 +175,34 @@ impl DiskStore {
             self.forget(&key.primary, e.loc);
             return None;
         };
-        let manifest = matches!(d.media, crate::media::MediaKind::HlsPlaylist | crate::media::MediaKind::DashMpd);
         let len = e.loc.body_len;
-        let whole = len <= SMALL || ((manifest || d.compressible) && len <= WHOLE_MAX);
+        let whole = len <= WHOLE_MAX;
         let body = if whole {
-            match crate::cache::body::Extent::read_at(&*extent, 0, len as usize) {
-                Ok(b) if b.len() as u64 == len => StoredBody::complete(b),
-                _ => {
+            let read = || crate::cache::body::Extent::read_at(&*extent, 0, len as usize);
+            // A read of up to 4 MiB on this worker: the runtime moves its
+            // other tasks elsewhere meanwhile (multi-threaded runtime only).
+            let r = match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
+                Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(read),
+                _ => read(),
+            };
+            match r {
+                Ok(b) if b.len() as u64 == len && record::body_checks(&e.meta, &b, e.loc.crc) => {
+                    StoredBody::complete(b)
+                }
+                Ok(b) if b.len() as u64 == len => {
+                    self.stats.checksum_failures.fetch_add(1, Ordering::Relaxed);
+                    tracing::warn!(
+                        key = %key.primary,
+                        "disk cache record failed its checksum when read: dropped, fetched again from the origin"
+                    );
+                    self.forget(&key.primary, e.loc);
+                    return None;
+                }
+                r => {
+                    if r.is_ok() {
+                        self.stats.read_errors.fetch_add(1, Ordering::Relaxed);
+                    }
+                    tracing::warn!(key = %key.primary, "disk cache read failed: dropped, fetched again from the origin");
                     self.forget(&key.primary, e.loc);
                     return None;
                 }
@@ -201,8 +211,12 @@ impl DiskStore {
             StoredBody::on_disk(extent)
         };
         self.stats.hits.fetch_add(1, Ordering::Relaxed);
+        self.stats.hit_bytes.fetch_add(len, Ordering::Relaxed);
         let obj = Object::new(d.head, body, d.vary, d.compressible, d.media);
         obj.disk_state.store(DONE, Ordering::Relaxed);
+        if whole {
+            self.index.set_memory(&key.primary, e.loc, &obj);
+        }
         Some((obj, whole || e.hits >= 2))
     }
 
@@ -215,7 +229,12 @@ impl DiskStore {
     /// A memory hit: with second-hit admission, the object is written on its
     /// first hit after the fill (once its body is complete).
     pub fn note_hit(&self, key: &CacheKey, obj: &Arc<Object>) {
-        if obj.disk_state.load(Ordering::Relaxed) == DONE {
+        self.stats.memory_hits.fetch_add(1, Ordering::Relaxed);
+        let state = obj.disk_state.load(Ordering::Relaxed);
+        if state & DONE != 0 {
+            if state & TOUCHED == 0 {
+                obj.disk_state.fetch_or(TOUCHED, Ordering::Relaxed);
+            }
             return;
         }
         let _ = obj.disk_state.compare_exchange(NOT_YET, WANTED, Ordering::Relaxed, Ordering::Relaxed);
@@ -235,9 +254,22 @@ impl DiskStore {
 
     /// Queues an object for writing, once, if it is worth keeping on disk.
     fn offer(&self, key: &CacheKey, obj: &Arc<Object>) {
-        if obj.disk_state.swap(DONE, Ordering::Relaxed) == DONE {
+        if obj.disk_state.fetch_or(DONE, Ordering::Relaxed) & DONE != 0 {
             return;
         }
+        self.queue(key, obj);
+    }
+
+    /// A 304 refreshed an object's head: if it came from disk or was written
+    /// there, it is written again with its new head and freshness (the new
+    /// record supersedes the old one, across restarts too).
+    pub fn refreshed(&self, key: &CacheKey, obj: &Arc<Object>) {
+        if obj.disk_state.load(Ordering::Relaxed) & DONE != 0 {
+            self.queue(key, obj);
+        }
+    }
+
+    fn queue(&self, key: &CacheKey, obj: &Arc<Object>) {
         let Some(body) = obj.body.bytes() else { return };
         let head = obj.head();
         let f = &head.freshness;
@@ -250,13 +282,17 @@ impl DiskStore {
             return;
         }
         let size = body.len() as u64;
-        if !self.writable.load(Ordering::Relaxed) || size + 8192 > self.config.segment_bytes {
-            self.stats.refused.fetch_add(1, Ordering::Relaxed);
+        if !self.writable.load(Ordering::Relaxed) {
+            self.stats.refused_failing.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        if size + 8192 > self.config.segment_bytes {
+            self.stats.refused_size.fetch_add(1, Ordering::Relaxed);
             return;
         }
         if self.queued_bytes.fetch_add(size, Ordering::Relaxed) + size > QUEUE_BYTES {
             self.queued_bytes.fetch_sub(size, Ordering::Relaxed);
-            self.stats.refused.fetch_add(1, Ordering::Relaxed);
+            self.stats.refused_queue.fetch_add(1, Ordering::Relaxed);
             return;
         }
         let job = Job::Object {
@@ -266,7 +302,7 @@ impl DiskStore {
         };
         if let Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) = self.tx.try_send(job) {
             self.queued_bytes.fetch_sub(size, Ordering::Relaxed);
-            self.stats.refused.fetch_add(1, Ordering::Relaxed);
+            self.stats.refused_queue.fetch_add(1, Ordering::Relaxed);
         }
     }
 
@@ -299,12 +335,22 @@ impl DiskStore {
     /// bring invalidated objects back after a restart.
     fn send(&self, job: Job) {
         if self.tx.send(job).is_err() {
-            self.stats.errors.fetch_add(1, Ordering::Relaxed);
+            self.stats.write_errors.fetch_add(1, Ordering::Relaxed);
         }
     }
 
     pub fn capacity(&self) -> u64 {
         self.segments.len() as u64 * self.config.segment_bytes
+    }
+
+    /// The counters, read at once.
+    pub fn snapshot(&self) -> DiskSnapshot {
+        self.stats.snapshot(self.writable.load(Ordering::Relaxed), self.capacity())
+    }
+
+    /// Counts an object promoted from disk into memory.
+    pub fn promoted(&self) {
+        self.stats.promotions.fetch_add(1, Ordering::Relaxed);
     }
 }
 
@@ -364,6 +410,7 @@ fn rebuild(
                         stored_ms: header.stored_ms,
                         hits: 0,
                         meta: meta.as_slice().into(),
+                        memory: std::sync::Weak::new(),
                     };
                     let primary = primary.to_string();
                     let freed = index.insert(&primary, entry);
@@ -400,106 +447,6 @@ trait ReadHeader {
 impl ReadHeader for std::fs::File {
     fn read_exact_at_opt(&self, buf: &mut [u8]) -> bool {
         std::os::unix::fs::FileExt::read_exact_at(self, buf, 0).is_ok()
-    }
-}
-
-/// The writer thread: all writes, in the order they were queued.
-struct Writer {
-    appender: Appender,
-    index: Arc<Index>,
-    stats: Arc<Stats>,
-    queued_bytes: Arc<AtomicU64>,
-    writable: Arc<AtomicBool>,
-    path: std::path::PathBuf,
-}
-
-impl Writer {
-    fn run(mut self, rx: std::sync::mpsc::Receiver<Job>) {
-        while let Ok(job) = rx.recv() {
-            let r = match job {
-                Job::Object { primary, secondary, obj } => {
-                    let size = obj.body.bytes().map_or(0, |b| b.len() as u64);
-                    let r = self.object(&primary, &secondary, &obj);
-                    self.queued_bytes.fetch_sub(size, Ordering::Relaxed);
-                    r
-                }
-                Job::Purge(k) => {
-                    let meta = record::encode_purge(&k);
-                    self.write(Kind::PurgeKey, &meta, &[], record::unix_ms(std::time::SystemTime::now())).map(|_| ())
-                }
-                Job::Invalidate(d, paths, done) => {
-                    let meta = record::encode_invalidation(&d, &paths);
-                    let r = self
-                        .write(Kind::Invalidation, &meta, &[], record::unix_ms(std::time::SystemTime::now()))
-                        .map(|_| ());
-                    let _ = done.try_send(());
-                    r
-                }
-            };
-            if let Err(e) = r {
-                self.stats.errors.fetch_add(1, Ordering::Relaxed);
-                if self.writable.swap(false, Ordering::Relaxed) {
-                    tracing::error!(
-                        path = %self.path.display(),
-                        "disk cache write failed, writing stops (memory only; what is on disk still serves): {e}"
-                    );
-                }
-            }
-        }
-    }
-
-    fn object(&mut self, primary: &str, secondary: &str, obj: &Arc<Object>) -> std::io::Result<()> {
-        let Some(body) = obj.body.bytes() else { return Ok(()) };
-        if obj.is_invalidated() || !self.writable.load(Ordering::Relaxed) {
-            return Ok(());
-        }
-        let meta = record::encode_object(primary, secondary, obj);
-        let stored_ms = record::unix_ms(record::wall_time(obj.head().stored_at));
-        let started = Instant::now();
-        let Some(loc) = self.write(Kind::Object, &meta, body, stored_ms)? else {
-            self.stats.refused.fetch_add(1, Ordering::Relaxed);
-            return Ok(());
-        };
-        self.stats.write_ns.fetch_add(started.elapsed().as_nanos() as u64, Ordering::Relaxed);
-        self.stats.writes.fetch_add(1, Ordering::Relaxed);
-        self.stats.write_bytes.fetch_add(body.len() as u64, Ordering::Relaxed);
-        let entry = IndexEntry {
-            secondary: secondary.into(),
-            vary: obj.vary.clone(),
-            loc,
-            stored_ms,
-            hits: 0,
-            meta: meta.into(),
-        };
-        let freed = self.index.insert(primary, entry);
-        self.stats.objects.fetch_add(1, Ordering::Relaxed);
-        self.stats.objects.fetch_sub(freed.entries, Ordering::Relaxed);
-        self.stats.bytes.fetch_add(loc.body_len, Ordering::Relaxed);
-        self.stats.bytes.fetch_sub(freed.bytes, Ordering::Relaxed);
-        // Invalidated while it was written: the live index drops it (the
-        // invalidation's own record, queued after this one, covers restarts).
-        if obj.is_invalidated() {
-            let freed = self.index.remove_at(primary, loc);
-            self.stats.objects.fetch_sub(freed.entries, Ordering::Relaxed);
-            self.stats.bytes.fetch_sub(freed.bytes, Ordering::Relaxed);
-        }
-        Ok(())
-    }
-
-    /// Appends a record, emptying the oldest segment first if needed.
-    fn write(&mut self, kind: Kind, meta: &[u8], body: &[u8], stored_ms: u64) -> std::io::Result<Option<Location>> {
-        let total = (record::RECORD_HEADER + meta.len() + body.len()) as u64;
-        if !self.appender.fits(total) {
-            return Ok(None);
-        }
-        if let Some(next) = self.appender.next_to_empty(total) {
-            let freed = self.index.retain(|_, e| e.loc.seg as usize != next);
-            self.stats.objects.fetch_sub(freed.entries, Ordering::Relaxed);
-            self.stats.bytes.fetch_sub(freed.bytes, Ordering::Relaxed);
-            self.stats.evictions.fetch_add(freed.entries, Ordering::Relaxed);
-            self.appender.roll()?;
-        }
-        self.appender.append(kind, meta, body, stored_ms).map(Some)
     }
 }
 

@@ -101,6 +101,23 @@ impl RecordHeader {
     }
 }
 
+/// Whether a whole record (header, metadata, body) reads back as written.
+pub fn record_checks(raw: &[u8]) -> bool {
+    let Some(h) = RecordHeader::decode(raw) else { return false };
+    if raw.len() as u64 != h.total() {
+        return false;
+    }
+    crc32fast::hash(&raw[RECORD_HEADER..]) == h.crc
+}
+
+/// Whether metadata and body are the ones a record's CRC-32 was made of.
+pub fn body_checks(meta: &[u8], body: &[u8], crc: u32) -> bool {
+    let mut h = crc32fast::Hasher::new();
+    h.update(meta);
+    h.update(body);
+    h.finalize() == crc
+}
+
 fn u16_at(b: &[u8], i: usize) -> u16 {
     u16::from_le_bytes([b[i], b[i + 1]])
 }

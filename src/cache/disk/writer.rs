@@ -1,0 +1,204 @@
+//! The writer thread: all writes of the disk tier, in the order they were
+//! queued. Before the oldest segment is emptied, its hot records (hit since
+//! they were written or last copied) are copied forward to the new head of
+//! the ring, as log-structured caches do, so that a hot object is not lost
+//! just because it was written long ago. A write that fails, or files found
+//! gone from the directory, stop the tier (memory only from then on), with
+//! one log line and the `writable` gauge at 0.
+
+use super::index::{Index, IndexEntry};
+use super::log::{Appender, Location};
+use super::record::{self, Kind, RECORD_HEADER};
+use super::{Job, Stats, TOUCHED};
+use crate::cache::object::Object;
+use std::os::unix::fs::{FileExt, MetadataExt};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+pub(super) struct Writer {
+    pub appender: Appender,
+    pub index: Arc<Index>,
+    pub stats: Arc<Stats>,
+    pub queued_bytes: Arc<AtomicU64>,
+    pub writable: Arc<AtomicBool>,
+    pub path: std::path::PathBuf,
+}
+
+impl Writer {
+    pub fn run(mut self, rx: std::sync::mpsc::Receiver<Job>) {
+        while let Ok(job) = rx.recv() {
+            let r = match job {
+                Job::Object { primary, secondary, obj } => {
+                    let size = obj.body.bytes().map_or(0, |b| b.len() as u64);
+                    let r = self.object(&primary, &secondary, &obj);
+                    self.queued_bytes.fetch_sub(size, Ordering::Relaxed);
+                    r
+                }
+                Job::Purge(k) => {
+                    let meta = record::encode_purge(&k);
+                    self.write(Kind::PurgeKey, &meta, &[], record::unix_ms(std::time::SystemTime::now())).map(|_| ())
+                }
+                Job::Invalidate(d, paths, done) => {
+                    let meta = record::encode_invalidation(&d, &paths);
+                    let r = self
+                        .write(Kind::Invalidation, &meta, &[], record::unix_ms(std::time::SystemTime::now()))
+                        .map(|_| ());
+                    let _ = done.try_send(());
+                    r
+                }
+            };
+            if let Err(e) = r {
+                self.stats.write_errors.fetch_add(1, Ordering::Relaxed);
+                self.stop(&format!("disk cache write failed, writing stops (memory only from now on): {e}"));
+            }
+        }
+    }
+
+    /// Stops writing, once, with one log line.
+    fn stop(&self, why: &str) {
+        if self.writable.swap(false, Ordering::Relaxed) {
+            tracing::error!(path = %self.path.display(), "{why}");
+        }
+    }
+
+    /// Whether the active segment's file is still the one this edge opened
+    /// (it was not removed, nor the directory moved or replaced).
+    fn files_in_place(&self) -> bool {
+        let seg = &self.appender.segments[self.appender.active];
+        let (Ok(open), Ok(named)) = (seg.file.metadata(), std::fs::metadata(super::segment_path(&self.path, seg.id)))
+        else {
+            return false;
+        };
+        open.nlink() > 0 && open.ino() == named.ino() && open.dev() == named.dev()
+    }
+
+    fn object(&mut self, primary: &str, secondary: &str, obj: &Arc<Object>) -> std::io::Result<()> {
+        let Some(body) = obj.body.bytes() else { return Ok(()) };
+        if obj.is_invalidated() || !self.writable.load(Ordering::Relaxed) {
+            return Ok(());
+        }
+        if !self.files_in_place() {
+            // The cache directory was removed, moved or replaced under the
+            // edge: what it held is gone for a restart; the index forgets it
+            // so that nothing is served from files no longer named there.
+            self.stop("disk cache files removed under the edge, the disk tier stops (memory only from now on)");
+            let freed = self.index.retain(|_, _| false);
+            self.stats.objects.fetch_sub(freed.entries, Ordering::Relaxed);
+            self.stats.bytes.fetch_sub(freed.bytes, Ordering::Relaxed);
+            self.stats.write_errors.fetch_add(1, Ordering::Relaxed);
+            return Ok(());
+        }
+        let meta = record::encode_object(primary, secondary, obj);
+        let stored_ms = record::unix_ms(record::wall_time(obj.head().stored_at));
+        let started = Instant::now();
+        let Some(loc) = self.write(Kind::Object, &meta, body, stored_ms)? else {
+            self.stats.refused_size.fetch_add(1, Ordering::Relaxed);
+            return Ok(());
+        };
+        self.stats.write_latency.record(started.elapsed());
+        self.stats.writes.fetch_add(1, Ordering::Relaxed);
+        self.stats.write_bytes.fetch_add(body.len() as u64, Ordering::Relaxed);
+        let entry = IndexEntry {
+            secondary: secondary.into(),
+            vary: obj.vary.clone(),
+            loc,
+            stored_ms,
+            hits: 0,
+            meta: meta.into(),
+            memory: Arc::downgrade(obj),
+        };
+        self.add(primary, entry);
+        // Invalidated while it was written: the live index drops it (the
+        // invalidation's own record, queued after this one, covers restarts).
+        if obj.is_invalidated() {
+            let freed = self.index.remove_at(primary, loc);
+            self.stats.objects.fetch_sub(freed.entries, Ordering::Relaxed);
+            self.stats.bytes.fetch_sub(freed.bytes, Ordering::Relaxed);
+        }
+        Ok(())
+    }
+
+    fn add(&self, primary: &str, entry: IndexEntry) {
+        let len = entry.loc.body_len;
+        let freed = self.index.insert(primary, entry);
+        self.stats.objects.fetch_add(1, Ordering::Relaxed);
+        self.stats.objects.fetch_sub(freed.entries, Ordering::Relaxed);
+        self.stats.bytes.fetch_add(len, Ordering::Relaxed);
+        self.stats.bytes.fetch_sub(freed.bytes, Ordering::Relaxed);
+    }
+
+    /// Appends a record, emptying the oldest segment first if needed.
+    fn write(&mut self, kind: Kind, meta: &[u8], body: &[u8], stored_ms: u64) -> std::io::Result<Option<Location>> {
+        let total = (RECORD_HEADER + meta.len() + body.len()) as u64;
+        if !self.appender.fits(total) {
+            return Ok(None);
+        }
+        if let Some(next) = self.appender.next_to_empty(total) {
+            let hot = self.take_hot(next, total);
+            let freed = self.index.retain(|_, e| e.loc.seg as usize != next);
+            self.stats.objects.fetch_sub(freed.entries, Ordering::Relaxed);
+            self.stats.bytes.fetch_sub(freed.bytes, Ordering::Relaxed);
+            self.appender.roll()?;
+            let mut kept = 0;
+            for (primary, mut entry, raw) in hot {
+                entry.loc = self.appender.append_raw(&raw, entry.meta.len())?;
+                self.add(&primary, entry);
+                kept += 1;
+            }
+            self.stats.copied_forward.fetch_add(kept, Ordering::Relaxed);
+            self.stats.evictions.fetch_add(freed.entries.saturating_sub(kept), Ordering::Relaxed);
+        }
+        let started = Instant::now();
+        let loc = self.appender.append(kind, meta, body, stored_ms)?;
+        if kind != Kind::Object {
+            self.stats.write_latency.record(started.elapsed());
+        }
+        Ok(Some(loc))
+    }
+
+    /// The hot records of a segment about to be emptied, read whole (at most
+    /// half a segment, 64 MiB, and what leaves room for the next record): hit on disk, or their memory copy hit,
+    /// since they were written or last copied. Their marks are cleared (a
+    /// second chance, as a CLOCK gives).
+    fn take_hot(&self, seg: usize, then: u64) -> Vec<(String, IndexEntry, Vec<u8>)> {
+        // Room is left for the record that made the roll.
+        let room = self.appender.seg_bytes.saturating_sub(record::SEGMENT_HEADER + then);
+        let budget = (self.appender.seg_bytes / 2).min(64 << 20).min(room);
+        let mut candidates = Vec::new();
+        self.index.for_each(|primary, e| {
+            if e.loc.seg as usize != seg {
+                return;
+            }
+            let mem = e.memory.upgrade();
+            let touched = mem
+                .as_ref()
+                .is_some_and(|o| !o.is_invalidated() && o.disk_state.load(Ordering::Relaxed) & TOUCHED != 0);
+            if e.hits > 0 || touched {
+                if let Some(o) = &mem {
+                    o.disk_state.fetch_and(!TOUCHED, Ordering::Relaxed);
+                }
+                let mut entry = e.clone();
+                entry.hits = 0;
+                candidates.push((primary.to_string(), entry));
+            }
+        });
+        let segment = &self.appender.segments[seg];
+        let mut used = 0u64;
+        let mut out = Vec::new();
+        for (primary, entry) in candidates {
+            let start = entry.loc.body_at - entry.meta.len() as u64 - RECORD_HEADER as u64;
+            let len = entry.loc.body_at + entry.loc.body_len - start;
+            if used + len > budget {
+                break;
+            }
+            let mut raw = vec![0u8; len as usize];
+            if segment.file.read_exact_at(&mut raw, start).is_err() || !record::record_checks(&raw) {
+                continue;
+            }
+            used += len;
+            out.push((primary, entry, raw));
+        }
+        out
+    }
+}
