@@ -8,8 +8,10 @@ need=()
 command -v curl >/dev/null 2>&1 || need+=(curl)
 # tests/players_ffmpeg.rs plays real streams with ffmpeg (and encodes a live one with libx264).
 command -v ffmpeg >/dev/null 2>&1 || need+=(ffmpeg)
-# tests/signed.rs makes RSA keys with the openssl command line.
+# tests/signed.rs and tests/error_pages.rs make RSA keys with the openssl command line.
 command -v openssl >/dev/null 2>&1 || need+=(openssl)
+# tests/disk_faults.rs makes cache files immutable with chattr (e2fsprogs).
+command -v chattr >/dev/null 2>&1 || need+=(e2fsprogs)
 # tests/players_browser.rs plays low-latency streams with hls.js and dash.js in
 # headless Chromium (Debian's), driven from Node.js by playwright-core.
 [ -x /usr/bin/chromium ] || need+=(chromium)
