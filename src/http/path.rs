@@ -100,6 +100,18 @@ pub fn canonical(path: &str) -> Result<Cow<'_, str>, PathError> {
     Ok(Cow::Owned(out))
 }
 
+/// The bytes a canonical path holds literally: `pchar` literals and `/`
+/// (one table lookup per byte on the hit path).
+const PLAIN: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut c = 0;
+    while c < 256 {
+        t[c] = is_pchar_literal(c as u8) || c as u8 == b'/';
+        c += 1;
+    }
+    t
+};
+
 /// The fast path: no byte to encode, escapes only where needed and in upper
 /// case, no empty or dot segment.
 fn is_canonical(b: &[u8]) -> bool {
@@ -121,7 +133,7 @@ fn is_canonical(b: &[u8]) -> bool {
             i += 3;
             continue;
         }
-        if !is_pchar_literal(c) && c != b'/' {
+        if !PLAIN[c as usize] {
             return false;
         }
         if prev == b'/' {
@@ -198,12 +210,12 @@ fn hex(c: u8) -> Option<u8> {
 }
 
 /// RFC 3986 §2.3.
-fn is_unreserved(c: u8) -> bool {
+const fn is_unreserved(c: u8) -> bool {
     c.is_ascii_alphanumeric() || matches!(c, b'-' | b'.' | b'_' | b'~')
 }
 
 /// RFC 3986 `pchar` without `pct-encoded`: what a segment may hold literally.
-fn is_pchar_literal(c: u8) -> bool {
+const fn is_pchar_literal(c: u8) -> bool {
     is_unreserved(c)
         || matches!(c, b'!' | b'$' | b'&' | b'\'' | b'(' | b')' | b'*' | b'+' | b',' | b';' | b'=' | b':' | b'@')
 }
