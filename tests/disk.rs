@@ -5,118 +5,26 @@
 //! hit admission, the size bound, and config errors.
 
 mod common;
+#[path = "common/disk_edge.rs"]
+mod disk_edge;
 
-use common::{client, free_port_here, payload, Script, TempDir, TestOrigin, ADMIN_TOKEN};
+use common::{client, TempDir, TestOrigin, ADMIN_TOKEN};
+use disk_edge::{catalogue, find_on_disk, segments, write_config, Edge};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
-
-/// A `mediaedge serve` child process; SIGKILLed on drop.
-struct Edge {
-    child: std::process::Child,
-    addr: String,
-    admin: String,
-}
-
-impl Drop for Edge {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Edge {
-    /// Starts the binary on `dir/edge.toml`, its state in `dir/state`.
-    async fn start(dir: &Path) -> Edge {
-        let (port, admin_port) = (free_port_here(), free_port_here());
-        let child = std::process::Command::new(env!("CARGO_BIN_EXE_mediaedge"))
-            .arg("serve")
-            .arg("--config")
-            .arg(dir.join("edge.toml"))
-            .arg("--listen")
-            .arg(format!("127.0.0.1:{port}"))
-            .arg("--admin-listen")
-            .arg(format!("127.0.0.1:{admin_port}"))
-            .arg("--state-dir")
-            .arg(dir.join("state"))
-            .stdin(std::process::Stdio::null())
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .expect("the edge binary starts");
-        let edge = Edge { child, addr: format!("127.0.0.1:{port}"), admin: format!("http://127.0.0.1:{admin_port}") };
-        let c = client();
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while c.get(format!("http://{}/ready-probe", edge.addr)).send().await.is_err() {
-            assert!(Instant::now() < deadline, "the edge did not answer within 60s");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        edge
-    }
-
-    /// SIGKILL: nothing is flushed or closed cleanly.
-    fn kill(mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-
-    async fn get(&self, path: &str, headers: &[(&str, &str)]) -> (u16, bytes::Bytes) {
-        let mut rb = client().get(format!("http://{}{path}", self.addr));
-        for (k, v) in headers {
-            rb = rb.header(*k, *v);
-        }
-        let r = rb.send().await.expect("request");
-        let s = r.status().as_u16();
-        (s, r.bytes().await.expect("body"))
-    }
-}
-
-fn write_config(dir: &Path, origin: &str, memory: &str, disk: &str) {
-    let text = format!(
-        "[cache]\nmemory = \"{memory}\"\n\n[cache.disk]\npath = \"{}\"\n{disk}\n\n[admin]\ntoken = \"{ADMIN_TOKEN}\"\n\n{}",
-        dir.join("cache").display(),
-        common::config_for(origin, "")
-    );
-    std::fs::write(dir.join("edge.toml"), text).expect("config");
-}
-
-/// The segment files, in order.
-fn segments(dir: &Path) -> Vec<PathBuf> {
-    let mut v: Vec<PathBuf> = std::fs::read_dir(dir.join("cache"))
-        .map(|r| r.filter_map(|e| e.ok().map(|e| e.path())).collect())
-        .unwrap_or_default();
-    v.retain(|p| p.extension().is_some_and(|e| e == "dat"));
-    v.sort();
-    v
-}
-
-/// Where a body's first bytes are on disk: (segment file, offset).
-fn find_on_disk(dir: &Path, body: &[u8]) -> Option<(PathBuf, usize)> {
-    let needle = &body[..64];
-    segments(dir).into_iter().find_map(|p| {
-        let data = std::fs::read(&p).ok()?;
-        data.windows(64).position(|w| w == needle).map(|at| (p, at))
-    })
-}
 
 /// Waits until every body is on disk (the writer works behind the fills).
 async fn wait_on_disk(dir: &Path, bodies: &[&bytes::Bytes]) {
     let deadline = Instant::now() + Duration::from_secs(30);
-    while !bodies.iter().all(|b| find_on_disk(dir, b).is_some()) {
+    while !bodies.iter().all(|b| body_on_disk(dir, b).is_some()) {
         assert!(Instant::now() < deadline, "objects did not reach the disk within 30s");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
 
-/// Objects `/v/0.ts`.. of `len` bytes each, set on the origin.
-fn catalogue(origin: &TestOrigin, n: usize, len: usize) -> Vec<(String, bytes::Bytes)> {
-    (0..n)
-        .map(|i| {
-            let path = format!("/v/{i}.ts");
-            let body = payload(len, i as u64 + 1);
-            origin.set(&path, Script::ok(body.clone()));
-            (path, body)
-        })
-        .collect()
+/// Where a body's first bytes are on disk: (segment file, offset).
+fn body_on_disk(dir: &Path, body: &[u8]) -> Option<(PathBuf, usize)> {
+    find_on_disk(dir, &body[..64])
 }
 
 #[tokio::test]
@@ -195,12 +103,12 @@ async fn corrupted_and_torn_records_are_dropped_and_refetched_never_served() {
     wait_on_disk(dir.path(), &objects.iter().map(|(_, b)| b).collect::<Vec<_>>()).await;
     edge.kill();
     // Flip one byte in the middle of the first object's body...
-    let (file, at) = find_on_disk(dir.path(), &objects[0].1).expect("on disk");
+    let (file, at) = body_on_disk(dir.path(), &objects[0].1).expect("on disk");
     let mut data = std::fs::read(&file).unwrap();
     data[at + 100_000] ^= 0x55;
     std::fs::write(&file, &data).unwrap();
     // ...and cut the segment holding the last object in the middle of its body.
-    let (file, at) = find_on_disk(dir.path(), &objects[5].1).expect("on disk");
+    let (file, at) = body_on_disk(dir.path(), &objects[5].1).expect("on disk");
     let f = std::fs::OpenOptions::new().write(true).open(&file).unwrap();
     f.set_len((at + 1000) as u64).unwrap();
     drop(f);
@@ -286,7 +194,7 @@ async fn second_hit_admission_keeps_one_hit_objects_off_the_disk() {
     assert_eq!(edge.get(&twice.0, &[]).await.0, 200);
     // Writes are made in order: once the second is there, the first would be.
     wait_on_disk(dir.path(), &[&twice.1]).await;
-    assert!(find_on_disk(dir.path(), &once.1).is_none(), "an object requested once was written to disk");
+    assert!(body_on_disk(dir.path(), &once.1).is_none(), "an object requested once was written to disk");
     edge.kill();
     let edge = Edge::start(dir.path()).await;
     assert_eq!(edge.get(&twice.0, &[]).await.1, twice.1);
@@ -310,7 +218,7 @@ async fn the_disk_stays_within_its_size_and_evicts_the_oldest() {
     assert!(total <= 8 << 20, "the segment files hold {total} bytes, more than 8 MiB");
     assert_eq!(segments(dir.path()).len(), 8);
     // The first objects were evicted (from memory and disk): fetched again.
-    assert!(find_on_disk(dir.path(), &objects[0].1).is_none());
+    assert!(body_on_disk(dir.path(), &objects[0].1).is_none());
     assert_eq!(edge.get(&objects[0].0, &[]).await.1, objects[0].1);
     assert_eq!(origin.hits(&objects[0].0), 2);
     // The last ones are still on disk.

@@ -7,141 +7,18 @@
 //! log and the metrics say what happened.
 
 mod common;
+#[path = "common/disk_edge.rs"]
+mod disk_edge;
 
-use common::{client, free_port_here, payload, Script, TempDir, TestOrigin, ADMIN_TOKEN};
-use std::path::{Path, PathBuf};
+use common::{client, payload, Script, TempDir, TestOrigin};
+use disk_edge::{catalogue, find_on_disk, segments, write_config, Edge};
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
-
-/// A `mediaedge serve` child process, its log in `dir/edge.log`; SIGKILLed on drop.
-struct Edge {
-    child: std::process::Child,
-    addr: String,
-    admin: String,
-    log: PathBuf,
-}
-
-impl Drop for Edge {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Edge {
-    async fn start(dir: &Path) -> Edge {
-        let (port, admin_port) = (free_port_here(), free_port_here());
-        let log = dir.join("edge.log");
-        let err = std::fs::File::create(&log).expect("log file");
-        let child = std::process::Command::new(env!("CARGO_BIN_EXE_mediaedge"))
-            .arg("serve")
-            .arg("--config")
-            .arg(dir.join("edge.toml"))
-            .arg("--listen")
-            .arg(format!("127.0.0.1:{port}"))
-            .arg("--admin-listen")
-            .arg(format!("127.0.0.1:{admin_port}"))
-            .arg("--state-dir")
-            .arg(dir.join("state"))
-            .stdin(std::process::Stdio::null())
-            .stdout(std::process::Stdio::null())
-            .stderr(err)
-            .spawn()
-            .expect("the edge binary starts");
-        let edge =
-            Edge { child, addr: format!("127.0.0.1:{port}"), admin: format!("http://127.0.0.1:{admin_port}"), log };
-        let c = client();
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while c.get(format!("http://{}/ready-probe", edge.addr)).send().await.is_err() {
-            assert!(Instant::now() < deadline, "the edge did not answer within 60s");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        edge
-    }
-
-    fn kill(mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-
-    async fn get(&self, path: &str) -> (u16, bytes::Bytes) {
-        let r = client().get(format!("http://{}{path}", self.addr)).send().await.expect("request");
-        let s = r.status().as_u16();
-        (s, r.bytes().await.expect("body"))
-    }
-
-    async fn admin_text(&self, path: &str) -> String {
-        let r = client().get(format!("{}{path}", self.admin)).bearer_auth(ADMIN_TOKEN).send().await.expect("admin");
-        assert_eq!(r.status().as_u16(), 200, "{path}");
-        r.text().await.expect("admin body")
-    }
-
-    /// One sample of `/metrics` (name with its labels, as written).
-    async fn metric(&self, sample: &str) -> f64 {
-        let text = self.admin_text("/metrics").await;
-        text.lines()
-            .find_map(|l| l.strip_prefix(sample).and_then(|v| v.strip_prefix(' ')))
-            .and_then(|v| v.parse().ok())
-            .unwrap_or_else(|| panic!("no sample {sample} in /metrics:\n{text}"))
-    }
-
-    /// Waits until a metric reaches a value (the writer works behind requests).
-    async fn wait_metric(&self, sample: &str, want: f64) {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            let v = self.metric(sample).await;
-            if v == want {
-                return;
-            }
-            assert!(Instant::now() < deadline, "{sample} is {v}, not {want}, after 30s");
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
-
-    fn log_text(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-}
-
-fn write_config(dir: &Path, origin: &str, memory: &str, disk: &str) {
-    let text = format!(
-        "[cache]\nmemory = \"{memory}\"\n\n[cache.disk]\npath = \"{}\"\n{disk}\n\n[admin]\ntoken = \"{ADMIN_TOKEN}\"\n\n{}",
-        dir.join("cache").display(),
-        common::config_for(origin, "")
-    );
-    std::fs::write(dir.join("edge.toml"), text).expect("config");
-}
-
-fn segments(dir: &Path) -> Vec<PathBuf> {
-    let mut v: Vec<PathBuf> = std::fs::read_dir(dir.join("cache"))
-        .map(|r| r.filter_map(|e| e.ok().map(|e| e.path())).collect())
-        .unwrap_or_default();
-    v.retain(|p| p.extension().is_some_and(|e| e == "dat"));
-    v.sort();
-    v
-}
-
-fn find_on_disk(dir: &Path, needle: &[u8]) -> Option<(PathBuf, usize)> {
-    segments(dir).into_iter().find_map(|p| {
-        let data = std::fs::read(&p).ok()?;
-        data.windows(needle.len()).position(|w| w == needle).map(|at| (p, at))
-    })
-}
-
-fn catalogue(origin: &TestOrigin, n: usize, len: usize) -> Vec<(String, bytes::Bytes)> {
-    (0..n)
-        .map(|i| {
-            let path = format!("/v/{i}.ts");
-            let body = payload(len, i as u64 + 1);
-            origin.set(&path, Script::ok(body.clone()));
-            (path, body)
-        })
-        .collect()
-}
 
 /// Every object answers 200 with its own bytes.
 async fn all_served(edge: &Edge, objects: &[(String, bytes::Bytes)]) {
     for (path, body) in objects {
-        let (s, b) = edge.get(path).await;
+        let (s, b) = edge.get(path, &[]).await;
         assert_eq!(s, 200, "{path}");
         assert!(b == *body, "{path}: wrong bytes");
     }
@@ -377,12 +254,12 @@ async fn a_304_refreshes_the_disk_copy_not_only_the_memory_one() {
         .header("cache-control", "max-age=1, stale-while-revalidate=60");
     origin.set("/v/a.ts", short);
     let edge = Edge::start(dir.path()).await;
-    assert_eq!(edge.get("/v/a.ts").await, (200, body.clone()));
+    assert_eq!(edge.get("/v/a.ts", &[]).await, (200, body.clone()));
     edge.wait_metric("mediaedge_disk_writes_total", 1.0).await;
     // Stale now; the origin's 304 gives it an hour.
     tokio::time::sleep(Duration::from_millis(1100)).await;
     origin.set("/v/a.ts", Script::ok(body.clone()).header("etag", "\"v1\"").header("cache-control", "max-age=3600"));
-    assert_eq!(edge.get("/v/a.ts").await, (200, body.clone()));
+    assert_eq!(edge.get("/v/a.ts", &[]).await, (200, body.clone()));
     let deadline = Instant::now() + Duration::from_secs(30);
     while origin.hits("/v/a.ts") < 2 {
         assert!(Instant::now() < deadline, "the stale copy was not revalidated");

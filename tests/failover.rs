@@ -20,15 +20,7 @@ fn config(primary: &str, secondary: &str, group: &str) -> String {
 }
 
 async fn counter(e: &Controlled, name: &str) -> u64 {
-    let r = client()
-        .get(e.api("/metrics"))
-        .header("authorization", format!("Bearer {ADMIN_TOKEN}"))
-        .send()
-        .await
-        .expect("metrics");
-    let text = r.text().await.expect("metrics text");
-    let line = format!("{name}{{distribution=\"EFAIL\"}} ");
-    text.lines().find_map(|l| l.strip_prefix(&line)).and_then(|n| n.parse().ok()).expect("the counter is exported")
+    metric_sample(e, &format!("{name}{{distribution=\"EFAIL\"}}")).await
 }
 
 fn segment(body: &str) -> Script {

@@ -299,15 +299,7 @@ async fn an_invalidation_removes_a_kept_error() {
 
 /// The `mediaedge_stale_if_error_total` count of a distribution, from `/metrics`.
 async fn stale_if_error_count(e: &Controlled, dist: &str) -> u64 {
-    let r = client()
-        .get(e.api("/metrics"))
-        .header("authorization", format!("Bearer {ADMIN_TOKEN}"))
-        .send()
-        .await
-        .expect("metrics");
-    let text = r.text().await.expect("metrics text");
-    let line = format!("mediaedge_stale_if_error_total{{distribution=\"{dist}\"}} ");
-    text.lines().find_map(|l| l.strip_prefix(&line)).and_then(|n| n.parse().ok()).expect("the counter is exported")
+    metric_sample(e, &format!("mediaedge_stale_if_error_total{{distribution=\"{dist}\"}}")).await
 }
 
 // Stale on error (RFC 5861, per behavior): the origin goes away; the expired

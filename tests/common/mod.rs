@@ -453,6 +453,22 @@ pub async fn controlled(config: &str, state: &std::path::Path) -> Controlled {
     Controlled { edge, admin }
 }
 
+/// One sample of the edge's `/metrics` (`name{labels}` as written), as an integer.
+pub async fn metric_sample(e: &Controlled, sample: &str) -> u64 {
+    let r = client()
+        .get(e.api("/metrics"))
+        .header("authorization", format!("Bearer {ADMIN_TOKEN}"))
+        .send()
+        .await
+        .expect("metrics");
+    let text = r.text().await.expect("metrics text");
+    let prefix = format!("{sample} ");
+    text.lines()
+        .find_map(|l| l.strip_prefix(&prefix))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no sample {sample} in /metrics"))
+}
+
 /// An admin API call with the test token: status, headers, JSON body (Null when empty or not JSON).
 pub async fn admin_call(
     c: &reqwest::Client,

@@ -1,0 +1,139 @@
+//! The disk-tier tests' harness: the real binary as a child process on a
+//! config in a temp dir, and helpers to read its cache files.
+//!
+//! Include it with `#[path = "common/disk_edge.rs"] mod disk_edge;` beside `mod common;`.
+#![allow(dead_code)]
+
+use crate::common::{client, free_port_here, payload, Script, TestOrigin, ADMIN_TOKEN};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+/// A `mediaedge serve` child process, its log in `dir/edge.log`; SIGKILLed on drop.
+pub struct Edge {
+    child: std::process::Child,
+    pub addr: String,
+    pub admin: String,
+    pub log: PathBuf,
+}
+
+impl Drop for Edge {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Edge {
+    pub async fn start(dir: &Path) -> Edge {
+        let (port, admin_port) = (free_port_here(), free_port_here());
+        let log = dir.join("edge.log");
+        let err = std::fs::File::create(&log).expect("log file");
+        let child = std::process::Command::new(env!("CARGO_BIN_EXE_mediaedge"))
+            .arg("serve")
+            .arg("--config")
+            .arg(dir.join("edge.toml"))
+            .arg("--listen")
+            .arg(format!("127.0.0.1:{port}"))
+            .arg("--admin-listen")
+            .arg(format!("127.0.0.1:{admin_port}"))
+            .arg("--state-dir")
+            .arg(dir.join("state"))
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(err)
+            .spawn()
+            .expect("the edge binary starts");
+        let edge =
+            Edge { child, addr: format!("127.0.0.1:{port}"), admin: format!("http://127.0.0.1:{admin_port}"), log };
+        let c = client();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while c.get(format!("http://{}/ready-probe", edge.addr)).send().await.is_err() {
+            assert!(Instant::now() < deadline, "the edge did not answer within 60s");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        edge
+    }
+
+    pub fn kill(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    pub async fn get(&self, path: &str, headers: &[(&str, &str)]) -> (u16, bytes::Bytes) {
+        let mut rb = client().get(format!("http://{}{path}", self.addr));
+        for (k, v) in headers {
+            rb = rb.header(*k, *v);
+        }
+        let r = rb.send().await.expect("request");
+        let s = r.status().as_u16();
+        (s, r.bytes().await.expect("body"))
+    }
+
+    pub async fn admin_text(&self, path: &str) -> String {
+        let r = client().get(format!("{}{path}", self.admin)).bearer_auth(ADMIN_TOKEN).send().await.expect("admin");
+        assert_eq!(r.status().as_u16(), 200, "{path}");
+        r.text().await.expect("admin body")
+    }
+
+    /// One sample of `/metrics` (name with its labels, as written).
+    pub async fn metric(&self, sample: &str) -> f64 {
+        let text = self.admin_text("/metrics").await;
+        text.lines()
+            .find_map(|l| l.strip_prefix(sample).and_then(|v| v.strip_prefix(' ')))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("no sample {sample} in /metrics:\n{text}"))
+    }
+
+    /// Waits until a metric reaches a value (the writer works behind requests).
+    pub async fn wait_metric(&self, sample: &str, want: f64) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let v = self.metric(sample).await;
+            if v == want {
+                return;
+            }
+            assert!(Instant::now() < deadline, "{sample} is {v}, not {want}, after 30s");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+pub fn write_config(dir: &Path, origin: &str, memory: &str, disk: &str) {
+    let text = format!(
+        "[cache]\nmemory = \"{memory}\"\n\n[cache.disk]\npath = \"{}\"\n{disk}\n\n[admin]\ntoken = \"{ADMIN_TOKEN}\"\n\n{}",
+        dir.join("cache").display(),
+        crate::common::config_for(origin, "")
+    );
+    std::fs::write(dir.join("edge.toml"), text).expect("config");
+}
+
+pub fn segments(dir: &Path) -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = std::fs::read_dir(dir.join("cache"))
+        .map(|r| r.filter_map(|e| e.ok().map(|e| e.path())).collect())
+        .unwrap_or_default();
+    v.retain(|p| p.extension().is_some_and(|e| e == "dat"));
+    v.sort();
+    v
+}
+
+pub fn find_on_disk(dir: &Path, needle: &[u8]) -> Option<(PathBuf, usize)> {
+    segments(dir).into_iter().find_map(|p| {
+        let data = std::fs::read(&p).ok()?;
+        data.windows(needle.len()).position(|w| w == needle).map(|at| (p, at))
+    })
+}
+
+pub fn catalogue(origin: &TestOrigin, n: usize, len: usize) -> Vec<(String, bytes::Bytes)> {
+    (0..n)
+        .map(|i| {
+            let path = format!("/v/{i}.ts");
+            let body = payload(len, i as u64 + 1);
+            origin.set(&path, Script::ok(body.clone()));
+            (path, body)
+        })
+        .collect()
+}
