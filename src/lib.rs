@@ -10,6 +10,7 @@ pub mod cache;
 pub mod compress;
 pub mod config;
 pub mod http;
+pub mod lifecycle;
 pub mod log;
 pub mod media;
 pub mod metrics;

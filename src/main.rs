@@ -204,12 +204,17 @@ fn main() -> ExitCode {
                     }
                 },
             }
-            serve(cfg)
+            serve(cfg, config.map(|file| mediaedge::lifecycle::ReloadSource { file }))
         }
     }
 }
 
-fn serve(cfg: Config) -> ExitCode {
+fn serve(cfg: Config, reload: Option<mediaedge::lifecycle::ReloadSource>) -> ExitCode {
+    use mediaedge::lifecycle::{self, upgrade};
+    // Started by an upgrade: the sockets and the report pipe of the process
+    // this one replaces (see docs/resilience.md, "Graceful restarts").
+    let mut inherited = upgrade::Inherited::from_env();
+    let mut notify = upgrade::Notify::from_env();
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(r) => r,
         Err(e) => {
@@ -218,40 +223,27 @@ fn serve(cfg: Config) -> ExitCode {
         }
     };
     runtime.block_on(async move {
-        let edge = match mediaedge::admin::start(cfg).await {
+        // Signals are taken over before anything starts, so that an early
+        // SIGTERM drains rather than kills.
+        let signals = lifecycle::Signals::new();
+        notify.send("locking");
+        let edge = match mediaedge::admin::start_with(cfg, &mut inherited).await {
             Ok(r) => r,
             Err(e) => {
                 eprintln!("{e}");
                 return ExitCode::FAILURE;
             }
         };
+        for addr in inherited.leftover() {
+            tracing::info!("closing the inherited listener on {addr}: the configuration no longer listens there");
+        }
+        drop(inherited);
         for d in edge.running.edge.distributions() {
             tracing::info!(id = %d.id, domain = %d.domain_name, enabled = d.enabled, "distribution ready");
         }
-        let code = tokio::select! {
-            _ = edge.running.wait_ref() => ExitCode::FAILURE,
-            _ = shutdown_signal() => ExitCode::SUCCESS,
-        };
-        // Usage counted since the last flush goes to the store before exit.
-        edge.flush_usage();
-        code
+        notify.send("ready");
+        lifecycle::run(edge, reload, signals).await
     })
-}
-
-/// Ctrl-C, or SIGTERM where there is one.
-async fn shutdown_signal() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{signal, SignalKind};
-        if let Ok(mut term) = signal(SignalKind::terminate()) {
-            tokio::select! {
-                _ = tokio::signal::ctrl_c() => {}
-                _ = term.recv() => {}
-            }
-            return;
-        }
-    }
-    let _ = tokio::signal::ctrl_c().await;
 }
 
 /// A positive, finite number of seconds (at most a year).

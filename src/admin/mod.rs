@@ -22,6 +22,7 @@ pub use views::{document as json_document, parse_json};
 
 use crate::cache::invalidate::PathMatch;
 use crate::config::{Config, ConfigError, Distribution};
+use crate::lifecycle::upgrade::{self, Inherited, ListenerKind, Listening};
 use crate::metrics::Registry;
 use crate::proxy::Edge;
 use crate::server::RunningEdge;
@@ -41,7 +42,9 @@ pub struct ControlledEdge {
     pub control: Option<Arc<ControlPlane>>,
     /// The admin API's bound address.
     pub admin_addr: Option<SocketAddr>,
-    _tasks: Tasks,
+    /// The admin API's listening socket (a duplicate), for a handover.
+    admin_listening: Option<Listening>,
+    tasks: Tasks,
 }
 
 /// Background tasks, stopped on drop.
@@ -50,6 +53,56 @@ struct Tasks(Vec<JoinHandle<()>>);
 impl Drop for Tasks {
     fn drop(&mut self) {
         for t in &self.0 {
+            t.abort();
+        }
+    }
+}
+
+impl ControlledEdge {
+    /// Copies of every listening socket: viewers' and the admin API's.
+    pub fn listening(&self) -> std::io::Result<Vec<Listening>> {
+        let mut all = self.running.listening()?;
+        if let Some(a) = &self.admin_listening {
+            all.push(a.try_clone()?);
+        }
+        Ok(all)
+    }
+
+    /// Before a handover: usage to the store, then the store and the disk
+    /// cache directory let go of, for the new process to open.
+    pub fn suspend_storage(&self) {
+        if let Some(c) = &self.control {
+            c.flush_usage();
+            c.store.suspend();
+        }
+        if let Some(d) = self.running.edge.cache.disk() {
+            d.suspend();
+        }
+    }
+
+    /// The new process did not take over: the store is opened again, and the
+    /// disk cache too when `disk` (nothing else opened it meanwhile).
+    pub fn resume_storage(&self, disk: bool) {
+        if let Some(c) = &self.control {
+            if let Err(e) = c.store.resume() {
+                tracing::error!("cannot open the state store again: {e}; the admin API answers 503 until a restart");
+            }
+        }
+        if let Some(d) = self.running.edge.cache.disk() {
+            if !disk {
+                tracing::warn!(
+                    "the disk cache stays off until the next start: the new process may have changed its directory"
+                );
+            } else if let Err(e) = d.resume() {
+                tracing::error!("cannot take the disk cache back: {e}; memory only until the next start");
+            }
+        }
+    }
+
+    /// After a handover: the admin API and the usage flusher stop here (the
+    /// new process serves them).
+    pub fn stop_control_tasks(&self) {
+        for t in &self.tasks.0 {
             t.abort();
         }
     }
@@ -65,6 +118,23 @@ impl ControlledEdge {
     pub fn flush_usage(&self) {
         if let Some(c) = &self.control {
             c.flush_usage();
+        }
+    }
+
+    /// Serves the distributions of a configuration loaded again (SIGHUP).
+    /// The new routes are built and checked before anything changes: a
+    /// configuration that does not build leaves the running one in place.
+    /// With the control plane the file seeds the store first, by the same rule
+    /// as a start. `[server]`, `[cache]` and `[admin]` changes take effect at
+    /// the next start or upgrade.
+    pub fn reload(&self, config: Config) -> Result<usize, String> {
+        match &self.control {
+            Some(c) => c.reload(config).map_err(|f| f.message),
+            None => {
+                let routes = self.running.edge.prepare(&config)?;
+                self.running.edge.install(routes);
+                Ok(config.distributions.len())
+            }
         }
     }
 }
@@ -119,6 +189,11 @@ impl From<StateError> for Failure {
                     "{requested} {} path(s) requested with {in_progress} in progress: at most {limit} may be in progress per distribution",
                     if wildcard { "wildcard" } else { "individual" }
                 ),
+            ),
+            StateError::Suspended => Failure::new(
+                503,
+                "ServiceUnavailable",
+                "the edge is handing over to a new process (an upgrade); try again in a moment",
             ),
             e @ (StateError::Open(_) | StateError::Storage(_)) => {
                 tracing::error!("state store: {e}");
@@ -280,6 +355,27 @@ impl ControlPlane {
         self.edge.cache.invalidate(id, &[PathMatch::Prefix("/".into())]);
         self.edge.stats.remove(id);
         Ok(())
+    }
+
+    /// See `ControlledEdge::reload`. Returns how many distributions are served.
+    fn reload(&self, mut config: Config) -> Result<usize, Failure> {
+        config.materialise().map_err(Failure::invalid)?;
+        let mut live = self.live();
+        // The file's own distributions must build before the store is touched.
+        let mut tentative = live.clone();
+        tentative.distributions = config.distributions.clone();
+        self.edge.prepare(&tentative).map_err(|e| Failure::new(400, "InvalidArgument", e))?;
+        let source = &config.admin.seed_source;
+        for d in &config.distributions {
+            let text = doc_text(&d.document);
+            self.store.seed_distribution(&d.id, &text, &seed_hash(&text), source)?;
+        }
+        let mut next = live.clone();
+        next.distributions = deployable(&self.store, &config.distributions, &live.server.edge_domain)
+            .map_err(|e| Failure::new(500, "InternalError", e))?;
+        let served = next.distributions.len();
+        self.apply(&mut live, next, || Ok(()))?;
+        Ok(served)
     }
 
     /// Records an invalidation (or finds the one with this caller reference)
@@ -449,10 +545,22 @@ fn seed_hash(text: &str) -> String {
 
 /// Starts the edge. With an admin listener: opens the state, seeds it from
 /// the configuration, serves what it holds, and starts the admin API.
-pub async fn start(mut config: Config) -> Result<ControlledEdge, String> {
+pub async fn start(config: Config) -> Result<ControlledEdge, String> {
+    start_with(config, &mut Inherited::none()).await
+}
+
+/// `start`, taking over the listening sockets a previous process handed over
+/// (see `lifecycle::upgrade`).
+pub async fn start_with(mut config: Config, inherited: &mut Inherited) -> Result<ControlledEdge, String> {
     let Some(admin_listen) = config.admin.listen else {
-        let running = crate::server::start(&config).await?;
-        return Ok(ControlledEdge { running, control: None, admin_addr: None, _tasks: Tasks(Vec::new()) });
+        let running = crate::server::start_with(&config, inherited).await?;
+        return Ok(ControlledEdge {
+            running,
+            control: None,
+            admin_addr: None,
+            admin_listening: None,
+            tasks: Tasks(Vec::new()),
+        });
     };
     // Public keys are inlined into the documents the store keeps: load the
     // files first (nothing is read again if the configuration was loaded).
@@ -469,7 +577,7 @@ pub async fn start(mut config: Config) -> Result<ControlledEdge, String> {
     if config.cache.disk.is_some() {
         config.cache.replay = replayed(&store)?;
     }
-    let running = crate::server::start(&config).await.map_err(|e| {
+    let running = crate::server::start_with(&config, inherited).await.map_err(|e| {
         if e.starts_with("cannot listen on") {
             format!("{e}; is another edge listening there? Give this one its own port with --listen ADDR (or [server] listen)")
         } else {
@@ -480,12 +588,13 @@ pub async fn start(mut config: Config) -> Result<ControlledEdge, String> {
         Some(t) => t.clone(),
         None => write_token_file(&state_dir)?,
     };
-    let listener = tokio::net::TcpListener::bind(admin_listen).await.map_err(|e| {
-        format!(
-            "cannot listen on {admin_listen} (admin API): {e}; is another edge's admin API there? \
+    let (listener, admin_listening) =
+        upgrade::bind(inherited, ListenerKind::Admin, admin_listen).await.map_err(|e| {
+            format!(
+                "cannot listen on {admin_listen} (admin API): {e}; is another edge's admin API there? \
              Give this one its own with --admin-listen ADDR (or [admin] listen), or --admin-listen off"
-        )
-    })?;
+            )
+        })?;
     let admin_addr = listener.local_addr().map_err(|e| e.to_string())?;
     tracing::info!("admin API listening on http://{admin_addr}");
     let control = Arc::new(ControlPlane { store, edge: running.edge.clone(), live: Mutex::new(config), token });
@@ -504,7 +613,13 @@ pub async fn start(mut config: Config) -> Result<ControlledEdge, String> {
             let _ = tokio::task::spawn_blocking(move || c.flush_usage()).await;
         }
     }));
-    Ok(ControlledEdge { running, control: Some(control), admin_addr: Some(admin_addr), _tasks: Tasks(tasks) })
+    Ok(ControlledEdge {
+        running,
+        control: Some(control),
+        admin_addr: Some(admin_addr),
+        admin_listening: Some(admin_listening),
+        tasks: Tasks(tasks),
+    })
 }
 
 /// Every invalidation the store holds, for the disk tier's index rebuild.

@@ -118,6 +118,9 @@ pub struct ServerConfig {
     pub websocket_max_connections: usize,
     /// A WebSocket connection with no bytes either way for this long is closed.
     pub websocket_idle_timeout: Duration,
+    /// At shutdown (SIGTERM) or upgrade: how long connections may take to
+    /// finish the responses they have started before the process exits.
+    pub shutdown_timeout: Duration,
     /// HTTPS listeners (TLS 1.2 and 1.3, HTTP/2 and HTTP/1.1 by ALPN).
     pub https_listen: Vec<SocketAddr>,
     /// Certificates for the HTTPS listeners, chosen by SNI.
@@ -488,6 +491,7 @@ impl Default for ServerConfig {
             max_connections: None,
             websocket_max_connections: 10_000,
             websocket_idle_timeout: Duration::from_secs(600),
+            shutdown_timeout: Duration::from_secs(30),
             https_listen: Vec::new(),
             certificates: Vec::new(),
         }

@@ -62,6 +62,7 @@ struct RawServer {
     max_connections: Option<Spanned<usize>>,
     websocket_max_connections: Option<Spanned<usize>>,
     websocket_idle_timeout: Option<Spanned<Secs>>,
+    shutdown_timeout: Option<Spanned<Secs>>,
     https_listen: Option<Spanned<OneOrMany>>,
     #[serde(default)]
     certificates: Vec<Spanned<RawCertificate>>,
@@ -337,6 +338,7 @@ fn resolve_with(text: &str, file: &Path, document: Option<&toml::Table>) -> Resu
         (raw.server.http2_idle_timeout, &mut server.http2_idle_timeout, "http2_idle_timeout"),
         (raw.server.http2_ping_timeout, &mut server.http2_ping_timeout, "http2_ping_timeout"),
         (raw.server.websocket_idle_timeout, &mut server.websocket_idle_timeout, "websocket_idle_timeout"),
+        (raw.server.shutdown_timeout, &mut server.shutdown_timeout, "shutdown_timeout"),
     ] {
         if let Some(t) = raw {
             if t.get_ref().0.is_zero() {

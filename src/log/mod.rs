@@ -13,10 +13,17 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 use writer::Sink;
 
+/// What the writer thread is sent.
+enum Msg {
+    Line(String),
+    /// Write and flush everything before this, then answer.
+    Flush(mpsc::SyncSender<()>),
+}
+
 pub const FIELDS: &str = "date time x-edge-location sc-bytes c-ip cs-method cs(Host) cs-uri-stem sc-status cs(Referer) cs(User-Agent) cs-uri-query cs(Cookie) x-edge-result-type x-edge-request-id x-host-header cs-protocol cs-bytes time-taken x-forwarded-for ssl-protocol ssl-cipher x-edge-response-result-type cs-protocol-version fle-status fle-encrypted-fields c-port time-to-first-byte x-edge-detailed-result-type sc-content-type sc-content-len sc-range-start sc-range-end";
 
 pub struct AccessLog {
-    tx: mpsc::SyncSender<String>,
+    tx: mpsc::SyncSender<Msg>,
     pub edge_location: String,
     pub log_cookies: bool,
     dropped: AtomicU64,
@@ -35,7 +42,7 @@ impl AccessLog {
             LogTarget::Stdout => Sink::stdout(),
             LogTarget::File(p) => Sink::file(p, rotation)?,
         };
-        let (tx, rx) = mpsc::sync_channel::<String>(65_536);
+        let (tx, rx) = mpsc::sync_channel::<Msg>(65_536);
         std::thread::Builder::new().name("access-log".into()).spawn(move || sink.run(rx))?;
         Ok(Arc::new(AccessLog { tx, edge_location, log_cookies, dropped: AtomicU64::new(0) }))
     }
@@ -43,9 +50,19 @@ impl AccessLog {
     /// Queues a line (ending in a newline) without waiting; counts it as
     /// dropped when the writer has fallen behind.
     fn send(&self, line: String) {
-        if self.tx.try_send(line).is_err() {
+        if self.tx.try_send(Msg::Line(line)).is_err() {
             self.dropped.fetch_add(1, Ordering::Relaxed);
         }
+    }
+
+    /// Waits (blocking, up to `limit`) until every line queued so far is
+    /// written and flushed: at shutdown, before the process exits.
+    pub fn flush(&self, limit: Duration) -> bool {
+        let (done, wait) = mpsc::sync_channel(1);
+        if self.tx.send(Msg::Flush(done)).is_err() {
+            return false;
+        }
+        wait.recv_timeout(limit).is_ok()
     }
 
     /// Lines lost because the writer fell behind.

@@ -7,7 +7,7 @@
 //! `keep` are deleted. A rotation that fails is logged and the writer carries
 //! on with the file it has.
 
-use super::{civil, FIELDS};
+use super::{civil, Msg, FIELDS};
 use crate::config::LogRotation;
 use std::fs::{File, OpenOptions};
 use std::io::{BufWriter, Write};
@@ -62,18 +62,29 @@ impl Sink {
         }
     }
 
+    fn take(&mut self, msg: Msg, waiting: &mut Vec<mpsc::SyncSender<()>>) {
+        match msg {
+            Msg::Line(line) => self.write(&line),
+            Msg::Flush(done) => waiting.push(done),
+        }
+    }
+
     /// The thread's loop: write what is queued, flush once the queue is
     /// drained, wake at least every second for age-based rotation, and end
     /// when every sender is gone.
-    pub(super) fn run(mut self, rx: mpsc::Receiver<String>) {
+    pub(super) fn run(mut self, rx: mpsc::Receiver<Msg>) {
         loop {
             match rx.recv_timeout(TICK) {
-                Ok(line) => {
-                    self.write(&line);
-                    while let Ok(line) = rx.try_recv() {
-                        self.write(&line);
+                Ok(msg) => {
+                    let mut waiting = Vec::new();
+                    self.take(msg, &mut waiting);
+                    while let Ok(msg) = rx.try_recv() {
+                        self.take(msg, &mut waiting);
                     }
                     self.flush();
+                    for w in waiting {
+                        let _ = w.try_send(());
+                    }
                 }
                 Err(mpsc::RecvTimeoutError::Timeout) => {}
                 Err(mpsc::RecvTimeoutError::Disconnected) => {

@@ -171,6 +171,12 @@ impl Edge {
         }))
     }
 
+    /// Writes out every access-log line queued so far (blocking, up to
+    /// `limit`); false if the log did not confirm in time. At shutdown.
+    pub fn flush_access_log(&self, limit: std::time::Duration) -> bool {
+        self.log.as_ref().is_none_or(|l| l.flush(limit))
+    }
+
     /// The port `redirect-to-https` names (set once the HTTPS listener is bound).
     pub fn set_https_port(&self, port: u16) {
         self.https_port.store(port, std::sync::atomic::Ordering::Relaxed);

@@ -29,6 +29,7 @@ use tokio::net::TcpStream;
 use tokio::time::Instant;
 use tokio_rustls::TlsAcceptor;
 use tokio_util::either::Either;
+use tokio_util::sync::CancellationToken;
 
 /// The time limits every connection is held to (from `[server]`).
 #[derive(Debug, Clone, Copy)]
@@ -41,10 +42,21 @@ pub struct Deadlines {
     pub http2_idle: Duration,
     /// Largest request head (HTTP/2 header lists are checked against it here).
     pub max_header_bytes: usize,
+    /// Once the edge drains: how long a connection may take to finish what it
+    /// has started.
+    pub drain: Duration,
 }
 
 /// After a graceful close is asked for, how long the connection may take to finish.
 const CLOSE_GRACE: Duration = Duration::from_secs(5);
+
+/// While draining, how often an HTTP/1.1 connection looks whether its
+/// response is done.
+const DRAIN_POLL: Duration = Duration::from_millis(20);
+
+/// While draining, an idle HTTP/1.1 connection is kept this long for a
+/// request the viewer may already be sending.
+const DRAIN_IDLE: Duration = Duration::from_secs(1);
 
 /// What the connection's watchdog knows of its requests.
 struct State {
@@ -105,6 +117,8 @@ struct Reply {
     /// The request's interim-response generation (0: none), closed once the
     /// final response goes to hyper.
     interim_gen: u64,
+    /// The edge drains: an HTTP/1.x response says `Connection: close`.
+    close: bool,
 }
 
 impl Future for Reply {
@@ -119,7 +133,11 @@ impl Future for Reply {
                 a.0.interim.end(this.interim_gen);
             }
         }
-        Poll::Ready(Ok(res.map(|inner| ConnBody { inner, _active: active })))
+        let mut res = res.map(|inner| ConnBody { inner, _active: active });
+        if this.close {
+            res.headers_mut().insert(http::header::CONNECTION, http::HeaderValue::from_static("close"));
+        }
+        Poll::Ready(Ok(res))
     }
 }
 
@@ -213,6 +231,7 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for Held<T> {
 }
 
 /// Serves one accepted connection until it closes or a deadline closes it.
+#[allow(clippy::too_many_arguments)]
 pub async fn serve(
     stream: TcpStream,
     peer: SocketAddr,
@@ -221,6 +240,7 @@ pub async fn serve(
     tls: Option<TlsAcceptor>,
     limits: Deadlines,
     permit: Permit,
+    drain: CancellationToken,
 ) {
     let epoch = Instant::now();
     let head_deadline = epoch + limits.head;
@@ -249,6 +269,7 @@ pub async fn serve(
         pacer: Arc::default(),
     });
     let st = state.clone();
+    let drain_seen = drain.clone();
     let service = service_fn(move |req: Request<Incoming>| {
         let active = st.begin(req.version());
         // RFC 9110 §15.2: never a 1xx to an HTTP/1.0 client; HTTP/2: see interim.rs.
@@ -262,8 +283,9 @@ pub async fn serve(
         let oversize = req.version() == Version::HTTP_2 && header_list_size(&req) > limits.max_header_bytes;
         // A hit is answered here, inside the call; anything that waits comes
         // back boxed, so hyper only ever moves a small future.
+        let close = req.version() != Version::HTTP_2 && drain_seen.is_cancelled();
         let handled = if oversize { Handled::Ready(Some(too_large())) } else { edge.handle(req, viewer, sink) };
-        Reply { handled, active: Some(active), interim_gen }
+        Reply { handled, active: Some(active), interim_gen, close }
     });
     let io = interim::InterimIo::new(Held { io, _permit: permit }, state.interim.clone());
     let io = Coalesce::new(io, state.pacer.clone());
@@ -274,6 +296,9 @@ pub async fn serve(
     let timer = tokio::time::sleep_until(head_deadline);
     let mut timer = std::pin::pin!(timer);
     let mut closing = false;
+    let mut draining = false;
+    let mut drain_deadline = Instant::now();
+    let mut idle_until = Instant::now();
     loop {
         tokio::select! {
             served = std::future::poll_fn(|cx| coalesce::poll_paced(conn.as_mut(), &state.pacer, cx)) => {
@@ -283,6 +308,46 @@ pub async fn serve(
                 return;
             }
             _ = timer.as_mut() => {}
+            _ = drain.cancelled(), if !draining => {
+                // The edge stops. HTTP/2 sends GOAWAY and finishes its open
+                // streams. HTTP/1.1 finishes the response in progress (with
+                // `Connection: close` on any it starts from now on), then
+                // closes; an idle one closes at once. Whatever is left at the
+                // process's drain deadline is dropped.
+                draining = true;
+                let now = Instant::now();
+                drain_deadline = now + limits.drain + CLOSE_GRACE;
+                if state.h2.load(Ordering::Relaxed) || !state.spoke.load(Ordering::Relaxed) {
+                    conn.as_mut().graceful_shutdown();
+                    closing = true;
+                    let busy = state.active.load(Ordering::Relaxed) > 0;
+                    timer.as_mut().reset(now + if busy { limits.drain + CLOSE_GRACE } else { CLOSE_GRACE });
+                } else {
+                    idle_until = now + DRAIN_IDLE;
+                    timer.as_mut().reset(now + DRAIN_POLL);
+                }
+                continue;
+            }
+        }
+        if draining && !closing {
+            // HTTP/1.1 is not closed under a viewer that may be sending its
+            // next request (it would see the connection reset): the response
+            // in progress and any request that comes within `DRAIN_IDLE` are
+            // answered with `Connection: close` (hyper closes after them); a
+            // connection idle for `DRAIN_IDLE` is closed then. (hyper's own
+            // graceful shutdown mid-response would also stop the body.)
+            let now = Instant::now();
+            if state.active.load(Ordering::Relaxed) == 0 && now >= idle_until.max(state.idle_since()) {
+                conn.as_mut().graceful_shutdown();
+                closing = true;
+                timer.as_mut().reset(now + CLOSE_GRACE);
+            } else if now >= drain_deadline {
+                tracing::debug!(%peer, "response not finished by the drain deadline; dropped");
+                return;
+            } else {
+                timer.as_mut().reset(now + DRAIN_POLL);
+            }
+            continue;
         }
         if closing {
             tracing::debug!(%peer, "connection did not finish closing; dropped");

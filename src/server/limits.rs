@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio_util::sync::CancellationToken;
 
 /// Descriptors kept back from viewer connections (listeners, the state store,
 /// logs, stored files, the admin API).
@@ -119,17 +120,26 @@ impl Connections {
 /// Accepts connections, one per free place: when every place is taken, new
 /// connections wait in the listen backlog. A failing `accept` (out of
 /// descriptors and the like) backs off, up to a second, and is logged once per
-/// run of failures.
+/// run of failures. Returns (closing this process's hold on the listener) once
+/// `stop` is cancelled.
 pub async fn accept(
     listener: TcpListener,
     conns: Arc<Connections>,
+    stop: CancellationToken,
     mut serve: impl FnMut(TcpStream, std::net::SocketAddr, Permit),
 ) {
     let mut failures: u64 = 0;
     loop {
-        let place = conns.place().await;
+        let place = tokio::select! {
+            p = conns.place() => p,
+            _ = stop.cancelled() => return,
+        };
         let (stream, peer) = loop {
-            match listener.accept().await {
+            let accepted = tokio::select! {
+                a = listener.accept() => a,
+                _ = stop.cancelled() => return,
+            };
+            match accepted {
                 Ok(x) => break x,
                 Err(e) => {
                     failures += 1;

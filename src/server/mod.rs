@@ -10,14 +10,17 @@ pub mod limits;
 pub mod tls;
 
 use crate::config::Config;
+use crate::lifecycle::upgrade::{self, Inherited, ListenerKind, Listening};
 use crate::proxy::Edge;
 use hyper_util::rt::TokioTimer;
 use hyper_util::server::conn::auto;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_rustls::TlsAcceptor;
+use tokio_util::sync::CancellationToken;
 
 /// A running edge: its bound addresses, and its tasks (stopped on drop).
 pub struct RunningEdge {
@@ -29,6 +32,12 @@ pub struct RunningEdge {
     pub certificates: Option<Arc<tls::CertResolver>>,
     /// The open viewer connections and their cap.
     pub connections: Arc<limits::Connections>,
+    /// Cancelled when the edge drains: listeners stop, connections finish.
+    drain: CancellationToken,
+    drain_timeout: Duration,
+    /// The listening sockets (duplicates), for a handover to a new process;
+    /// closed when the edge drains.
+    listening: std::sync::Mutex<Vec<Listening>>,
     tasks: Vec<JoinHandle<()>>,
 }
 
@@ -52,6 +61,40 @@ impl RunningEdge {
             }
             tokio::time::sleep(std::time::Duration::from_millis(500)).await;
         }
+    }
+}
+
+impl RunningEdge {
+    /// Stops accepting (this process lets go of its listeners) and lets every
+    /// connection finish what it has started: HTTP/1.1 ends after the
+    /// response in progress, HTTP/2 sends GOAWAY and ends after its open
+    /// streams. Returns once no HTTP connection is left, or after the drain
+    /// deadline (`[server] shutdown_timeout`), with how many were left (joined
+    /// WebSockets do not hold the drain; they close when the process ends).
+    pub async fn drain(&self) -> usize {
+        self.drain.cancel();
+        // The accept loops let go of their listeners; these copies go too,
+        // so that a new connection is refused rather than left in a backlog.
+        self.listening.lock().unwrap_or_else(|e| e.into_inner()).clear();
+        let deadline = tokio::time::Instant::now() + self.drain_timeout;
+        loop {
+            let left = self.connections.open().saturating_sub(self.edge.websockets.open());
+            if left == 0 || tokio::time::Instant::now() >= deadline {
+                return left;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Copies of the listening sockets (for a handover to a new process).
+    pub fn listening(&self) -> std::io::Result<Vec<Listening>> {
+        let held = self.listening.lock().unwrap_or_else(|e| e.into_inner());
+        held.iter().map(Listening::try_clone).collect()
+    }
+
+    /// Whether `drain` has begun.
+    pub fn draining(&self) -> bool {
+        self.drain.is_cancelled()
     }
 }
 
@@ -92,6 +135,12 @@ const H2_HEADER_LIST_SLACK: usize = 4;
 
 /// Binds the configured listeners and starts serving.
 pub async fn start(config: &Config) -> Result<RunningEdge, String> {
+    start_with(config, &mut Inherited::none()).await
+}
+
+/// `start`, taking the listening sockets a previous process handed over
+/// where their addresses match (an upgrade; see `lifecycle::upgrade`).
+pub async fn start_with(config: &Config, inherited: &mut Inherited) -> Result<RunningEdge, String> {
     let edge = Edge::new(config)?;
     let sc = &config.server;
     let nofile = limits::raise_nofile_limit();
@@ -121,33 +170,42 @@ pub async fn start(config: &Config) -> Result<RunningEdge, String> {
         keepalive: sc.keepalive_timeout,
         http2_idle: sc.http2_idle_timeout,
         max_header_bytes: sc.max_header_bytes,
+        drain: sc.shutdown_timeout,
     };
+    let drain = CancellationToken::new();
     let mut addrs = Vec::new();
+    let mut listening = Vec::new();
     let mut tasks = Vec::new();
     let listen = |listener: TcpListener, tls: Option<TlsAcceptor>| {
-        let (edge, builder) = (edge.clone(), builder.clone());
-        limits::accept(listener, connections.clone(), move |stream, peer, permit| {
-            let work = conn::serve(stream, peer, edge.clone(), builder.clone(), tls.clone(), deadlines, permit);
+        let (edge, builder, drain) = (edge.clone(), builder.clone(), drain.clone());
+        limits::accept(listener, connections.clone(), drain.clone(), move |stream, peer, permit| {
+            let work =
+                conn::serve(stream, peer, edge.clone(), builder.clone(), tls.clone(), deadlines, permit, drain.clone());
             tokio::spawn(work);
         })
     };
     for addr in &sc.listen {
-        let listener = TcpListener::bind(addr).await.map_err(|e| format!("cannot listen on {addr}: {e}"))?;
-        let local = listener.local_addr().map_err(|e| e.to_string())?;
+        let (listener, kept) = upgrade::bind(inherited, ListenerKind::Http, *addr)
+            .await
+            .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
+        let local = kept.addr;
+        listening.push(kept);
         addrs.push(local);
         tracing::info!("listening on http://{local}");
         tasks.push(tokio::spawn(listen(listener, None)));
     }
-    tasks.push(tokio::spawn(limits::trim_after_closes(connections.clone(), std::time::Duration::from_secs(2), 256)));
+    tasks.push(tokio::spawn(limits::trim_after_closes(connections.clone(), Duration::from_secs(2), 256)));
     let mut https_addrs = Vec::new();
     let mut certificates = None;
     if !sc.https_listen.is_empty() {
         let resolver = Arc::new(tls::CertResolver::new(&sc.certificates)?);
         let acceptor = TlsAcceptor::from(Arc::new(tls::server_config(resolver.clone())?));
         for addr in &sc.https_listen {
-            let listener =
-                TcpListener::bind(addr).await.map_err(|e| format!("cannot listen on {addr} (https): {e}"))?;
-            let local = listener.local_addr().map_err(|e| e.to_string())?;
+            let (listener, kept) = upgrade::bind(inherited, ListenerKind::Https, *addr)
+                .await
+                .map_err(|e| format!("cannot listen on {addr} (https): {e}"))?;
+            let local = kept.addr;
+            listening.push(kept);
             https_addrs.push(local);
             tracing::info!("listening on https://{local}");
             tasks.push(tokio::spawn(listen(listener, Some(acceptor.clone()))));
@@ -155,8 +213,18 @@ pub async fn start(config: &Config) -> Result<RunningEdge, String> {
         if let Some(first) = https_addrs.first() {
             edge.set_https_port(first.port());
         }
-        tasks.push(tokio::spawn(resolver.clone().watch(std::time::Duration::from_secs(1))));
+        tasks.push(tokio::spawn(resolver.clone().watch(Duration::from_secs(1))));
         certificates = Some(resolver);
     }
-    Ok(RunningEdge { edge, addrs, https_addrs, certificates, connections, tasks })
+    Ok(RunningEdge {
+        edge,
+        addrs,
+        https_addrs,
+        certificates,
+        connections,
+        drain,
+        drain_timeout: sc.shutdown_timeout,
+        listening: std::sync::Mutex::new(listening),
+        tasks,
+    })
 }

@@ -15,7 +15,8 @@ pub use clock::{now_ms, rfc3339, utc_day};
 pub use records::{DistributionRecord, InvalidationRecord, InvalidationStatus, SeedMark, SeedOutcome, UsageCounters};
 
 use std::fmt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::{RwLock, RwLockReadGuard};
 
 use redb::{
     Database, DatabaseError, ReadTransaction, ReadableDatabase, ReadableTable, TableDefinition, WriteTransaction,
@@ -55,7 +56,9 @@ const USAGE: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("usage"
 
 /// The control-plane state of one edge, in `<dir>/state.redb`.
 pub struct StateStore {
-    db: Database,
+    /// `None` while suspended (handed to a new process during an upgrade).
+    db: RwLock<Option<Database>>,
+    path: PathBuf,
 }
 
 #[derive(Debug)]
@@ -75,6 +78,8 @@ pub enum StateError {
     CallerReferenceReused { existing: Box<InvalidationRecord> },
     /// The new invalidation would exceed a per-distribution limit on paths in progress.
     TooManyInProgress { wildcard: bool, in_progress: usize, requested: usize, limit: usize },
+    /// The store is closed while a new process takes over (an upgrade).
+    Suspended,
 }
 
 impl fmt::Display for StateError {
@@ -83,6 +88,7 @@ impl fmt::Display for StateError {
             StateError::Open(message) => write!(f, "{message}"),
             StateError::Storage(message) => write!(f, "state storage failed: {message}"),
             StateError::NotFound => write!(f, "no such distribution or invalidation"),
+            StateError::Suspended => write!(f, "the state is being handed to a new edge process (an upgrade)"),
             StateError::AlreadyExists => write!(f, "a distribution with this id already exists"),
             StateError::EtagMismatch { current } => {
                 write!(f, "the If-Match etag is not the current one (the current etag is {current})")
@@ -209,7 +215,17 @@ impl StateStore {
         std::fs::create_dir_all(dir)
             .map_err(|err| StateError::Open(format!("cannot create the state directory {}: {err}", dir.display())))?;
         let path = dir.join(FILE_NAME);
-        let db = Database::create(&path).map_err(|err| match err {
+        let db = Self::open_file(&path, dir)?;
+        let store = StateStore { db: RwLock::new(Some(db)), path: path.clone() };
+        store.prepare().map_err(|err| match err {
+            StateError::Open(message) => StateError::Open(message),
+            other => StateError::Open(format!("cannot prepare the state database {}: {other}", path.display())),
+        })?;
+        Ok(store)
+    }
+
+    fn open_file(path: &Path, dir: &Path) -> Result<Database, StateError> {
+        Database::create(path).map_err(|err| match err {
             DatabaseError::DatabaseAlreadyOpen => StateError::Open(format!(
                 "cannot open the state database {}: another mediaedge running with the state directory {} \
                  holds it (locked). To run a second edge beside it, give it its own state directory \
@@ -219,13 +235,33 @@ impl StateStore {
                 dir.display()
             )),
             other => StateError::Open(format!("cannot open the state database {}: {other}", path.display())),
-        })?;
-        let store = StateStore { db };
-        store.prepare().map_err(|err| match err {
-            StateError::Open(message) => StateError::Open(message),
-            other => StateError::Open(format!("cannot prepare the state database {}: {other}", path.display())),
-        })?;
-        Ok(store)
+        })
+    }
+
+    /// Closes the database file (its lock goes with it) so that a new
+    /// process can open it; every call fails with `Suspended` until `resume`.
+    /// Waits for the transactions in progress.
+    pub fn suspend(&self) {
+        let mut db = self.db.write().unwrap_or_else(|e| e.into_inner());
+        db.take();
+    }
+
+    /// Opens the file again after `suspend` (the new process did not take over).
+    pub fn resume(&self) -> Result<(), StateError> {
+        let mut db = self.db.write().unwrap_or_else(|e| e.into_inner());
+        if db.is_none() {
+            let dir = self.path.parent().unwrap_or(Path::new("."));
+            *db = Some(Self::open_file(&self.path, dir)?);
+        }
+        Ok(())
+    }
+
+    fn db(&self) -> Result<RwLockReadGuard<'_, Option<Database>>, StateError> {
+        let guard = self.db.read().unwrap_or_else(|e| e.into_inner());
+        if guard.is_none() {
+            return Err(StateError::Suspended);
+        }
+        Ok(guard)
     }
 
     /// Creates every table and checks (or records) the schema version.
@@ -258,7 +294,8 @@ impl StateStore {
 
     /// Runs `f` in one write transaction, committed (durably) only if `f` succeeds.
     fn write<T>(&self, f: impl FnOnce(&WriteTransaction) -> Result<T, StateError>) -> Result<T, StateError> {
-        let txn = self.db.begin_write()?;
+        let db = self.db()?;
+        let txn = db.as_ref().ok_or(StateError::Suspended)?.begin_write()?;
         // On an error the transaction is dropped, which aborts it.
         let value = f(&txn)?;
         txn.commit()?;
@@ -267,7 +304,8 @@ impl StateStore {
 
     /// Runs `f` in one read transaction (a consistent snapshot).
     fn read<T>(&self, f: impl FnOnce(&ReadTransaction) -> Result<T, StateError>) -> Result<T, StateError> {
-        let txn = self.db.begin_read()?;
+        let db = self.db()?;
+        let txn = db.as_ref().ok_or(StateError::Suspended)?.begin_read()?;
         f(&txn)
     }
 

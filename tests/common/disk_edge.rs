@@ -54,6 +54,43 @@ impl Edge {
         edge
     }
 
+    pub fn pid(&self) -> i32 {
+        self.child.id() as i32
+    }
+
+    /// Sends a signal (SIGTERM, SIGHUP, SIGUSR2...).
+    pub fn signal(&self, sig: i32) {
+        // SAFETY: kill(2) on this test's own child process.
+        assert_eq!(unsafe { libc::kill(self.pid(), sig) }, 0, "signal {sig}");
+    }
+
+    /// Waits (up to `limit`) for the process to exit.
+    pub async fn wait_exit(&mut self, limit: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Some(status);
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Waits (up to 30 s) until the log has a line containing `needle`.
+    pub async fn wait_log(&self, needle: &str) -> String {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let text = self.log_text();
+            if let Some(line) = text.lines().find(|l| l.contains(needle)) {
+                return line.to_string();
+            }
+            assert!(Instant::now() < deadline, "no {needle:?} in the log after 30s:\n{text}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     pub fn kill(mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();

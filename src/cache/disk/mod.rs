@@ -15,6 +15,7 @@
 //! (`writer.rs`) does all writes, fed by a bounded queue: a full queue, a
 //! full disk or an I/O error refuses the write (counted), never a request.
 
+mod handover;
 mod index;
 mod log;
 pub mod record;
@@ -68,6 +69,8 @@ enum Job {
     Purge(Box<str>),
     /// With a channel told once the record is written.
     Invalidate(String, Vec<PathMatch>, SyncSender<()>),
+    /// Told once every job queued before it is done.
+    Barrier(SyncSender<()>),
 }
 
 pub struct DiskStore {
@@ -80,8 +83,11 @@ pub struct DiskStore {
     writable: Arc<AtomicBool>,
     pub stats: Arc<Stats>,
     doorkeeper: Doorkeeper,
+    /// True while another process holds the directory (an upgrade): nothing
+    /// is read from or written to it.
+    suspended: Arc<AtomicBool>,
     /// The lock file, held (flock) while this edge uses the directory.
-    _lock: std::fs::File,
+    lock: std::sync::Mutex<Option<std::fs::File>>,
 }
 
 impl std::fmt::Debug for DiskStore {
@@ -96,16 +102,7 @@ impl DiskStore {
         let dir = &config.path;
         let fail = |what: &str, e: std::io::Error| format!("{what} {}: {e}", dir.display());
         std::fs::create_dir_all(dir).map_err(|e| fail("cannot create", e))?;
-        let lock = std::fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(dir.join("lock"))
-            .map_err(|e| fail("cannot write in", e))?;
-        // SAFETY: flock on a descriptor this function owns.
-        if unsafe { libc::flock(std::os::unix::io::AsRawFd::as_raw_fd(&lock), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
-            return Err(format!("{} is in use by another running edge", dir.display()));
-        }
+        let lock = handover::lock(dir)?;
         let count = (config.size_bytes / config.segment_bytes).max(2) as u32;
         let mut segments = Vec::new();
         for id in 0..count {
@@ -133,7 +130,9 @@ impl DiskStore {
         let (tx, rx) = sync_channel(QUEUE);
         let queued_bytes = Arc::new(AtomicU64::new(0));
         let writable = Arc::new(AtomicBool::new(true));
+        let suspended = Arc::new(AtomicBool::new(false));
         let writer = writer::Writer {
+            suspended: suspended.clone(),
             appender,
             index: index.clone(),
             stats: stats.clone(),
@@ -154,7 +153,8 @@ impl DiskStore {
             writable,
             stats,
             doorkeeper: Doorkeeper::new(),
-            _lock: lock,
+            suspended,
+            lock: std::sync::Mutex::new(Some(lock)),
         })
     }
 
@@ -163,6 +163,9 @@ impl DiskStore {
     /// record's CRC-32: a record that fails (changed on disk, or cut or gone
     /// under the edge) is dropped and the request goes to the origin.
     pub fn lookup(&self, key: &CacheKey, req: &HeaderMap) -> Option<(Arc<Object>, bool)> {
+        if self.suspended.load(Ordering::Relaxed) {
+            return None;
+        }
         self.stats.lookups.fetch_add(1, Ordering::Relaxed);
         let e = self.index.select(&key.primary, &key.secondary, req)?;
         let seg = self.segments.get(e.loc.seg as usize)?.clone();
@@ -282,7 +285,7 @@ impl DiskStore {
             return;
         }
         let size = body.len() as u64;
-        if !self.writable.load(Ordering::Relaxed) {
+        if !self.writable.load(Ordering::Relaxed) || self.suspended.load(Ordering::Relaxed) {
             self.stats.refused_failing.fetch_add(1, Ordering::Relaxed);
             return;
         }

@@ -22,12 +22,29 @@ pub(super) struct Writer {
     pub stats: Arc<Stats>,
     pub queued_bytes: Arc<AtomicU64>,
     pub writable: Arc<AtomicBool>,
+    /// Set while another process holds the directory: jobs are dropped.
+    pub suspended: Arc<AtomicBool>,
     pub path: std::path::PathBuf,
 }
 
 impl Writer {
     pub fn run(mut self, rx: std::sync::mpsc::Receiver<Job>) {
         while let Ok(job) = rx.recv() {
+            if self.suspended.load(Ordering::Acquire) {
+                // Another process writes the directory now: nothing more from
+                // this one (a waiter is still told).
+                match job {
+                    Job::Object { obj, .. } => {
+                        let size = obj.body.bytes().map_or(0, |b| b.len() as u64);
+                        self.queued_bytes.fetch_sub(size, Ordering::Relaxed);
+                    }
+                    Job::Invalidate(_, _, done) | Job::Barrier(done) => {
+                        let _ = done.try_send(());
+                    }
+                    Job::Purge(_) => {}
+                }
+                continue;
+            }
             let r = match job {
                 Job::Object { primary, secondary, obj } => {
                     let size = obj.body.bytes().map_or(0, |b| b.len() as u64);
@@ -46,6 +63,10 @@ impl Writer {
                         .map(|_| ());
                     let _ = done.try_send(());
                     r
+                }
+                Job::Barrier(done) => {
+                    let _ = done.try_send(());
+                    Ok(())
                 }
             };
             if let Err(e) = r {
