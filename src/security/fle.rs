@@ -338,4 +338,108 @@ mod tests {
         let commit = hkdf_sha512(b"ikm", b"salt", b"COMMITKEY").unwrap();
         assert_eq!(hex(commit), "7e959e52fe78b7e2d422f5e2a9b3ebf998e51275c0475e43157caa0a534a03f6");
     }
+
+    /// Reads a message back as the SDKs do: data key unwrapped, keys derived,
+    /// commitment compared, header tag and every frame verified.
+    fn decrypt(m: &[u8], private: &rsa::RsaPrivateKey) -> Result<Vec<u8>, &'static str> {
+        use ring::aead::{Aad, LessSafeKey, Nonce, UnboundKey};
+        struct Reader<'a>(&'a [u8], usize);
+        impl<'a> Reader<'a> {
+            fn take(&mut self, n: usize) -> Result<&'a [u8], &'static str> {
+                let s = self.0.get(self.1..self.1.saturating_add(n)).ok_or("short")?;
+                self.1 += n;
+                Ok(s)
+            }
+            fn len16(&mut self) -> Result<usize, &'static str> {
+                let b = self.take(2)?;
+                Ok(u16::from_be_bytes([b[0], b[1]]) as usize)
+            }
+        }
+        let mut r = Reader(m, 0);
+        let u32_at = |b: &[u8]| u32::from_be_bytes([b[0], b[1], b[2], b[3]]);
+        if r.take(1)? != [2] {
+            return Err("version");
+        }
+        if r.take(2)? != ALGORITHM_ID.to_be_bytes() {
+            return Err("suite");
+        }
+        let message_id = r.take(32)?.to_vec();
+        if r.take(2)? != [0, 0] {
+            return Err("encryption context");
+        }
+        if r.take(2)? != [0, 1] {
+            return Err("data key count");
+        }
+        let n = r.len16()?;
+        let provider = r.take(n)?.to_vec();
+        let n = r.len16()?;
+        let key_id = r.take(n)?.to_vec();
+        let n = r.len16()?;
+        let wrapped = r.take(n)?.to_vec();
+        if (&provider[..], &key_id[..]) != (&b"prov"[..], &b"K1"[..]) {
+            return Err("master key");
+        }
+        if r.take(1)? != [CONTENT_FRAMED] {
+            return Err("content type");
+        }
+        let frame_len = u32_at(r.take(4)?) as usize;
+        let commitment = r.take(32)?.to_vec();
+        let header_end = r.1;
+        let header_tag = r.take(16)?.to_vec();
+        let data_key = private.decrypt(Oaep::new::<Sha256>(), &wrapped).map_err(|_| "unwrap")?;
+        let mut info = ALGORITHM_ID.to_be_bytes().to_vec();
+        info.extend_from_slice(b"DERIVEKEY");
+        let key = hkdf_sha512(&data_key, &message_id, &info).unwrap();
+        if hkdf_sha512(&data_key, &message_id, b"COMMITKEY").unwrap()[..] != commitment[..] {
+            return Err("commitment");
+        }
+        let aead = LessSafeKey::new(UnboundKey::new(&AES_256_GCM, &key).unwrap());
+        let open = |iv: &[u8], aad: &[u8], ct: &[u8], tag: &[u8]| -> Result<Vec<u8>, &'static str> {
+            let mut buf = [ct, tag].concat();
+            let n = Nonce::try_assume_unique_for_key(iv).map_err(|_| "iv")?;
+            let out = aead.open_in_place(n, Aad::from(aad), &mut buf).map_err(|_| "tag")?;
+            Ok(out.to_vec())
+        };
+        open(&[0; IV_LEN], &m[..header_end], &[], &header_tag)?;
+        let mut plain = Vec::new();
+        loop {
+            let mut seq = r.take(4)?.to_vec();
+            let last = seq == [0xff; 4];
+            if last {
+                seq = r.take(4)?.to_vec();
+            }
+            let iv = r.take(IV_LEN)?.to_vec();
+            let len = if last { u32_at(r.take(4)?) as usize } else { frame_len };
+            let ct = r.take(len)?.to_vec();
+            let tag = r.take(16)?.to_vec();
+            let aad =
+                [&message_id[..], if last { FINAL_FRAME_AAD } else { FRAME_AAD }, &seq, &(len as u64).to_be_bytes()]
+                    .concat();
+            plain.extend(open(&iv, &aad, &ct, &tag)?);
+            if last {
+                return if r.1 == m.len() { Ok(plain) } else { Err("trailing bytes") };
+            }
+        }
+    }
+
+    #[test]
+    fn messages_decrypt_frame_by_frame_and_any_flipped_byte_is_caught() {
+        use rsa::traits::PublicKeyParts;
+        let private = rsa::RsaPrivateKey::new(&mut OsRng, 2048).unwrap();
+        let key = FlePublicKey { id: "K1".into(), key: private.to_public_key() };
+        assert_eq!(key.key.n().bits(), 2048);
+        for len in [0, 1, FRAME_LENGTH - 1, FRAME_LENGTH, FRAME_LENGTH + 1, 3 * FRAME_LENGTH + 7] {
+            let plain: Vec<u8> = (0..len).map(|i| (i * 7 % 251) as u8).collect();
+            let m = encrypt_message(&key, "prov", &plain).unwrap();
+            assert_eq!(decrypt(&m, &private).unwrap(), plain, "{len} bytes");
+            // Two messages of one value differ (own data key and message id).
+            assert_ne!(encrypt_message(&key, "prov", &plain).unwrap(), m);
+        }
+        let m = encrypt_message(&key, "prov", b"4111 1111").unwrap();
+        for at in [3, 40, m.len() - 80, m.len() - 50, m.len() - 20, m.len() - 1] {
+            let mut bad = m.clone();
+            bad[at] ^= 0x80;
+            assert!(decrypt(&bad, &private).is_err(), "byte {at} flipped");
+        }
+    }
 }
