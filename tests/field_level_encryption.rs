@@ -8,6 +8,7 @@ mod common;
 use common::*;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::OnceLock;
 
 const PROVIDER: &str = "payments";
@@ -15,9 +16,8 @@ const KEY_ID: &str = "K2FLE";
 const ALL_METHODS: &str = r#"allowed_methods = ["GET", "HEAD", "OPTIONS", "PUT", "POST", "PATCH", "DELETE"]"#;
 
 struct Keys {
-    dir: PathBuf,
-    /// The private key file (PKCS#8 PEM), for the decrypting side.
-    private: PathBuf,
+    /// The private key (PKCS#8 PEM), for the decrypting side.
+    private: String,
     /// The public key's PEM text, for the edge.
     public: String,
 }
@@ -29,17 +29,47 @@ fn openssl(args: &[&str]) {
     assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
 }
 
+/// A folder under the temp dir, removed on drop.
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new(tag: &str) -> TempDir {
+        static N: AtomicUsize = AtomicUsize::new(0);
+        let n = N.fetch_add(1, Ordering::SeqCst);
+        let p = std::env::temp_dir().join(format!("mediaedge-fle-{tag}-{}-{n}", std::process::id()));
+        std::fs::create_dir_all(&p).expect("make a temp dir");
+        TempDir(p)
+    }
+
+    fn path(&self, name: &str) -> String {
+        self.0.join(name).to_string_lossy().into_owned()
+    }
+
+    fn read(&self, name: &str) -> String {
+        std::fs::read_to_string(self.0.join(name)).expect("read a key")
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// An RSA key pair of `bits`: (PKCS#8 private key, SubjectPublicKeyInfo public key).
+fn key_pair(bits: &str) -> (String, String) {
+    let dir = TempDir::new("keys");
+    openssl(&["genrsa", "-out", &dir.path("raw.pem"), bits]);
+    openssl(&["pkcs8", "-topk8", "-nocrypt", "-in", &dir.path("raw.pem"), "-out", &dir.path("private.pem")]);
+    openssl(&["rsa", "-in", &dir.path("private.pem"), "-pubout", "-out", &dir.path("public.pem")]);
+    (dir.read("private.pem"), dir.read("public.pem"))
+}
+
 fn keys() -> &'static Keys {
     static KEYS: OnceLock<Keys> = OnceLock::new();
     KEYS.get_or_init(|| {
-        let dir = std::env::temp_dir().join(format!("mediaedge-fle-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).expect("make a temp dir");
-        let p = |n: &str| dir.join(n).to_string_lossy().into_owned();
-        openssl(&["genrsa", "-out", &p("raw.pem"), "2048"]);
-        openssl(&["pkcs8", "-topk8", "-nocrypt", "-in", &p("raw.pem"), "-out", &p("private.pem")]);
-        openssl(&["rsa", "-in", &p("private.pem"), "-pubout", "-out", &p("public.pem")]);
-        let public = std::fs::read_to_string(dir.join("public.pem")).expect("public key");
-        Keys { private: dir.join("private.pem"), public, dir }
+        let (private, public) = key_pair("2048");
+        Keys { private, public }
     })
 }
 
@@ -162,7 +192,6 @@ fn sdk_decrypt(values: &[String]) -> Vec<Decrypted> {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/fle_decrypt.py");
     let mut child = Command::new("python3")
         .arg(&script)
-        .arg(&keys().private)
         .arg(PROVIDER)
         .arg(KEY_ID)
         .stdin(std::process::Stdio::piped())
@@ -177,7 +206,8 @@ fn sdk_decrypt(values: &[String]) -> Vec<Decrypted> {
     {
         use std::io::Write;
         let mut stdin = child.stdin.take().expect("stdin");
-        stdin.write_all(serde_json::to_string(values).unwrap().as_bytes()).expect("write values");
+        let input = serde_json::json!({ "private_key": keys().private, "values": values });
+        stdin.write_all(input.to_string().as_bytes()).expect("write the key and values");
     }
     let out = child.wait_with_output().expect("python3 ran");
     assert!(
@@ -394,14 +424,10 @@ fn bad_configurations_are_refused_with_file_line_and_field() {
     assert_eq!(e.field.as_deref(), Some(&*format!("{pf}.public_keys[0].encoded_key")), "{e}");
     assert_eq!(e.line, line_of(&text, "encoded_key"), "{e}");
     assert!(e.to_string().starts_with(&format!("edge.toml:{}:", e.line)), "{e}");
-    let private = std::fs::read_to_string(&keys().private).unwrap();
-    let e = parse_error(&good.replace(&keys().public, &private));
+    let e = parse_error(&good.replace(&keys().public, &keys().private));
     assert!(e.message.contains("this is a private key"), "{e}");
-    let small = keys().dir.join("small.pem");
-    let small_pub = keys().dir.join("small.pub.pem");
-    openssl(&["genrsa", "-out", &small.to_string_lossy(), "1024"]);
-    openssl(&["rsa", "-in", &small.to_string_lossy(), "-pubout", "-out", &small_pub.to_string_lossy()]);
-    let e = parse_error(&good.replace(&keys().public, &std::fs::read_to_string(&small_pub).unwrap()));
+    let (_, small_public) = key_pair("1024");
+    let e = parse_error(&good.replace(&keys().public, &small_public));
     assert!(e.message.contains("takes an RSA 2048 key; this one has 1024 bits"), "{e}");
 
     // More than 10 fields in a profile.
