@@ -26,10 +26,11 @@ if [ ${#need[@]} -gt 0 ]; then
 fi
 
 # tests/signed.rs checks signed URLs and cookies against AWS's own signer
-# (botocore's CloudFrontSigner, signing with the cryptography package).
-if ! python3 -c 'import botocore, cryptography' >/dev/null 2>&1; then
-    python3 -m pip install --quiet botocore cryptography \
-        || python3 -m pip install --quiet --break-system-packages botocore cryptography
+# (botocore's CloudFrontSigner, signing with the cryptography package);
+# tests/field_level_encryption.rs decrypts with the AWS Encryption SDK.
+if ! python3 -c 'import botocore, cryptography, aws_encryption_sdk' >/dev/null 2>&1; then
+    python3 -m pip install --quiet botocore cryptography aws-encryption-sdk \
+        || python3 -m pip install --quiet --break-system-packages botocore cryptography aws-encryption-sdk
 fi
 
 # The browser tests' JavaScript side (pinned by tests/players/package-lock.json;

@@ -384,6 +384,9 @@ pub struct Behavior {
     pub slice_size: Option<u64>,
     /// An `Upgrade: websocket` request is joined to the origin (see docs/websockets.md).
     pub websocket: bool,
+    /// Form fields of POST bodies encrypted before they reach the origin
+    /// (CloudFront's `FieldLevelEncryptionId`; docs/field-level-encryption.md).
+    pub field_level_encryption: Option<Arc<crate::security::fle::FleConfig>>,
 }
 
 /// What a behavior does with a cacheable response that carries `Set-Cookie`
@@ -536,6 +539,7 @@ impl Behavior {
             error_responses: Arc::default(),
             slice_size: None,
             websocket: true,
+            field_level_encryption: None,
         }
     }
 }

@@ -9,6 +9,7 @@ use toml::Spanned;
 mod behavior;
 mod disk;
 mod errors;
+mod fle;
 mod forwarding;
 mod groups;
 mod keys;
@@ -118,6 +119,7 @@ struct RawDistribution {
     custom_error_responses: Vec<Spanned<errors::RawErrorResponse>>,
     #[serde(default)]
     origin_groups: Vec<Spanned<groups::RawOriginGroup>>,
+    field_level_encryption: Option<Spanned<fle::RawFle>>,
 }
 
 #[derive(Deserialize)]
@@ -173,6 +175,7 @@ struct RawBehavior {
     trusted_key_groups: Vec<Spanned<String>>,
     propagate_tokens: Option<Spanned<bool>>,
     viewer_protocol_policy: Option<Spanned<String>>,
+    field_level_encryption_id: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -545,21 +548,26 @@ fn resolve_distribution(
 
     let key_groups = resolve_key_groups(cx, i, d.key_groups)?;
     let error_responses = Arc::new(errors::resolve_error_responses(cx, i, d.custom_error_responses)?);
+    let fle_configs = fle::resolve(cx, i, d.field_level_encryption)?;
     let mut behaviors = Vec::new();
     for (j, b) in d.behaviors.into_iter().enumerate() {
         let bf = f(&format!("behaviors[{j}]"));
         let span = b.span();
-        let b = b.into_inner();
+        let mut b = b.into_inner();
+        let fle_id = b.field_level_encryption_id.take();
         let Some(path) = &b.path else {
             return cx.err(span, format!("{bf}.path"), "a cache behavior needs a path pattern");
         };
         let pattern = PathPattern::parse(path.get_ref()).or_else(|e| cx.err(path.span(), format!("{bf}.path"), e))?;
-        behaviors.push(resolve_behavior(cx, &bf, span, b, Some(pattern), &origins, &key_groups)?);
+        let mut behavior = resolve_behavior(cx, &bf, span, b, Some(pattern), &origins, &key_groups)?;
+        fle::attach(cx, &bf, fle_id, &fle_configs, &mut behavior)?;
+        behaviors.push(behavior);
     }
     let mut default_behavior = match d.default_behavior {
         Some(b) => {
             let span = b.span();
-            let b = b.into_inner();
+            let mut b = b.into_inner();
+            let fle_id = b.field_level_encryption_id.take();
             if let Some(p) = &b.path {
                 return cx.err(
                     p.span(),
@@ -567,7 +575,9 @@ fn resolve_distribution(
                     "the default behavior matches every path and takes no pattern",
                 );
             }
-            resolve_behavior(cx, &f("default_behavior"), span, b, None, &origins, &key_groups)?
+            let mut behavior = resolve_behavior(cx, &f("default_behavior"), span, b, None, &origins, &key_groups)?;
+            fle::attach(cx, &f("default_behavior"), fle_id, &fle_configs, &mut behavior)?;
+            behavior
         }
         None => Behavior::default_for(0),
     };

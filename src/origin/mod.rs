@@ -57,6 +57,8 @@ pub enum RequestBody {
     Empty,
     Viewer(Incoming),
     Counted(Incoming, Arc<DistStats>),
+    /// A body the edge read whole and rewrote (field-level encryption).
+    Full(Option<Bytes>),
 }
 
 impl Body for RequestBody {
@@ -66,6 +68,7 @@ impl Body for RequestBody {
     fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
         match self.get_mut() {
             RequestBody::Empty => Poll::Ready(None),
+            RequestBody::Full(b) => Poll::Ready(b.take().map(|d| Ok(Frame::data(d)))),
             RequestBody::Viewer(b) => Pin::new(b).poll_frame(cx),
             RequestBody::Counted(b, stats) => {
                 let next = Pin::new(b).poll_frame(cx);
@@ -82,6 +85,7 @@ impl Body for RequestBody {
     fn is_end_stream(&self) -> bool {
         match self {
             RequestBody::Empty => true,
+            RequestBody::Full(b) => b.is_none(),
             RequestBody::Viewer(b) | RequestBody::Counted(b, _) => b.is_end_stream(),
         }
     }
@@ -89,6 +93,7 @@ impl Body for RequestBody {
     fn size_hint(&self) -> SizeHint {
         match self {
             RequestBody::Empty => SizeHint::with_exact(0),
+            RequestBody::Full(b) => SizeHint::with_exact(b.as_ref().map_or(0, |b| b.len() as u64)),
             RequestBody::Viewer(b) | RequestBody::Counted(b, _) => b.size_hint(),
         }
     }
@@ -280,9 +285,14 @@ impl Origin {
         let head_bytes = crate::http::head_size(req.method.as_str().len() + req.path_and_query.len(), &req.headers);
         // The head now; body bytes as they are sent.
         self.stats.record_origin_request(head_bytes);
-        if let RequestBody::Viewer(b) = std::mem::replace(&mut req.body, RequestBody::Empty) {
-            req.body = RequestBody::Counted(b, self.stats.clone());
-        }
+        req.body = match std::mem::replace(&mut req.body, RequestBody::Empty) {
+            RequestBody::Viewer(b) => RequestBody::Counted(b, self.stats.clone()),
+            RequestBody::Full(Some(b)) => {
+                self.stats.record_origin_body_bytes(b.len() as u64);
+                RequestBody::Full(Some(b))
+            }
+            other => other,
+        };
         let sent = std::time::Instant::now();
         let result = match &self.kind {
             Kind::Http(h) if upgrade => h.upgrade(req).await,

@@ -11,6 +11,8 @@
 //! remembered in a bounded map keyed by (key, policy, signature); time, IP and
 //! resource conditions are still evaluated on every request.
 
+pub mod fle;
+pub mod fle_form;
 pub mod policy;
 pub mod sign;
 pub mod signature;
