@@ -13,6 +13,7 @@ pub mod materialise;
 pub mod origin_request;
 pub mod pattern;
 mod raw;
+pub mod s3;
 pub mod units;
 
 pub use error::ConfigError;
@@ -21,6 +22,7 @@ pub use loaded::{CaFile, KeySource, LoadedCertificate, Place, Slot};
 pub use materialise::Materialised;
 pub use origin_request::{ForwardedHeaders, OriginRequestPolicy, ViewerHeader};
 pub use pattern::{HostPattern, PathPattern};
+pub use s3::{S3Credentials, S3OriginConfig, Secret};
 
 use http::header::{HeaderName, HeaderValue};
 use http::Method;
@@ -215,7 +217,7 @@ pub struct ReplayedInvalidation {
     pub create_ms: u64,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Distribution {
     pub id: String,
     pub enabled: bool,
@@ -267,6 +269,26 @@ impl TrustedKey {
     }
 }
 
+// By hand: the document is shown with its secrets redacted.
+impl std::fmt::Debug for Distribution {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut document = (*self.document).clone();
+        s3::redact_document(&mut document);
+        f.debug_struct("Distribution")
+            .field("id", &self.id)
+            .field("enabled", &self.enabled)
+            .field("comment", &self.comment)
+            .field("domain_name", &self.domain_name)
+            .field("aliases", &self.aliases)
+            .field("origins", &self.origins)
+            .field("behaviors", &self.behaviors)
+            .field("default_behavior", &self.default_behavior)
+            .field("key_groups", &self.key_groups)
+            .field("document", &document)
+            .finish()
+    }
+}
+
 impl Distribution {
     /// The behavior for a URI path: the first pattern that matches, else the default.
     pub fn behavior_for(&self, path: &str) -> &Behavior {
@@ -289,6 +311,8 @@ pub struct OriginConfig {
 pub enum OriginKind {
     Http(HttpOriginConfig),
     Folder(FolderOriginConfig),
+    /// A private S3 bucket, requests signed with SigV4 (docs/s3-origins.md).
+    S3(Box<S3OriginConfig>),
     /// An origin group: its members tried in order (docs/resilience.md).
     Group(OriginGroupConfig),
 }
@@ -564,7 +588,9 @@ fn unique_path(doc: &toml::Table, key: &str) -> Option<String> {
 }
 
 /// A configuration file: the base settings and these distribution documents.
-pub fn export_toml(base: &toml::Table, distributions: Vec<toml::Table>) -> String {
+pub fn export_toml(base: &toml::Table, mut distributions: Vec<toml::Table>) -> String {
+    // Secrets stay out of files made from an export.
+    distributions.iter_mut().for_each(s3::redact_document);
     // The settings first, then the distributions (TOML allows either order;
     // people read this one).
     let none = distributions.is_empty();
