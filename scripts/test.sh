@@ -27,9 +27,11 @@ fi
 
 # tests/signed.rs checks signed URLs and cookies against AWS's own signer
 # (botocore's CloudFrontSigner, signing with the cryptography package).
-if ! python3 -c 'import botocore, cryptography' >/dev/null 2>&1; then
-    python3 -m pip install --quiet botocore cryptography \
-        || python3 -m pip install --quiet --break-system-packages botocore cryptography
+# tests/s3_origin.rs runs moto's S3 server (its `server` extra brings flask
+# and flask-cors) and checks the edge's SigV4 signer against botocore's.
+if ! python3 -c 'import botocore, cryptography, flask, flask_cors, moto.server' >/dev/null 2>&1; then
+    python3 -m pip install --quiet botocore cryptography 'moto[server]' \
+        || python3 -m pip install --quiet --break-system-packages botocore cryptography 'moto[server]'
 fi
 
 # The browser tests' JavaScript side (pinned by tests/players/package-lock.json;

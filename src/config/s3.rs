@@ -69,6 +69,9 @@ pub struct S3OriginConfig {
     pub credentials: Slot<Arc<S3Credentials>>,
 }
 
+/// Reads a file (the materialise step's reader, or the file system).
+pub type ReadFile<'a> = dyn FnMut(&Path) -> Result<Arc<[u8]>, String> + 'a;
+
 /// The credentials of an S3 origin: in the configuration, else in
 /// `credentials_file`, else in the environment (`AWS_ACCESS_KEY_ID`,
 /// `AWS_SECRET_ACCESS_KEY`, `AWS_SESSION_TOKEN`), else in the shared
@@ -76,7 +79,7 @@ pub struct S3OriginConfig {
 pub fn find_credentials(
     o: &S3OriginConfig,
     env: &dyn Fn(&str) -> Option<String>,
-    read: &mut dyn FnMut(&Path) -> Result<Arc<[u8]>, String>,
+    read: &mut ReadFile,
 ) -> Result<S3Credentials, ConfigError> {
     if let Some(c) = &o.inline {
         return Ok(c.clone());
@@ -116,7 +119,7 @@ fn from_file(
     o: &S3OriginConfig,
     path: &Path,
     profile: &str,
-    read: &mut dyn FnMut(&Path) -> Result<Arc<[u8]>, String>,
+    read: &mut ReadFile,
 ) -> Result<S3Credentials, ConfigError> {
     let bytes = read(path).map_err(|e| o.at.error(e))?;
     let text = String::from_utf8_lossy(&bytes);
