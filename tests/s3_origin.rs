@@ -47,10 +47,13 @@ impl Moto {
             .stderr(log)
             .spawn()
             .expect("python3 runs (moto's server is needed: pip install 'moto[server]')");
-        let moto = Moto { child, port, dir, probes: Default::default() };
+        let mut moto = Moto { child, port, dir, probes: Default::default() };
         let c = client();
         let deadline = Instant::now() + Duration::from_secs(60);
         while c.get(format!("{}/moto-api/", moto.endpoint())).send().await.is_err() {
+            if let Ok(Some(status)) = moto.child.try_wait() {
+                panic!("moto's server exited ({status}); is moto[server] installed?\n{}", moto.log());
+            }
             assert!(Instant::now() < deadline, "moto did not answer within 60s:\n{}", moto.log());
             tokio::time::sleep(Duration::from_millis(100)).await;
         }

@@ -3,7 +3,7 @@
 //! prints its value; configuration documents shown or exported have them
 //! replaced by `***` ([`redact_document`]).
 
-use super::{ConfigError, HttpOriginConfig, Place, Slot};
+use super::{ConfigError, Distribution, HttpOriginConfig, Place, Slot};
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -237,6 +237,26 @@ pub fn restore_secrets(doc: &mut toml::Table, previous: &toml::Table) {
     }
 }
 
+/// A distribution's `Debug`: its document with the secrets redacted.
+impl fmt::Debug for Distribution {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut document = (*self.document).clone();
+        redact_document(&mut document);
+        f.debug_struct("Distribution")
+            .field("id", &self.id)
+            .field("enabled", &self.enabled)
+            .field("comment", &self.comment)
+            .field("domain_name", &self.domain_name)
+            .field("aliases", &self.aliases)
+            .field("origins", &self.origins)
+            .field("behaviors", &self.behaviors)
+            .field("default_behavior", &self.default_behavior)
+            .field("key_groups", &self.key_groups)
+            .field("document", &document)
+            .finish()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -267,6 +287,72 @@ mod tests {
         let o = credentials_in(text, "other");
         assert!(o.seen && o.access_key_id.is_none());
         assert!(!credentials_in(text, "nope").seen);
+    }
+
+    fn origin(inline: bool, file: Option<&str>) -> S3OriginConfig {
+        S3OriginConfig {
+            http: crate::config::Config::single_origin("http://127.0.0.1:9", None)
+                .ok()
+                .and_then(|c| match &c.distributions[0].origins[0].kind {
+                    crate::config::OriginKind::Http(h) => Some(h.clone()),
+                    _ => None,
+                })
+                .expect("an http origin"),
+            bucket: "b".into(),
+            region: "r".into(),
+            inline: inline.then(|| S3Credentials {
+                access_key_id: "INLINE".into(),
+                secret_access_key: Secret::new("s"),
+                session_token: None,
+                source: "the configuration".into(),
+            }),
+            credentials_file: file.map(PathBuf::from),
+            profile: None,
+            at: Place::default(),
+            credentials: Slot::empty(),
+        }
+    }
+
+    #[test]
+    fn where_credentials_come_from() {
+        let files = |p: &Path| {
+            match p.to_str() {
+            Some("/explicit") => Ok(Arc::from(&b"[default]\naws_access_key_id=FILE\naws_secret_access_key=f\n"[..])),
+            Some("/home/u/.aws/credentials") => {
+                Ok(Arc::from(&b"[default]\naws_access_key_id=HOME\naws_secret_access_key=h\n[p]\naws_access_key_id=P\naws_secret_access_key=p\n"[..]))
+            }
+            _ => Err(format!("cannot read {}", p.display())),
+        }
+        };
+        let full = |k: &str| match k {
+            "AWS_ACCESS_KEY_ID" => Some("ENV".to_string()),
+            "AWS_SECRET_ACCESS_KEY" => Some("e".to_string()),
+            "AWS_SESSION_TOKEN" => Some("t".to_string()),
+            "HOME" => Some("/home/u".to_string()),
+            _ => None,
+        };
+        let id = |o: &S3OriginConfig, env: &dyn Fn(&str) -> Option<String>| {
+            find_credentials(o, env, &mut |p| files(p)).map(|c| c.access_key_id).map_err(|e| e.message)
+        };
+        assert_eq!(id(&origin(true, Some("/explicit")), &full).unwrap(), "INLINE");
+        assert_eq!(id(&origin(false, Some("/explicit")), &full).unwrap(), "FILE");
+        assert_eq!(id(&origin(false, None), &full).unwrap(), "ENV");
+        let env = find_credentials(&origin(false, None), &full, &mut |p| files(p)).unwrap();
+        assert_eq!(env.session_token, Some(Secret::new("t")));
+        let home_only = |k: &str| (k == "HOME").then(|| "/home/u".to_string());
+        assert_eq!(id(&origin(false, None), &home_only).unwrap(), "HOME");
+        let profile = |k: &str| match k {
+            "HOME" => Some("/home/u".to_string()),
+            "AWS_PROFILE" => Some("p".to_string()),
+            _ => None,
+        };
+        assert_eq!(id(&origin(false, None), &profile).unwrap(), "P");
+        let half = |k: &str| (k == "AWS_ACCESS_KEY_ID").then(|| "X".to_string());
+        assert!(id(&origin(false, None), &half).unwrap_err().contains("AWS_SECRET_ACCESS_KEY is not"));
+        let nothing = |_: &str| None;
+        assert!(id(&origin(false, None), &nothing).unwrap_err().contains("HOME is not set"));
+        let missing = |k: &str| (k == "AWS_SHARED_CREDENTIALS_FILE").then(|| "/none".to_string());
+        assert!(id(&origin(false, None), &missing).unwrap_err().contains("cannot read /none"));
     }
 
     #[test]
