@@ -525,18 +525,28 @@ async fn wrong_credentials_are_a_502_with_the_reason_logged() {
 
     let (status, _, _, body) = get(&c, &format!("{edge}/ok.ts"), &[]).await;
     assert_eq!((status, body == seg), (200, true), "credentials from the environment: {}", log());
-    let (status, _, _, _) = get(&c, &format!("{edge}/wrong/x.ts"), &[]).await;
+    let (status, _, _, wrong_body) = get(&c, &format!("{edge}/wrong/x.ts"), &[]).await;
     assert_eq!(status, 502);
-    let (status, _, _, _) = get(&c, &format!("{edge}/unknown/x.ts"), &[]).await;
+    let wrong_body = String::from_utf8_lossy(&wrong_body).to_string();
+    assert!(wrong_body.contains("SignatureDoesNotMatch"), "{wrong_body}");
+    let (status, _, _, unknown_body) = get(&c, &format!("{edge}/unknown/x.ts"), &[]).await;
     assert_eq!(status, 502);
-    // The log line is written before the response goes out.
+    // The viewer is not told which key the edge uses, or where it keeps it.
+    let unknown_body = String::from_utf8_lossy(&unknown_body).to_string();
+    assert!(unknown_body.contains("InvalidAccessKeyId"), "{unknown_body}");
+    assert!(!unknown_body.contains("AKIA") && !unknown_body.contains("configuration"), "{unknown_body}");
+    // The log lines are written before the response goes out.
     let text = log();
-    let wrong =
-        text.lines().find(|l| l.contains("/wrong/x.ts") && l.contains("WARN")).unwrap_or_else(|| panic!("{text}"));
-    assert!(wrong.contains("SignatureDoesNotMatch") && wrong.contains("from the configuration"), "{wrong}");
-    let unknown =
-        text.lines().find(|l| l.contains("/unknown/x.ts") && l.contains("WARN")).unwrap_or_else(|| panic!("{text}"));
-    assert!(unknown.contains("InvalidAccessKeyId") && unknown.contains("AKIAUNKNOWNUNKNOWN00"), "{unknown}");
+    let line = |needles: &[&str]| {
+        text.lines()
+            .find(|l| l.contains("WARN") && needles.iter().all(|n| l.contains(n)))
+            .unwrap_or_else(|| panic!("no log line with {needles:?}:\n{text}"))
+            .to_string()
+    };
+    line(&["/wrong/x.ts", "SignatureDoesNotMatch"]);
+    line(&["/unknown/x.ts", "InvalidAccessKeyId"]);
+    line(&["SignatureDoesNotMatch", &key.id, "the configuration"]);
+    line(&["InvalidAccessKeyId", "AKIAUNKNOWNUNKNOWN00"]);
 
     // The admin API: the distribution's configuration and the export.
     let admin = format!("http://127.0.0.1:{admin_port}");

@@ -58,12 +58,15 @@ impl S3Auth {
         let prefix = prefix.freeze();
         if let Some(code) = element(&prefix, "Code").filter(|c| CREDENTIAL_ERRORS.contains(&c.as_str())) {
             let message = element(&prefix, "Message").map(|m| format!(": {m}")).unwrap_or_default();
-            return Err(OriginError::Refused(format!(
-                "S3 answered {} {code}{message} (access key {}, from {})",
-                resp.status.as_u16(),
-                self.signer.access_key_id,
-                self.source
-            )));
+            // Which key, and from where, for the operator only: the reason
+            // below is also the body of the viewer's 502.
+            tracing::warn!(
+                access_key_id = %self.signer.access_key_id,
+                credentials = %self.source,
+                region = %self.signer.region,
+                "S3 refused the edge's request: {code}"
+            );
+            return Err(OriginError::Refused(format!("S3 answered {} {code}{message}", resp.status.as_u16())));
         }
         resp.body =
             if ended { OriginBody::Full(Some(prefix)) } else { OriginBody::Prefixed(Some(prefix), Box::new(body)) };
