@@ -26,11 +26,13 @@ if [ ${#need[@]} -gt 0 ]; then
 fi
 
 # tests/signed.rs checks signed URLs and cookies against AWS's own signer
-# (botocore's CloudFrontSigner, signing with the cryptography package);
+# (botocore's CloudFrontSigner, signing with the cryptography package).
 # tests/field_level_encryption.rs decrypts with the AWS Encryption SDK.
-if ! python3 -c 'import botocore, cryptography, aws_encryption_sdk' >/dev/null 2>&1; then
-    python3 -m pip install --quiet botocore cryptography aws-encryption-sdk \
-        || python3 -m pip install --quiet --break-system-packages botocore cryptography aws-encryption-sdk
+# tests/s3_origin.rs runs moto's S3 server (its `server` extra brings flask
+# and flask-cors) and checks the edge's SigV4 signer against botocore's.
+if ! python3 -c 'import botocore, cryptography, aws_encryption_sdk, flask, flask_cors, moto.server' >/dev/null 2>&1; then
+    python3 -m pip install --quiet botocore cryptography aws-encryption-sdk 'moto[server]' \
+        || python3 -m pip install --quiet --break-system-packages botocore cryptography aws-encryption-sdk 'moto[server]'
 fi
 
 # The browser tests' JavaScript side (pinned by tests/players/package-lock.json;

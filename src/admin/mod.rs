@@ -320,6 +320,9 @@ impl ControlPlane {
         }
         let current = self.record(id)?;
         check_etag(&current, if_match)?;
+        // A document read from this API shows secrets as `***`: sent back
+        // unchanged, they keep their stored values.
+        crate::config::s3::restore_secrets(&mut doc, &parse_doc(&current.document)?);
         let (dist, next) = self.validate(&live, &doc, id)?;
         let text = doc_text(&dist.document);
         self.apply(&mut live, next, || Ok(self.store.update_distribution(id, &text, if_match)?))

@@ -7,7 +7,9 @@ use serde_json::{json, Map, Value};
 
 /// A distribution as `GET /v1/distributions/{id}` shows it.
 pub fn distribution(c: &ControlPlane, r: &DistributionRecord) -> Value {
-    let doc = toml::from_str::<toml::Table>(&r.document).unwrap_or_default();
+    let mut doc = toml::from_str::<toml::Table>(&r.document).unwrap_or_default();
+    // Secrets (an S3 origin's keys) are shown as `***`.
+    crate::config::s3::redact_document(&mut doc);
     let mut v = summary_fields(c, r, &doc);
     v.insert("config".into(), serde_json::to_value(&doc).unwrap_or(Value::Null));
     Value::Object(v)

@@ -2,8 +2,9 @@
 //! once, and fills the configuration's slots with what they hold:
 //! certificate chains and private keys for HTTPS listeners, CA bundles for
 //! origins, public keys for key groups (also inlined into the distribution
-//! documents, so a stored document stands on its own). It also checks that
-//! folder origins are folders.
+//! documents, so a stored document stands on its own), and S3 origins'
+//! credentials (the configuration, a credentials file or the environment).
+//! It also checks that folder origins are folders.
 //!
 //! Errors name the configuration file, the line and the field that names the
 //! file, like the parse step's. The edge's runtime (TLS listeners and their
@@ -75,6 +76,18 @@ pub(super) fn distribution(d: &mut Arc<Distribution>, reader: &mut Reader) -> Re
                     if ca.roots.get().is_none() {
                         ca.roots.fill(Arc::new(load_roots(ca, reader)?));
                     }
+                }
+            }
+            OriginKind::S3(s) => {
+                if let Some(ca) = &s.http.ca_file {
+                    if ca.roots.get().is_none() {
+                        ca.roots.fill(Arc::new(load_roots(ca, reader)?));
+                    }
+                }
+                if s.credentials.get().is_none() {
+                    let env = |k: &str| std::env::var(k).ok();
+                    let found = super::s3::find_credentials(s, &env, &mut |p| reader.read(p))?;
+                    s.credentials.fill(Arc::new(found));
                 }
             }
         }

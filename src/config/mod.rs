@@ -13,6 +13,7 @@ pub mod materialise;
 pub mod origin_request;
 pub mod pattern;
 mod raw;
+pub mod s3;
 pub mod units;
 
 pub use error::ConfigError;
@@ -21,6 +22,7 @@ pub use loaded::{CaFile, KeySource, LoadedCertificate, Place, Slot};
 pub use materialise::Materialised;
 pub use origin_request::{ForwardedHeaders, OriginRequestPolicy, ViewerHeader};
 pub use pattern::{HostPattern, PathPattern};
+pub use s3::{S3Credentials, S3OriginConfig, Secret};
 
 use http::header::{HeaderName, HeaderValue};
 use http::Method;
@@ -218,7 +220,8 @@ pub struct ReplayedInvalidation {
     pub create_ms: u64,
 }
 
-#[derive(Debug, Clone)]
+/// `Debug` is written by hand (in `s3`): the document without its secrets.
+#[derive(Clone)]
 pub struct Distribution {
     pub id: String,
     pub enabled: bool,
@@ -292,6 +295,8 @@ pub struct OriginConfig {
 pub enum OriginKind {
     Http(HttpOriginConfig),
     Folder(FolderOriginConfig),
+    /// A private S3 bucket, requests signed with SigV4 (docs/s3-origins.md).
+    S3(Box<S3OriginConfig>),
     /// An origin group: its members tried in order (docs/resilience.md).
     Group(OriginGroupConfig),
 }
@@ -572,7 +577,9 @@ fn unique_path(doc: &toml::Table, key: &str) -> Option<String> {
 }
 
 /// A configuration file: the base settings and these distribution documents.
-pub fn export_toml(base: &toml::Table, distributions: Vec<toml::Table>) -> String {
+pub fn export_toml(base: &toml::Table, mut distributions: Vec<toml::Table>) -> String {
+    // Secrets stay out of files made from an export.
+    distributions.iter_mut().for_each(s3::redact_document);
     // The settings first, then the distributions (TOML allows either order;
     // people read this one).
     let none = distributions.is_empty();

@@ -445,6 +445,9 @@ fn normalize_document(doc: &mut toml::Table, file: &Path) {
                     *p = absolute(p);
                 }
             }
+            if let Some(toml::Value::String(p)) = o.get_mut("s3").and_then(|s| s.get_mut("credentials_file")) {
+                *p = absolute(p);
+            }
         }
     }
 }

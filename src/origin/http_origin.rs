@@ -1,5 +1,7 @@
-//! HTTP and HTTPS origins through hyper-util's pooled client.
+//! HTTP and HTTPS origins through hyper-util's pooled client; S3 origins
+//! are these, their requests signed just before they are sent.
 
+use super::s3::S3Auth;
 use super::{OriginBody, OriginError, OriginRequest, OriginResponse, RequestBody};
 use crate::config::{HttpOriginConfig, OriginProtocolPolicy};
 use http::header::{self, HeaderValue};
@@ -17,6 +19,8 @@ pub struct HttpOrigin {
     /// `http://authority` and its `Host`, then the same for https.
     plain: (String, HeaderValue),
     secure: (String, HeaderValue),
+    /// An S3 origin's signer.
+    s3: Option<S3Auth>,
 }
 
 /// `scheme://host[:port]` for one protocol, and the `Host` header that goes with it.
@@ -33,7 +37,7 @@ fn base(config: &HttpOriginConfig, scheme: &str, port: Option<u16>) -> Result<(S
 }
 
 impl HttpOrigin {
-    pub fn new(config: HttpOriginConfig) -> Result<HttpOrigin, String> {
+    pub fn new(config: HttpOriginConfig, s3: Option<S3Auth>) -> Result<HttpOrigin, String> {
         let mut http = HttpConnector::new();
         http.enforce_http(false);
         http.set_nodelay(true);
@@ -63,12 +67,17 @@ impl HttpOrigin {
             .build(connector);
         let plain = base(&config, "http", config.http_port)?;
         let secure = base(&config, "https", config.https_port)?;
-        Ok(HttpOrigin { client, config, plain, secure })
+        Ok(HttpOrigin { client, config, plain, secure, s3 })
     }
 
     pub async fn send(&self, req: OriginRequest) -> Result<OriginResponse, OriginError> {
+        let head = req.method == http::Method::HEAD;
         let (response, request_time) = self.exchange(req).await?;
-        Ok(self.response(response, request_time))
+        let response = self.response(response, request_time);
+        match &self.s3 {
+            Some(s3) if !head && matches!(response.status.as_u16(), 400 | 403) => s3.check(response).await,
+            _ => Ok(response),
+        }
     }
 
     /// Sends an `Upgrade` request: a `101` comes back with the way to the
@@ -91,11 +100,25 @@ impl HttpOrigin {
             OriginProtocolPolicy::MatchViewer => req.viewer_tls,
         };
         let (base, host) = if https { &self.secure } else { &self.plain };
-        let uri = format!("{base}{}{}", c.path_prefix, req.path_and_query);
         let mut headers = req.headers;
-        if !headers.contains_key(header::HOST) {
-            headers.insert(header::HOST, host.clone());
-        }
+        let uri = match &self.s3 {
+            None => {
+                if !headers.contains_key(header::HOST) {
+                    headers.insert(header::HOST, host.clone());
+                }
+                format!("{base}{}{}", c.path_prefix, req.path_and_query)
+            }
+            Some(s3) => {
+                // Signed for the bucket's host, whatever the viewer sent.
+                headers.insert(header::HOST, host.clone());
+                let path = format!("{}{}", c.path_prefix, req.path_and_query);
+                let signed = s3
+                    .signer
+                    .sign(req.method.as_str(), &path, &mut headers, SystemTime::now(), super::sigv4::UNSIGNED_PAYLOAD)
+                    .map_err(|e| OriginError::Protocol(format!("cannot sign the S3 request: {e}")))?;
+                format!("{base}{}", signed.path_and_query)
+            }
+        };
         // A failed connection is tried again (`connection_attempts`), for a
         // request without a body: nothing of it has reached the origin.
         let attempts = if matches!(req.body, RequestBody::Empty) { c.connection_attempts.max(1) } else { 1 };

@@ -1,10 +1,13 @@
 //! Origins: where the edge fetches from. An HTTP(S) server through a pooled
-//! client, or a local folder. Both answer an `OriginRequest` with a streamed
+//! client, a private S3 bucket (the same client, requests signed), or a local
+//! folder. Both answer an `OriginRequest` with a streamed
 //! `OriginResponse`; faults come back as `OriginError`, which knows its status.
 
 mod folder;
 mod group;
 mod http_origin;
+mod s3;
+pub mod sigv4;
 
 pub use group::MemberState;
 pub use http_origin::{error_chain, system_roots};
@@ -116,6 +119,9 @@ pub enum OriginError {
     Timeout(String),
     /// A malformed response or a body cut short: 502.
     Protocol(String),
+    /// The origin refused the edge's credentials (an S3 signature or key it
+    /// does not accept): 502.
+    Refused(String),
 }
 
 impl OriginError {
@@ -133,6 +139,7 @@ impl std::fmt::Display for OriginError {
             OriginError::Connect(m) => write!(f, "origin connection failed: {m}"),
             OriginError::Timeout(m) => write!(f, "origin timed out: {m}"),
             OriginError::Protocol(m) => write!(f, "origin response broken: {m}"),
+            OriginError::Refused(m) => write!(f, "origin refused the edge's credentials: {m}"),
         }
     }
 }
@@ -149,6 +156,8 @@ pub enum OriginBody {
         timer: Pin<Box<tokio::time::Sleep>>,
     },
     File(tokio_util::io::ReaderStream<tokio::fs::File>),
+    /// The first bytes of a body, already read, then the rest of it.
+    Prefixed(Option<Bytes>, Box<OriginBody>),
     /// A body whose bytes are counted as they arrive; a failure mid-body is
     /// counted as a protocol or timeout error.
     Metered(Box<OriginBody>, Arc<DistStats>),
@@ -164,6 +173,10 @@ impl OriginBody {
         match self {
             OriginBody::Empty => Poll::Ready(None),
             OriginBody::Full(b) => Poll::Ready(b.take().map(Ok)),
+            OriginBody::Prefixed(first, rest) => match first.take() {
+                Some(b) => Poll::Ready(Some(Ok(b))),
+                None => rest.poll_chunk(cx),
+            },
             OriginBody::Http { inner, read_timeout, timer } => loop {
                 match Pin::new(&mut *inner).poll_frame(cx) {
                     Poll::Ready(Some(Ok(frame))) => {
@@ -222,7 +235,11 @@ impl Origin {
     /// distribution's origins made before it (groups come last).
     pub fn new(config: Arc<OriginConfig>, stats: Arc<DistStats>, built: &[Arc<Origin>]) -> Result<Origin, String> {
         let kind = match &config.kind {
-            OriginKind::Http(h) => Kind::Http(Box::new(http_origin::HttpOrigin::new(h.clone())?)),
+            OriginKind::Http(h) => Kind::Http(Box::new(http_origin::HttpOrigin::new(h.clone(), None)?)),
+            OriginKind::S3(s) => {
+                let auth = s3::S3Auth::new(s)?;
+                Kind::Http(Box::new(http_origin::HttpOrigin::new(s.http.clone(), Some(auth))?))
+            }
             OriginKind::Folder(f) => Kind::Folder(folder::FolderOrigin::new(f.root.clone())),
             OriginKind::Group(g) => {
                 let members = g
@@ -311,7 +328,7 @@ impl Origin {
                 self.stats.record_origin_error(match e {
                     OriginError::Connect(_) => OriginErrorKind::Connect,
                     OriginError::Timeout(_) => OriginErrorKind::Timeout,
-                    OriginError::Protocol(_) => OriginErrorKind::Protocol,
+                    OriginError::Protocol(_) | OriginError::Refused(_) => OriginErrorKind::Protocol,
                 });
                 Err(e)
             }
