@@ -36,6 +36,9 @@ pub struct Head {
 #[derive(Debug)]
 pub struct HitHead {
     pub headers: HeaderMap,
+    /// The response headers policy whose static headers are in `headers`
+    /// (a head made under another policy, before a reload, is not used).
+    pub policy: Option<Arc<crate::config::ResponseHeadersPolicy>>,
     /// The head's size on the wire, less the digits of `Age`.
     pub bytes: u64,
 }

@@ -13,6 +13,7 @@ pub mod materialise;
 pub mod origin_request;
 pub mod pattern;
 mod raw;
+pub mod response_headers;
 pub mod units;
 
 pub use error::ConfigError;
@@ -21,6 +22,7 @@ pub use loaded::{CaFile, KeySource, LoadedCertificate, Place, Slot};
 pub use materialise::Materialised;
 pub use origin_request::{ForwardedHeaders, OriginRequestPolicy, ViewerHeader};
 pub use pattern::{HostPattern, PathPattern};
+pub use response_headers::ResponseHeadersPolicy;
 
 use http::header::{HeaderName, HeaderValue};
 use http::Method;
@@ -381,6 +383,9 @@ pub struct Behavior {
     pub slice_size: Option<u64>,
     /// An `Upgrade: websocket` request is joined to the origin (see docs/websockets.md).
     pub websocket: bool,
+    /// Headers added to and removed from the responses to viewers, CORS
+    /// answered at the edge (see docs/response-headers.md).
+    pub response_headers: Option<Arc<ResponseHeadersPolicy>>,
 }
 
 /// What a behavior does with a cacheable response that carries `Set-Cookie`
@@ -532,6 +537,7 @@ impl Behavior {
             error_responses: Arc::default(),
             slice_size: None,
             websocket: true,
+            response_headers: None,
         }
     }
 }
@@ -707,7 +713,8 @@ impl Config {
     }
 
     /// The built-in demo: the bundled `test-media/` folder behind one distribution
-    /// on 127.0.0.1:8080, with streaming-friendly behaviors.
+    /// on 127.0.0.1:8080, with streaming-friendly behaviors, and CORS open to
+    /// pages on every origin.
     pub fn demo(media_root: &Path, listen: Option<SocketAddr>) -> Result<Config, ConfigError> {
         let text = format!(
             r#"
@@ -728,6 +735,14 @@ folder = {root}
 [distributions.default_behavior]
 origin = "test-media"
 compress = true
+
+# A page on any origin may play the bundled streams (docs/response-headers.md).
+[distributions.default_behavior.response_headers.cors]
+allow_origins = ["*"]
+allow_methods = ["GET", "HEAD", "OPTIONS"]
+allow_headers = ["*"]
+expose_headers = ["*"]
+max_age = "10m"
 "#,
             root = toml_string(&media_root.to_string_lossy())
         );

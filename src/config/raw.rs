@@ -13,6 +13,7 @@ mod forwarding;
 mod groups;
 mod keys;
 mod origins;
+mod response_headers;
 
 use behavior::{resolve_behavior, resolve_list};
 use keys::{resolve_certificates, resolve_key_groups};
@@ -172,6 +173,7 @@ struct RawBehavior {
     trusted_key_groups: Vec<Spanned<String>>,
     propagate_tokens: Option<Spanned<bool>>,
     viewer_protocol_policy: Option<Spanned<String>>,
+    response_headers: Option<Spanned<response_headers::RawResponseHeaders>>,
 }
 
 #[derive(Deserialize, Default)]
