@@ -46,7 +46,7 @@ impl Edge {
             tracing::debug!(path, "custom error page not available; answering the plain error");
             return served;
         };
-        let Served { mut response, head_bytes, policy_done, .. } = page;
+        let Served { mut response, head_bytes, .. } = page;
         *response.status_mut() = status;
         let head_bytes = head_bytes.map(|_| {
             // A complete head (a hit's) says how the page was had: it now
@@ -55,7 +55,7 @@ impl Edge {
             let reason = status.canonical_reason().map_or(0, str::len);
             crate::http::head_size(reason + 4, response.headers())
         });
-        Served { response, result: served.result, range: None, head_bytes, policy_done }
+        Served { response, result: served.result, range: None, head_bytes, policy_done: false }
     }
 
     /// The page, through the cache path of the behavior that serves `path`;
