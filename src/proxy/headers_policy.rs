@@ -86,6 +86,26 @@ fn apply_cors_static(cors: &CorsPolicy, h: &mut HeaderMap) {
     }
 }
 
+/// For a policy allowing listed origins, a hit head (static part in) as an
+/// allowed viewer gets it: the CORS headers in, `Access-Control-Allow-Origin`
+/// empty (the viewer's origin goes there). `None` when the origin's own CORS
+/// headers win, or the policy has none to echo.
+pub(super) fn allowed_head(policy: &ResponseHeadersPolicy, h: &HeaderMap) -> Option<HeaderMap> {
+    let cors = policy.cors.as_ref().filter(|c| matches!(c.allow_origins, AllowOrigins::List(_)))?;
+    if h.contains_key(header::ACCESS_CONTROL_ALLOW_ORIGIN) {
+        return None;
+    }
+    let mut c = h.clone();
+    c.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, HeaderValue::from_static(""));
+    if cors.allow_credentials {
+        c.insert(header::ACCESS_CONTROL_ALLOW_CREDENTIALS, TRUE.clone());
+    }
+    if let Some(v) = &cors.expose_headers {
+        c.insert(header::ACCESS_CONTROL_EXPOSE_HEADERS, v.clone());
+    }
+    Some(c)
+}
+
 /// The per-request part: the allowed origin echoed (with credentials and
 /// exposed headers), then `Server-Timing`. `served` has the static part already.
 pub(super) fn apply_request(p: &PolicyRequest, served: &mut Served, start: Instant, pop: &str) {

@@ -230,14 +230,18 @@ impl Edge {
         let mut page = None;
         let mut policy = None;
         let later = match self.route(req, viewer, &mut stats, &mut page, &mut policy) {
-            Step::Done(served) => match page.as_ref().filter(|p| p.wants(&served)) {
-                None => return Handled::Ready(Some(self.finish_with(served, pending, stats, viewer, policy, start))),
+            Step::Done(mut served) => match page.as_ref().filter(|p| p.wants(&served)) {
+                None => {
+                    self.with_policy(&mut served, policy.as_ref(), start);
+                    return Handled::Ready(Some(self.finish(served, pending, stats, viewer)));
+                }
                 Some(_) => Box::pin(std::future::ready(served)),
             },
             Step::Cached(parts, route) => match self.cached_now(parts, route, viewer, interim) {
-                Now::Served(served) => match page.as_ref().filter(|p| p.wants(&served)) {
+                Now::Served(mut served) => match page.as_ref().filter(|p| p.wants(&served)) {
                     None => {
-                        return Handled::Ready(Some(self.finish_with(served, pending, stats, viewer, policy, start)))
+                        self.with_policy(&mut served, policy.as_ref(), start);
+                        return Handled::Ready(Some(self.finish(served, pending, stats, viewer)));
                     }
                     Some(_) => Box::pin(std::future::ready(served)),
                 },
@@ -262,7 +266,8 @@ impl Edge {
             if let Some(page) = page {
                 served = edge.with_error_page(served, &page, viewer).await;
             }
-            edge.finish_with(served, pending, stats, viewer, policy, start)
+            edge.with_policy(&mut served, policy.as_ref(), start);
+            edge.finish(served, pending, stats, viewer)
         }))
     }
 
@@ -435,27 +440,24 @@ impl Edge {
         }
     }
 
-    /// `finish`, after the behavior's response headers policy (when it has one).
-    fn finish_with(
-        &self,
-        mut served: Served,
-        pending: Option<Box<Pending>>,
-        stats: Option<Arc<DistStats>>,
-        viewer: Viewer,
-        policy: Option<headers_policy::PolicyRequest>,
-        start: Instant,
-    ) -> Response<EdgeBody> {
-        if let Some(p) = &policy {
-            if !served.policy_done {
-                headers_policy::apply_static(&p.policy, served.response.headers_mut());
-                if served.head_bytes.is_some() {
-                    let reason = served.response.status().canonical_reason().map_or(0, str::len);
-                    served.head_bytes = Some(crate::http::head_size(reason + 4, served.response.headers()));
-                }
-            }
-            headers_policy::apply_request(p, &mut served, start, &self.pop);
+    /// Applies the behavior's response headers policy, when it has one (before `finish`).
+    #[inline]
+    fn with_policy(&self, served: &mut Served, policy: Option<&headers_policy::PolicyRequest>, start: Instant) {
+        if let Some(p) = policy {
+            self.apply_policy(served, p, start);
         }
-        self.finish(served, pending, stats, viewer)
+    }
+
+    #[inline(never)]
+    fn apply_policy(&self, served: &mut Served, p: &headers_policy::PolicyRequest, start: Instant) {
+        if !served.policy_done {
+            headers_policy::apply_static(&p.policy, served.response.headers_mut());
+            if served.head_bytes.is_some() {
+                let reason = served.response.status().canonical_reason().map_or(0, str::len);
+                served.head_bytes = Some(crate::http::head_size(reason + 4, served.response.headers()));
+            }
+        }
+        headers_policy::apply_request(p, served, start, &self.pop);
     }
 
     /// Adds the headers every response carries, counts the response, and

@@ -76,10 +76,24 @@ impl Edge {
                     made = self.hit_head(&head, obj.compressible, len, policy);
                     hit = &made;
                 }
-                let mut headers = hit.headers.clone();
+                // A viewer whose `Origin` the policy allows gets the head
+                // with the CORS headers in: the map never grows.
+                let allowed = hit.cors.as_ref().and_then(|(h, b)| {
+                    let origin = parts.headers.get(header::ORIGIN)?;
+                    let cors = hit.policy.as_ref()?.cors.as_ref()?;
+                    cors.allows(origin.as_bytes()).then_some((h, *b, origin))
+                });
+                let (mut headers, mut bytes) = match allowed {
+                    Some((h, b, origin)) => {
+                        let mut headers = h.clone();
+                        headers.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin.clone());
+                        (headers, b + origin.len() as u64)
+                    }
+                    None => (hit.headers.clone(), hit.bytes),
+                };
                 let age_secs = head.age(now).as_secs();
                 let x_cache = result.x_cache_header();
-                let mut bytes = hit.bytes + x_cache.len() as u64;
+                bytes += x_cache.len() as u64;
                 headers.insert(X_CACHE.clone(), x_cache);
                 if result == EdgeResult::Miss && age_secs == 0 {
                     // The placeholder's name and framing go with it.
@@ -192,7 +206,11 @@ impl Edge {
         h.insert(header::AGE, HeaderValue::from_static(""));
         h.insert(X_CACHE.clone(), HeaderValue::from_static(""));
         let reason = StatusCode::OK.canonical_reason().map_or(0, str::len);
-        HitHead { bytes: crate::http::head_size(reason + 4, &h), headers: h, policy: policy.cloned() }
+        let cors = policy.and_then(|p| super::headers_policy::allowed_head(p, &h)).map(|c| {
+            let bytes = crate::http::head_size(reason + 4, &c);
+            (c, bytes)
+        });
+        HitHead { bytes: crate::http::head_size(reason + 4, &h), headers: h, policy: policy.cloned(), cors }
     }
 
     async fn serve_range(
