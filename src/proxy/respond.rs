@@ -83,14 +83,14 @@ impl Edge {
                     let cors = hit.policy.as_ref()?.cors.as_ref()?;
                     cors.allows(origin.as_bytes()).then_some((h, *b, origin))
                 });
-                let (mut headers, mut bytes) = match allowed {
-                    Some((h, b, origin)) => {
-                        let mut headers = h.clone();
-                        headers.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin.clone());
-                        (headers, b + origin.len() as u64)
-                    }
-                    None => (hit.headers.clone(), hit.bytes),
+                let (source, mut bytes) = match allowed {
+                    Some((h, b, origin)) => (h, b + origin.len() as u64),
+                    None => (&hit.headers, hit.bytes),
                 };
+                let mut headers = source.clone();
+                if let Some((_, _, origin)) = allowed {
+                    headers.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin.clone());
+                }
                 let age_secs = head.age(now).as_secs();
                 let x_cache = result.x_cache_header();
                 bytes += x_cache.len() as u64;
