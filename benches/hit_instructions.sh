@@ -22,7 +22,11 @@
 # and 4000), SHORT / LONG (seconds for MODE=time, default 3 and 9), CONNS
 # (MODE=time only, default 1: one keep-alive connection, so the figure is per
 # request, not per connection), SIZE (playlist bytes, default 1500), NGINX=0 to skip nginx,
-# KEEP=DIR to keep the callgrind files (`callgrind_annotate DIR/<file>`).
+# KEEP=DIR to keep the callgrind files (`callgrind_annotate DIR/<file>`),
+# POLICY=listed or POLICY=any to give the edge's behavior a response headers
+# policy (security headers, a removed header, CORS for a listed origin that
+# every request then names in `Origin`, or for any origin; see
+# docs/response-headers.md).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -88,7 +92,9 @@ wait_port() {
 # config file naming the URL COUNT times.
 requests() {
     local url=$1 count=$2 cfg="$work/requests-$2.curl"
-    for _ in $(seq 1 "$count"); do printf 'url = "%s"\noutput = "/dev/null"\n' "$url"; done >"$cfg"
+    # (A header option applies to every URL of the file: named once.)
+    { [ -z "${POLICY:-}" ] || printf 'header = "Origin: https://player.example.com"\n'
+      for _ in $(seq 1 "$count"); do printf 'url = "%s"\noutput = "/dev/null"\n' "$url"; done; } >"$cfg"
     curl -s -K "$cfg" -w '%{http_code}\n' | grep -c '^200$'
 }
 
@@ -137,8 +143,40 @@ per_hit() {
 }
 
 EDGE_PORT=$(free_port)
+edge_source=(--origin "$work/media")
+if [ -n "${POLICY:-}" ]; then
+    case "$POLICY" in
+        listed) origins='["https://player.example.com", "https://*.example.org"]' ;;
+        any) origins='["*"]' ;;
+        *) echo "POLICY is listed or any" >&2; exit 2 ;;
+    esac
+    cat >"$work/edge.toml" <<EOF
+[[distributions]]
+id = "EDEFAULT"
+aliases = ["*"]
+
+[[distributions.origins]]
+id = "origin"
+folder = "$work/media"
+
+[distributions.default_behavior]
+origin = "origin"
+
+[distributions.default_behavior.response_headers]
+remove = ["X-Powered-By"]
+
+[distributions.default_behavior.response_headers.cors]
+allow_origins = $origins
+expose_headers = ["Content-Range"]
+
+[distributions.default_behavior.response_headers.security]
+strict_transport_security = { max_age = "1y" }
+content_type_options = {}
+EOF
+    edge_source=(--config "$work/edge.toml")
+fi
 read -r edge_ir edge_r1 edge_r2 < <(per_hit mediaedge "$EDGE_PORT" "$EDGE_BIN" serve \
-    --origin "$work/media" --listen "127.0.0.1:$EDGE_PORT" --admin-listen off --state-dir "$work/state")
+    "${edge_source[@]}" --listen "127.0.0.1:$EDGE_PORT" --admin-listen off --state-dir "$work/state")
 
 nginx_ir="-"
 if [ "${NGINX:-1}" != 0 ] && command -v nginx >/dev/null; then

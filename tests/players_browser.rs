@@ -12,6 +12,12 @@
 //! the origin publishing a part to the player having it, live latency, origin
 //! requests) for the edge and direct side by side.
 //!
+//! And the built-in demo's VOD streams (HLS through hls.js, DASH through
+//! dash.js) played by pages served from another origin than the edge's (a
+//! second local port): the edge answers CORS itself, so the players play with
+//! no CORS error; a page on an origin the edge's policy does not allow is
+//! refused.
+//!
 //! Needs Debian's Chromium (/usr/bin/chromium, or $CHROMIUM), Node.js with
 //! `npm ci` done in tests/players, and ffmpeg with libx264. Without them the
 //! tests FAIL with a message saying what is missing; scripts/test.sh installs
@@ -332,4 +338,145 @@ async fn dash_js_low_latency_through_the_edge_and_direct() {
         assert!(*ok <= 1, "{path} {range:?} was fetched {ok} times from the origin through the edge");
     }
     assert!(ok > 0, "no media went through the edge");
+}
+
+/// A server of the player pages and libraries only (`/player/...`), on a port
+/// of its own: another origin than the edge's.
+async fn page_origin() -> (String, tokio::task::JoinHandle<()>) {
+    use hyper::service::service_fn;
+    use hyper_util::rt::TokioIo;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind the page origin");
+    let base = format!("http://{}", listener.local_addr().expect("page origin address"));
+    let task = tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else { continue };
+            tokio::spawn(async move {
+                let svc = service_fn(|req: http::Request<hyper::body::Incoming>| async move {
+                    let dir = players_dir();
+                    let (file, ctype) = match req.uri().path() {
+                        "/player/hls.js" => (dir.join("node_modules/hls.js/dist/hls.min.js"), "text/javascript"),
+                        "/player/dash.js" => {
+                            (dir.join("node_modules/dashjs/dist/modern/umd/dash.all.min.js"), "text/javascript")
+                        }
+                        "/player/hls.html" => (dir.join("hls.html"), "text/html"),
+                        "/player/dash.html" => (dir.join("dash.html"), "text/html"),
+                        _ => (PathBuf::new(), ""),
+                    };
+                    let (status, ctype, body) = match tokio::fs::read(&file).await {
+                        Ok(b) if !ctype.is_empty() => (200, ctype, b),
+                        _ => (404, "text/plain", b"not found".to_vec()),
+                    };
+                    http::Response::builder()
+                        .status(status)
+                        .header("content-type", ctype)
+                        .body(http_body_util::Full::new(bytes::Bytes::from(body)))
+                });
+                let _ = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), svc).await;
+            });
+        }
+    });
+    (base, task)
+}
+
+fn test_media() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("test-media")
+}
+
+/// The built-in demo's distribution, on a port of its own.
+async fn demo_edge() -> mediaedge::RunningEdge {
+    let mut cfg = mediaedge::Config::demo(&test_media(), Some("127.0.0.1:0".parse().expect("address")))
+        .expect("the demo configuration");
+    cfg.server.access_log = None;
+    mediaedge::start(&cfg).await.expect("the demo edge starts")
+}
+
+/// What one page of a cross-origin run saw: (players, playing, fatal errors,
+/// frames played by its least advanced player).
+fn page_summary(report: &Value, label: &str) -> (usize, usize, Vec<Value>, u64) {
+    let page = report["results"].as_array().into_iter().flatten().find(|r| r["label"] == label);
+    let players: Vec<Value> = page.and_then(|p| p["players"].as_array().cloned()).unwrap_or_default();
+    let playing = players.iter().filter(|p| p["playing"].as_bool() == Some(true)).count();
+    let fatal = players.iter().flat_map(|p| p["fatal"].as_array().cloned().unwrap_or_default()).collect();
+    let frames = players.iter().map(|p| p["frames"].as_u64().unwrap_or(0)).min().unwrap_or(0);
+    (players.len(), playing, fatal, frames)
+}
+
+fn cors_errors(report: &Value) -> Vec<String> {
+    report["consoleErrors"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .filter(|e| e.contains("CORS") || e.contains("Access-Control") || e.contains("blocked"))
+        .map(str::to_string)
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_demo_plays_in_pages_on_another_origin() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    check_browser_side();
+    let seconds = knob("CORS_PLAYER_SECONDS", 8);
+    let edge = demo_edge().await;
+    let edge_base = format!("http://{}", edge.addr());
+    let (page, _pages) = page_origin().await;
+    assert_ne!(page, edge_base);
+    for (kind, streams) in
+        [("hls", vec!["hls-fmp4/master.m3u8", "hls-ts/master.m3u8"]), ("dash", vec!["dash/manifest.mpd"])]
+    {
+        let targets: Vec<Value> = streams
+            .iter()
+            .map(|s| serde_json::json!({ "label": s, "page": page, "base": edge_base, "src": format!("{edge_base}/{s}") }))
+            .collect();
+        let cfg = serde_json::json!({ "kind": kind, "duration": seconds, "startLevel": 0, "liveDelay": 3, "targets": targets });
+        let report = play(cfg, seconds).await;
+        let blocked = cors_errors(&report);
+        assert!(blocked.is_empty(), "{kind}: CORS errors in the console: {blocked:?}");
+        for s in &streams {
+            let (players, playing, fatal, frames) = page_summary(&report, s);
+            eprintln!(
+                "{kind} {s} from {page} through {edge_base}: players {players}, playing {playing}, frames {frames}"
+            );
+            assert!(players > 0 && playing == players, "{s}: not every player played: {report}");
+            assert!(fatal.is_empty(), "{s}: fatal player errors {fatal:?}");
+            assert!(frames > 0, "{s}: no frame was played: {report}");
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_page_on_a_disallowed_origin_is_refused() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    check_browser_side();
+    let (allowed, _a) = page_origin().await;
+    let (other, _b) = page_origin().await;
+    let config = format!(
+        "[[distributions]]\nid = \"ECORS\"\naliases = [\"*\"]\n\n[[distributions.origins]]\nid = \"media\"\nfolder = {:?}\n\n\
+         [distributions.default_behavior]\norigin = \"media\"\n\n\
+         [distributions.default_behavior.response_headers.cors]\nallow_origins = [{allowed:?}]\n",
+        test_media().to_string_lossy()
+    );
+    let edge = common::edge(&config).await;
+    let probe = format!("http://{}/hls-fmp4/master.m3u8", edge.addr());
+    let cfg = serde_json::json!({
+        "kind": "hls", "duration": 1,
+        "targets": [
+            { "label": "allowed", "page": allowed, "base": allowed, "players": 0, "probe": probe },
+            { "label": "other", "page": other, "base": other, "players": 0, "probe": probe },
+        ],
+    });
+    let report = play(cfg, 1).await;
+    let probe_of = |label: &str| {
+        report["results"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|r| r["label"] == label)
+            .and_then(|r| r["probe"].as_str())
+            .unwrap_or("")
+            .to_string()
+    };
+    assert_eq!(probe_of("allowed"), "ok:200", "{report}");
+    assert!(probe_of("other").starts_with("error:"), "the browser let a disallowed origin read the answer: {report}");
+    assert!(!cors_errors(&report).is_empty(), "the browser reported no CORS refusal: {report}");
 }

@@ -36,6 +36,13 @@ pub struct Head {
 #[derive(Debug)]
 pub struct HitHead {
     pub headers: HeaderMap,
+    /// The response headers policy whose static headers are in `headers`
+    /// (a head made under another policy, before a reload, is not used).
+    pub policy: Option<Arc<crate::config::ResponseHeadersPolicy>>,
+    /// With a policy allowing listed origins: the head for a viewer whose
+    /// `Origin` is allowed (its CORS headers in, `Access-Control-Allow-Origin`
+    /// a placeholder for the viewer's origin), and its size less that origin.
+    pub cors: Option<(HeaderMap, u64)>,
     /// The head's size on the wire, less the digits of `Age`.
     pub bytes: u64,
 }

@@ -14,6 +14,7 @@ pub mod origin_request;
 pub mod pattern;
 mod raw;
 pub mod s3;
+pub mod response_headers;
 pub mod units;
 
 pub use error::ConfigError;
@@ -23,6 +24,7 @@ pub use materialise::Materialised;
 pub use origin_request::{ForwardedHeaders, OriginRequestPolicy, ViewerHeader};
 pub use pattern::{HostPattern, PathPattern};
 pub use s3::{S3Credentials, S3OriginConfig, Secret};
+pub use response_headers::ResponseHeadersPolicy;
 
 use http::header::{HeaderName, HeaderValue};
 use http::Method;
@@ -392,6 +394,9 @@ pub struct Behavior {
     /// Form fields of POST bodies encrypted before they reach the origin
     /// (CloudFront's `FieldLevelEncryptionId`; docs/field-level-encryption.md).
     pub field_level_encryption: Option<Arc<crate::security::fle::FleConfig>>,
+    /// Headers added to and removed from the responses to viewers, CORS
+    /// answered at the edge (see docs/response-headers.md).
+    pub response_headers: Option<Arc<ResponseHeadersPolicy>>,
 }
 
 /// What a behavior does with a cacheable response that carries `Set-Cookie`
@@ -545,6 +550,7 @@ impl Behavior {
             slice_size: None,
             websocket: true,
             field_level_encryption: None,
+            response_headers: None,
         }
     }
 }
@@ -722,7 +728,8 @@ impl Config {
     }
 
     /// The built-in demo: the bundled `test-media/` folder behind one distribution
-    /// on 127.0.0.1:8080, with streaming-friendly behaviors.
+    /// on 127.0.0.1:8080, with streaming-friendly behaviors, and CORS open to
+    /// pages on every origin.
     pub fn demo(media_root: &Path, listen: Option<SocketAddr>) -> Result<Config, ConfigError> {
         let text = format!(
             r#"
@@ -743,6 +750,14 @@ folder = {root}
 [distributions.default_behavior]
 origin = "test-media"
 compress = true
+
+# A page on any origin may play the bundled streams (docs/response-headers.md).
+[distributions.default_behavior.response_headers.cors]
+allow_origins = ["*"]
+allow_methods = ["GET", "HEAD", "OPTIONS"]
+allow_headers = ["*"]
+expose_headers = ["*"]
+max_age = "10m"
 "#,
             root = toml_string(&media_root.to_string_lossy())
         );

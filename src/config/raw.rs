@@ -14,6 +14,7 @@ mod forwarding;
 mod groups;
 mod keys;
 mod origins;
+mod response_headers;
 
 use behavior::{resolve_behavior, resolve_list};
 use keys::{resolve_certificates, resolve_key_groups};
@@ -176,6 +177,7 @@ struct RawBehavior {
     propagate_tokens: Option<Spanned<bool>>,
     viewer_protocol_policy: Option<Spanned<String>>,
     field_level_encryption_id: Option<Spanned<String>>,
+    response_headers: Option<Spanned<response_headers::RawResponseHeaders>>,
 }
 
 #[derive(Deserialize, Default)]

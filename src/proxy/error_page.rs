@@ -55,7 +55,7 @@ impl Edge {
             let reason = status.canonical_reason().map_or(0, str::len);
             crate::http::head_size(reason + 4, response.headers())
         });
-        Served { response, result: served.result, range: None, head_bytes }
+        Served { response, result: served.result, range: None, head_bytes, policy_done: false }
     }
 
     /// The page, through the cache path of the behavior that serves `path`;

@@ -57,7 +57,13 @@ impl Edge {
                     Staleness::Stale => None,
                 };
                 if let Some(result) = result {
-                    return match self.serve_now(&parts, &obj, result, now) {
+                    return match self.serve_now(
+                        &parts,
+                        &obj,
+                        result,
+                        now,
+                        ctx.route.behavior().response_headers.as_ref(),
+                    ) {
                         respond::Next::Done(served) => Now::Served(served),
                         next => {
                             if let Some(sink) = interim {

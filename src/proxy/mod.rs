@@ -9,6 +9,7 @@
 mod error_page;
 mod fill;
 mod forward;
+mod headers_policy;
 mod live;
 mod pass;
 mod respond;
@@ -28,7 +29,7 @@ use crate::routing::{request_host, Route, Routes};
 use crate::server::interim::Sink;
 use arc_swap::ArcSwap;
 use http::header::{self, HeaderValue};
-use http::{Request, Response, StatusCode};
+use http::{Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
 use std::borrow::Cow;
 use std::future::Future;
@@ -47,11 +48,14 @@ pub struct Served {
     /// Set when the head is complete already (`X-Cache` and `Via` in it): its
     /// size on the wire.
     pub head_bytes: Option<u64>,
+    /// The static part of the behavior's response headers policy is in the
+    /// head already (a hit's prebuilt head, a preflight answered here).
+    pub policy_done: bool,
 }
 
 impl Served {
     fn new(response: Response<EdgeBody>, result: EdgeResult) -> Served {
-        Served { response, result, range: None, head_bytes: None }
+        Served { response, result, range: None, head_bytes: None, policy_done: false }
     }
 
     /// Adds a field to the response, keeping a precomputed head size right.
@@ -136,6 +140,8 @@ pub struct Edge {
     live: crate::media::live::LiveIndex,
     /// The joined WebSocket connections and their bounds.
     pub websockets: WebSockets,
+    /// The edge location as `Server-Timing` names it (`cdn-pop`).
+    pop: String,
 }
 
 impl Edge {
@@ -168,6 +174,12 @@ impl Edge {
             stats,
             live: Default::default(),
             websockets: WebSockets::new(config.server.websocket_max_connections, config.server.websocket_idle_timeout),
+            pop: config
+                .server
+                .edge_location
+                .chars()
+                .filter(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '.')
+                .collect(),
         }))
     }
 
@@ -222,14 +234,21 @@ impl Edge {
         let pending = self.log.as_ref().map(|l| self.begin_log(l, &req, viewer, start));
         let mut stats = None;
         let mut page = None;
-        let later = match self.route(req, viewer, &mut stats, &mut page) {
-            Step::Done(served) => match page.as_ref().filter(|p| p.wants(&served)) {
-                None => return Handled::Ready(Some(self.finish(served, pending, stats, viewer))),
+        let mut policy = None;
+        let later = match self.route(req, viewer, &mut stats, &mut page, &mut policy) {
+            Step::Done(mut served) => match page.as_ref().filter(|p| p.wants(&served)) {
+                None => {
+                    self.with_policy(&mut served, policy.as_ref(), start);
+                    return Handled::Ready(Some(self.finish(served, pending, stats, viewer)));
+                }
                 Some(_) => Box::pin(std::future::ready(served)),
             },
             Step::Cached(parts, route) => match self.cached_now(parts, route, viewer, interim) {
-                Now::Served(served) => match page.as_ref().filter(|p| p.wants(&served)) {
-                    None => return Handled::Ready(Some(self.finish(served, pending, stats, viewer))),
+                Now::Served(mut served) => match page.as_ref().filter(|p| p.wants(&served)) {
+                    None => {
+                        self.with_policy(&mut served, policy.as_ref(), start);
+                        return Handled::Ready(Some(self.finish(served, pending, stats, viewer)));
+                    }
                     Some(_) => Box::pin(std::future::ready(served)),
                 },
                 Now::Later(later) => later,
@@ -253,6 +272,7 @@ impl Edge {
             if let Some(page) = page {
                 served = edge.with_error_page(served, &page, viewer).await;
             }
+            edge.with_policy(&mut served, policy.as_ref(), start);
             edge.finish(served, pending, stats, viewer)
         }))
     }
@@ -261,13 +281,16 @@ impl Edge {
     /// routing, viewer protocol, method, signatures, the request's body.
     ///
     /// `page` is set when the distribution answers some errors with a custom
-    /// error page (every answer from here on may be one of them).
+    /// error page (every answer from here on may be one of them), `policy`
+    /// when the behavior has a response headers policy (every answer from
+    /// here on gets its headers).
     fn route(
         &self,
         mut req: Request<Incoming>,
         viewer: Viewer,
         stats: &mut Option<Arc<DistStats>>,
         page: &mut Option<Box<error_page::PageRequest>>,
+        policy: &mut Option<headers_policy::PolicyRequest>,
     ) -> Step {
         let host = match crate::routing::viewer_host(&mut req) {
             Ok(h) => h,
@@ -303,6 +326,12 @@ impl Edge {
                 accept_encoding: req.headers().get(header::ACCEPT_ENCODING).cloned(),
             }));
         }
+        if let Some(p) = &route.behavior().response_headers {
+            *policy = Some(headers_policy::PolicyRequest {
+                policy: p.clone(),
+                origin: req.headers().get(header::ORIGIN).cloned(),
+            });
+        }
         if !route.dist.config.enabled {
             return Step::Done(respond::error(StatusCode::FORBIDDEN, "this distribution is disabled"));
         }
@@ -326,6 +355,13 @@ impl Edge {
             }
         }
         let method = req.method().clone();
+        // A CORS preflight the policy answers: here, never at the origin.
+        if let Some(p) = &route.behavior().response_headers {
+            let forwards = route.behavior().allows(&Method::OPTIONS);
+            if headers_policy::answers_preflight(p, &method, req.headers(), forwards) {
+                return Step::Done(headers_policy::preflight(p, req.headers()));
+            }
+        }
         if !route.behavior().allows(&method) {
             return Step::Done(respond::error(
                 StatusCode::FORBIDDEN,
@@ -410,6 +446,26 @@ impl Edge {
         }
     }
 
+    /// Applies the behavior's response headers policy, when it has one (before `finish`).
+    #[inline]
+    fn with_policy(&self, served: &mut Served, policy: Option<&headers_policy::PolicyRequest>, start: Instant) {
+        if let Some(p) = policy {
+            self.apply_policy(served, p, start);
+        }
+    }
+
+    #[inline(never)]
+    fn apply_policy(&self, served: &mut Served, p: &headers_policy::PolicyRequest, start: Instant) {
+        if !served.policy_done {
+            headers_policy::apply_static(&p.policy, served.response.headers_mut());
+            if served.head_bytes.is_some() {
+                let reason = served.response.status().canonical_reason().map_or(0, str::len);
+                served.head_bytes = Some(crate::http::head_size(reason + 4, served.response.headers()));
+            }
+        }
+        headers_policy::apply_request(p, served, start, &self.pop);
+    }
+
     /// Adds the headers every response carries, counts the response, and
     /// attaches the log line.
     fn finish(
@@ -419,7 +475,7 @@ impl Edge {
         stats: Option<Arc<DistStats>>,
         viewer: Viewer,
     ) -> Response<EdgeBody> {
-        let Served { mut response, result, range, head_bytes } = served;
+        let Served { mut response, result, range, head_bytes, .. } = served;
         let head_bytes = match head_bytes {
             Some(b) => b,
             None => {

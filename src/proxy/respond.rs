@@ -4,6 +4,7 @@
 use super::{Ctx, Edge, EdgeResult, Served, X_CACHE};
 use crate::cache::object::{Head, HitHead, Object};
 use crate::compress::Encoding;
+use crate::config::ResponseHeadersPolicy;
 use crate::http::body::EdgeBody;
 use crate::http::conditional::{self, Precondition};
 use crate::http::range::{self, ByteRange, Resolved, Spec};
@@ -20,7 +21,7 @@ static ACCEPT_ENCODING: HeaderValue = HeaderValue::from_static("Accept-Encoding"
 impl Edge {
     /// Answers a request from a stored object, which may still be filling.
     pub(super) async fn serve(&self, parts: &Parts, ctx: &Ctx, obj: Arc<Object>, result: EdgeResult) -> Served {
-        let next = self.serve_now(parts, &obj, result, Instant::now());
+        let next = self.serve_now(parts, &obj, result, Instant::now(), ctx.route.behavior().response_headers.as_ref());
         self.serve_rest(next, parts, ctx, &obj, result).await
     }
 
@@ -53,18 +54,46 @@ impl Edge {
     }
 
     /// Answers from a stored object as far as that is possible without waiting:
-    /// the whole hit path of a fresh object.
-    pub(super) fn serve_now(&self, parts: &Parts, obj: &Arc<Object>, result: EdgeResult, now: Instant) -> Next {
+    /// the whole hit path of a fresh object. `policy`: the behavior's response
+    /// headers policy, whose static part a plain hit's head carries.
+    pub(super) fn serve_now(
+        &self,
+        parts: &Parts,
+        obj: &Arc<Object>,
+        result: EdgeResult,
+        now: Instant,
+        policy: Option<&Arc<ResponseHeadersPolicy>>,
+    ) -> Next {
         let head = obj.head();
         let tokens = obj.is_manifest() && parts.extensions.get::<crate::security::ViewerTokens>().is_some();
         if head.status == StatusCode::OK && !tokens && plain_request(&parts.headers, obj.compressible) {
             if let Some(len) = obj.body.total_len() {
                 let is_head = parts.method == Method::HEAD;
-                let hit = head.hit.0.get_or_init(|| self.hit_head(&head, obj.compressible, len));
-                let mut headers = hit.headers.clone();
+                let made;
+                let mut hit = head.hit.0.get_or_init(|| self.hit_head(&head, obj.compressible, len, policy));
+                if !same_policy(hit.policy.as_ref(), policy) {
+                    // Made under the policy before a reload: this hit makes its own.
+                    made = self.hit_head(&head, obj.compressible, len, policy);
+                    hit = &made;
+                }
+                // A viewer whose `Origin` the policy allows gets the head
+                // with the CORS headers in: the map never grows.
+                let allowed = hit.cors.as_ref().and_then(|(h, b)| {
+                    let origin = parts.headers.get(header::ORIGIN)?;
+                    let cors = hit.policy.as_ref()?.cors.as_ref()?;
+                    cors.allows(origin.as_bytes()).then_some((h, *b, origin))
+                });
+                let (source, mut bytes) = match allowed {
+                    Some((h, b, origin)) => (h, b + origin.len() as u64),
+                    None => (&hit.headers, hit.bytes),
+                };
+                let mut headers = source.clone();
+                if let Some((_, _, origin)) = allowed {
+                    headers.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin.clone());
+                }
                 let age_secs = head.age(now).as_secs();
                 let x_cache = result.x_cache_header();
-                let mut bytes = hit.bytes + x_cache.len() as u64;
+                bytes += x_cache.len() as u64;
                 headers.insert(X_CACHE.clone(), x_cache);
                 if result == EdgeResult::Miss && age_secs == 0 {
                     // The placeholder's name and framing go with it.
@@ -84,6 +113,7 @@ impl Edge {
                 };
                 let mut served = Served::new(with(StatusCode::OK, headers, body), result);
                 served.head_bytes = Some(bytes);
+                served.policy_done = true;
                 return Next::Done(served);
             }
         }
@@ -151,7 +181,13 @@ impl Edge {
     }
 
     /// Makes the head every plain hit on this stored head starts from.
-    fn hit_head(&self, head: &Head, compressible: bool, len: u64) -> HitHead {
+    fn hit_head(
+        &self,
+        head: &Head,
+        compressible: bool,
+        len: u64,
+        policy: Option<&Arc<ResponseHeadersPolicy>>,
+    ) -> HitHead {
         let mut h = head.headers.clone();
         if compressible && !crate::http::list_contains(&h, &header::VARY, "accept-encoding") {
             h.append(header::VARY, ACCEPT_ENCODING.clone());
@@ -163,11 +199,18 @@ impl Edge {
         } else {
             h.insert(header::VIA, self.via_value.clone());
         }
+        if let Some(p) = policy {
+            super::headers_policy::apply_static(p, &mut h);
+        }
         // Placeholders, replaced in place by each hit.
         h.insert(header::AGE, HeaderValue::from_static(""));
         h.insert(X_CACHE.clone(), HeaderValue::from_static(""));
         let reason = StatusCode::OK.canonical_reason().map_or(0, str::len);
-        HitHead { bytes: crate::http::head_size(reason + 4, &h), headers: h }
+        let cors = policy.and_then(|p| super::headers_policy::allowed_head(p, &h)).map(|c| {
+            let bytes = crate::http::head_size(reason + 4, &c);
+            (c, bytes)
+        });
+        HitHead { bytes: crate::http::head_size(reason + 4, &h), headers: h, policy: policy.cloned(), cors }
     }
 
     async fn serve_range(
@@ -238,6 +281,14 @@ impl Edge {
             Ok(r) => from_origin(r, EdgeResult::Pass, parts.method == Method::HEAD),
             Err(e) => error(e.status(), &e.to_string()),
         }
+    }
+}
+
+fn same_policy(a: Option<&Arc<ResponseHeadersPolicy>>, b: Option<&Arc<ResponseHeadersPolicy>>) -> bool {
+    match (a, b) {
+        (None, None) => true,
+        (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+        _ => false,
     }
 }
 

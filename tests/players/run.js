@@ -8,7 +8,10 @@
 //
 // Every target's pages load BASE/player/KIND.html and play BASE/master.m3u8
 // (hls) or BASE/manifest.mpd (dash); all pages play at the same time, in one
-// browser. Chromium is Debian's (/usr/bin/chromium, or $CHROMIUM); no browser
+// browser. A target may load its page from another origin than the stream's
+// ("page": "http://127.0.0.1:PORT"), name the stream's full URL ("src"), and
+// have the page fetch one URL ("probe"), reporting "ok:STATUS" or "error:...":
+// how a page sees a cross-origin request its browser refused. Chromium is Debian's (/usr/bin/chromium, or $CHROMIUM); no browser
 // is ever downloaded.
 'use strict';
 const fs = require('fs');
@@ -43,7 +46,7 @@ async function main() {
         const page = await context.newPage();
         page.on('console', m => { if (m.type() === 'error' && consoleErrors.length < 50) consoleErrors.push(`${t.label}: ${m.text()}`); });
         page.on('pageerror', e => { if (consoleErrors.length < 50) consoleErrors.push(`${t.label}: ${e.message}`); });
-        await page.goto(`${t.base}/player/${cfg.kind}.html`);
+        await page.goto(`${t.page || t.base}/player/${cfg.kind}.html`);
         pages.push({ label: t.label, page });
       }
     }
@@ -51,15 +54,20 @@ async function main() {
     const started = Date.now();
     for (const p of pages) {
       const t = cfg.targets.find(t => t.label === p.label);
+      if (t.players === 0) continue;
       await p.page.evaluate(c => window.startPlayers(c), {
-        src: `${t.base}/${src}`, players: t.players || 1,
+        src: t.src || `${t.base}/${src}`, players: t.players || 1,
         startLevel: cfg.startLevel, switches: cfg.switches || [], liveDelay: cfg.liveDelay,
       });
     }
     await new Promise(r => setTimeout(r, cfg.duration * 1000));
     const results = [];
     for (const p of pages) {
-      results.push({ label: p.label, players: await p.page.evaluate(() => window.report()) });
+      const t = cfg.targets.find(t => t.label === p.label);
+      const probe = t.probe
+        ? await p.page.evaluate(u => fetch(u).then(r => `ok:${r.status}`, e => `error:${e.message}`), t.probe)
+        : undefined;
+      results.push({ label: p.label, players: await p.page.evaluate(() => window.report()), probe });
     }
     process.stdout.write(JSON.stringify({ started, ended: Date.now(), results, consoleErrors }) + '\n');
   } finally {

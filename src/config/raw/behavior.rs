@@ -164,6 +164,7 @@ pub(super) fn resolve_behavior(
         }
         behavior.propagate_tokens = *p.get_ref();
     }
+    behavior.response_headers = super::response_headers::resolve(cx, field, b.response_headers.as_ref())?;
     Ok(behavior)
 }
 
