@@ -13,8 +13,8 @@ pub mod materialise;
 pub mod origin_request;
 pub mod pattern;
 mod raw;
-pub mod s3;
 pub mod response_headers;
+pub mod s3;
 pub mod units;
 
 pub use error::ConfigError;
@@ -23,8 +23,8 @@ pub use loaded::{CaFile, KeySource, LoadedCertificate, Place, Slot};
 pub use materialise::Materialised;
 pub use origin_request::{ForwardedHeaders, OriginRequestPolicy, ViewerHeader};
 pub use pattern::{HostPattern, PathPattern};
-pub use s3::{S3Credentials, S3OriginConfig, Secret};
 pub use response_headers::ResponseHeadersPolicy;
+pub use s3::{S3Credentials, S3OriginConfig, Secret};
 
 use http::header::{HeaderName, HeaderValue};
 use http::Method;
