@@ -256,12 +256,9 @@ impl StateStore {
         Ok(())
     }
 
-    fn db(&self) -> Result<RwLockReadGuard<'_, Option<Database>>, StateError> {
-        let guard = self.db.read().unwrap_or_else(|e| e.into_inner());
-        if guard.is_none() {
-            return Err(StateError::Suspended);
-        }
-        Ok(guard)
+    /// The open database (`None` while suspended).
+    fn db(&self) -> RwLockReadGuard<'_, Option<Database>> {
+        self.db.read().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Creates every table and checks (or records) the schema version.
@@ -294,7 +291,7 @@ impl StateStore {
 
     /// Runs `f` in one write transaction, committed (durably) only if `f` succeeds.
     fn write<T>(&self, f: impl FnOnce(&WriteTransaction) -> Result<T, StateError>) -> Result<T, StateError> {
-        let db = self.db()?;
+        let db = self.db();
         let txn = db.as_ref().ok_or(StateError::Suspended)?.begin_write()?;
         // On an error the transaction is dropped, which aborts it.
         let value = f(&txn)?;
@@ -304,7 +301,7 @@ impl StateStore {
 
     /// Runs `f` in one read transaction (a consistent snapshot).
     fn read<T>(&self, f: impl FnOnce(&ReadTransaction) -> Result<T, StateError>) -> Result<T, StateError> {
-        let db = self.db()?;
+        let db = self.db();
         let txn = db.as_ref().ok_or(StateError::Suspended)?.begin_read()?;
         f(&txn)
     }
