@@ -7,7 +7,7 @@
 use http::header::{HeaderName, HeaderValue};
 
 /// One behavior's response headers policy.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct ResponseHeadersPolicy {
     pub cors: Option<CorsPolicy>,
     /// Security headers, then custom headers: each added to every response,
@@ -21,7 +21,7 @@ pub struct ResponseHeadersPolicy {
 }
 
 /// A header the policy adds.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct AddedHeader {
     pub name: HeaderName,
     pub value: HeaderValue,
@@ -30,7 +30,7 @@ pub struct AddedHeader {
 }
 
 /// The CORS part of a policy.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct CorsPolicy {
     pub allow_origins: AllowOrigins,
     /// `Access-Control-Allow-Methods` (preflights only).
