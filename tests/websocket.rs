@@ -1,6 +1,6 @@
 //! WebSockets through the edge, with a real client library (tokio-tungstenite)
 //! against a real WebSocket echo origin started here: ws:// and wss://
-//! viewers, 1,000 connections at once echoed byte for byte (and the edge's
+//! viewers, HTTP/2 viewers (RFC 8441 extended CONNECT), 1,000 connections at once echoed byte for byte (and the edge's
 //! memory per held connection, from /proc), an origin that closes, signed
 //! behaviors, behaviors with WebSockets off, the connection cap, the idle
 //! timeout, and the access log line.
@@ -501,4 +501,148 @@ async fn wss_viewers_are_joined_too() {
     let line = wait_for_line(&log, "\t101\t").await;
     let f: Vec<&str> = line.split('\t').collect();
     assert_eq!((f[7], f[16]), ("/secure", "https"), "{line}");
+}
+
+/// Opens a WebSocket over HTTP/2 (RFC 8441): an extended CONNECT on a new
+/// stream of `send`'s connection, then WebSocket frames on that stream.
+/// `Err` is the edge's status when it was not 200.
+async fn open_h2(
+    send: &mut hyper::client::conn::http2::SendRequest<http_body_util::Empty<bytes::Bytes>>,
+    authority: &str,
+    path: &str,
+) -> Result<Ws<hyper_util::rt::TokioIo<hyper::upgrade::Upgraded>>, u16> {
+    use tokio_tungstenite::tungstenite::protocol::Role;
+    // The first CONNECT may go out before the edge's SETTINGS (which enable
+    // extended CONNECT) have arrived: h2 refuses it locally; try again.
+    let mut tries = 0;
+    let resp = loop {
+        let mut req = http::Request::builder()
+            .method(http::Method::CONNECT)
+            .uri(format!("http://{authority}{path}"))
+            .header("sec-websocket-version", "13")
+            .body(http_body_util::Empty::new())
+            .expect("request");
+        req.extensions_mut().insert(hyper::ext::Protocol::from_static("websocket"));
+        match send.send_request(req).await {
+            Ok(r) => break r,
+            Err(_) if tries < 100 => {
+                tries += 1;
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            Err(e) => panic!("extended CONNECT not sent: {e}"),
+        }
+    };
+    if resp.status() != http::StatusCode::OK {
+        return Err(resp.status().as_u16());
+    }
+    assert!(resp.headers().get("sec-websocket-accept").is_none(), "no accept field over HTTP/2");
+    let upgraded = hyper::upgrade::on(resp).await.expect("the stream is handed over");
+    Ok(WebSocketStream::from_raw_socket(hyper_util::rt::TokioIo::new(upgraded), Role::Client, None).await)
+}
+
+/// An HTTP/2 connection (prior knowledge, cleartext) to the edge.
+async fn h2_to(addr: SocketAddr) -> hyper::client::conn::http2::SendRequest<http_body_util::Empty<bytes::Bytes>> {
+    let tcp = TcpStream::connect(addr).await.expect("connect");
+    let (send, conn) =
+        hyper::client::conn::http2::handshake(hyper_util::rt::TokioExecutor::new(), hyper_util::rt::TokioIo::new(tcp))
+            .await
+            .expect("h2 handshake");
+    tokio::spawn(conn);
+    send
+}
+
+#[tokio::test]
+async fn http2_viewers_open_websockets_with_extended_connect() {
+    let origin = EchoOrigin::start().await;
+    let dir = temp_dir("h2");
+    let log = dir.0.join("access.log");
+    // A short HTTP/2 idle timeout: a stream carrying a WebSocket keeps its
+    // connection open past it.
+    let text = format!(
+        "[server]\naccess_log = \"{}\"\nhttp2_idle_timeout = \"1s\"\n\n{}\n\
+         [[distributions.behaviors]]\npath = \"/plain/*\"\norigin = \"echo\"\nwebsocket = false\n",
+        log.display(),
+        dist(&origin.url(), "")
+    );
+    let e = edge_in(&dir.0, &text).await;
+    let authority = format!("ws.example.test:{}", e.addr().port());
+    let mut send = h2_to(e.addr()).await;
+    // Two WebSockets on streams of one connection, used in turn.
+    let mut a = open_h2(&mut send, &authority, "/chat/a?x=1").await.expect("first WebSocket over HTTP/2");
+    let mut b = open_h2(&mut send, &authority, "/chat/b").await.expect("second WebSocket over HTTP/2");
+    wait_open(&e, 2).await;
+    for (i, len) in [0usize, 1, 125, 126, 65_535, 65_536, 200_000].into_iter().enumerate() {
+        echo(&mut a, payload(200 + i as u64, len)).await;
+        echo(&mut b, payload(300 + i as u64, len)).await;
+    }
+    // The origin saw ordinary HTTP/1.1 handshakes with the edge's own key
+    // (the edge checked the origin's accept against it: the 200 came).
+    let seen = origin.handshakes();
+    assert_eq!(seen.len(), 2);
+    for (target, h) in &seen {
+        // As for HTTP/1.1 viewers: the default policies forward no query.
+        assert!(target == "/chat/a" || target == "/chat/b", "{target}");
+        let key = h.get("sec-websocket-key").expect("the edge sends a key").to_str().unwrap();
+        assert_eq!(key.len(), 24, "a 16-byte nonce in base64: {key}");
+        assert_eq!(h.get("sec-websocket-version").unwrap(), "13");
+        assert_eq!(h.get("upgrade").unwrap(), "websocket");
+    }
+    assert_ne!(seen[0].1.get("sec-websocket-key"), seen[1].1.get("sec-websocket-key"), "a key per handshake");
+    // Past the connection's idle timeout and the grace that follows it, both
+    // still echo, and the connection was not closed (no GOAWAY): a stream
+    // carrying a WebSocket is an open stream.
+    tokio::time::sleep(Duration::from_millis(7_000)).await;
+    echo(&mut a, Message::Text("still here".into())).await;
+    echo(&mut b, Message::Text("über h2 ✓".into())).await;
+    let mut c = open_h2(&mut send, &authority, "/chat/c").await.expect("a third WebSocket, later");
+    echo(&mut c, payload(400, 1_000)).await;
+    c.close(None).await.expect("close");
+    until_closed(&mut c).await;
+    drop(c);
+    wait_open(&e, 2).await;
+    // An origin that closes closes the viewer's stream; the other goes on.
+    a.send(Message::Text("close-frame".into())).await.expect("send");
+    until_closed(&mut a).await;
+    drop(a);
+    wait_open(&e, 1).await;
+    echo(&mut b, Message::Text("after a".into())).await;
+    b.close(None).await.expect("close");
+    until_closed(&mut b).await;
+    drop(b);
+    wait_open(&e, 0).await;
+    // With WebSockets off, the CONNECT is refused (never sent to the origin).
+    assert_eq!(open_h2(&mut send, &authority, "/plain/x").await.err(), Some(403));
+    assert_eq!(origin.handshakes().len(), 3);
+    let line = wait_for_line(&log, "/chat/a").await;
+    let f: Vec<&str> = line.split('\t').collect();
+    assert_eq!((f[5], f[7], f[8]), ("CONNECT", "/chat/a", "200"), "{line}");
+}
+
+#[tokio::test]
+async fn an_origin_with_a_wrong_accept_is_refused_to_http2_viewers() {
+    // A "WebSocket origin" that switches protocols with an accept value that
+    // does not answer the edge's key.
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let task = tokio::spawn(async move {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        while let Ok((mut s, _)) = listener.accept().await {
+            let mut buf = vec![0u8; 4096];
+            let _ = s.read(&mut buf).await;
+            let _ = s
+                .write_all(
+                    b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+                      Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n\r\n",
+                )
+                .await;
+            tokio::time::sleep(Duration::from_secs(5)).await;
+        }
+    });
+    let dir = temp_dir("h2-accept");
+    let e = edge_in(&dir.0, &dist(&format!("http://{addr}"), "")).await;
+    let mut send = h2_to(e.addr()).await;
+    let authority = format!("ws.example.test:{}", e.addr().port());
+    assert_eq!(open_h2(&mut send, &authority, "/chat").await.err(), Some(502));
+    wait_open(&e, 0).await;
+    task.abort();
 }

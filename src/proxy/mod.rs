@@ -362,7 +362,10 @@ impl Edge {
                 return Step::Done(headers_policy::preflight(p, req.headers()));
             }
         }
-        if !route.behavior().allows(&method) {
+        // An HTTP/2 WebSocket's CONNECT stands for the handshake's GET.
+        let websocket_connect =
+            method == Method::CONNECT && route.behavior().websocket && websocket::is_extended_connect(&req);
+        if !route.behavior().allows(&method) && !websocket_connect {
             return Step::Done(respond::error(
                 StatusCode::FORBIDDEN,
                 &format!("method {method} is not allowed for this path"),

@@ -1,7 +1,8 @@
-//! WebSockets through the edge (RFC 6455 over HTTP/1.1): the viewer's opening
-//! handshake goes to the origin (never cached, never collapsed); when the
-//! origin answers `101 Switching Protocols` the viewer gets it, and the two
-//! upgraded connections are joined byte for byte until either side closes or
+//! WebSockets through the edge (RFC 6455 over HTTP/1.1, and RFC 8441's
+//! extended CONNECT over HTTP/2): the viewer's opening handshake goes to the
+//! origin (never cached, never collapsed; always as HTTP/1.1); when the
+//! origin answers `101 Switching Protocols` the viewer gets it (`200` on
+//! HTTP/2), and the two upgraded streams are joined byte for byte until either side closes or
 //! no byte moves either way for the idle timeout. The edge does not parse
 //! frames: extensions and subprotocols are the two ends' business.
 //!
@@ -28,6 +29,7 @@ use tokio::time::Instant;
 
 pub(super) const SEC_WEBSOCKET_KEY: HeaderName = HeaderName::from_static("sec-websocket-key");
 pub(super) const SEC_WEBSOCKET_VERSION: HeaderName = HeaderName::from_static("sec-websocket-version");
+const SEC_WEBSOCKET_ACCEPT: HeaderName = HeaderName::from_static("sec-websocket-accept");
 
 /// The handshake's own request fields: they reach the origin whatever the
 /// behavior's origin request policy says.
@@ -71,19 +73,54 @@ impl WebSockets {
 
 /// Whether the request is a WebSocket opening handshake the edge honours: a
 /// GET over HTTP/1.1 with `Upgrade: websocket`, `Connection: upgrade`, a
-/// `Sec-WebSocket-Key` and `Sec-WebSocket-Version: 13` (RFC 6455 §4.1).
-/// Anything else is an ordinary request (its `Upgrade` is dropped as
-/// hop-by-hop). One header lookup for requests without `Upgrade`.
+/// `Sec-WebSocket-Key` and `Sec-WebSocket-Version: 13` (RFC 6455 §4.1), or
+/// an HTTP/2 extended CONNECT (`is_extended_connect`). Anything else is an
+/// ordinary request (its `Upgrade` is dropped as hop-by-hop). One header
+/// lookup for requests without `Upgrade`.
 #[inline]
 pub(super) fn is_handshake<B>(req: &Request<B>) -> bool {
     let h = req.headers();
-    let Some(upgrade) = h.get(header::UPGRADE) else { return false };
+    let Some(upgrade) = h.get(header::UPGRADE) else {
+        return req.method() == Method::CONNECT && is_extended_connect(req);
+    };
     req.method() == Method::GET
         && req.version() == Version::HTTP_11
         && has_token(upgrade, "websocket")
         && h.get_all(header::CONNECTION).iter().any(|v| has_token(v, "upgrade"))
         && h.get(SEC_WEBSOCKET_KEY).is_some_and(|k| !k.is_empty())
         && h.get(SEC_WEBSOCKET_VERSION).is_some_and(|v| v.as_bytes().trim_ascii() == b"13")
+}
+
+/// A WebSocket over HTTP/2 (RFC 8441 §4–5): a `CONNECT` with the
+/// `:protocol` pseudo-header `websocket` and `Sec-WebSocket-Version: 13`
+/// (the edge announces `SETTINGS_ENABLE_CONNECT_PROTOCOL`). The origin gets
+/// an ordinary HTTP/1.1 opening handshake; the viewer gets `200` on success.
+pub(super) fn is_extended_connect<B>(req: &Request<B>) -> bool {
+    req.method() == Method::CONNECT
+        && req.version() == Version::HTTP_2
+        && req.extensions().get::<hyper::ext::Protocol>().is_some_and(|p| p.as_str().eq_ignore_ascii_case("websocket"))
+        && req.headers().get(SEC_WEBSOCKET_VERSION).is_some_and(|v| v.as_bytes().trim_ascii() == b"13")
+}
+
+/// A fresh `Sec-WebSocket-Key` for the edge's handshake with the origin (the
+/// HTTP/2 viewer sends none) and the `Sec-WebSocket-Accept` it must answer
+/// (RFC 6455 §4.2.2).
+fn key_and_accept() -> (String, String) {
+    let mut nonce = [0u8; 16];
+    // ring's system random; a failure leaves a still-valid (if predictable)
+    // key, which only the origin sees.
+    let _ = ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut nonce);
+    let key = crate::security::signature::encode_standard(&nonce);
+    (key.clone(), accept_for(&key))
+}
+
+/// `Sec-WebSocket-Accept` for a key: base64(SHA-1(key + the RFC's GUID)).
+fn accept_for(key: &str) -> String {
+    use sha1::{Digest, Sha1};
+    let mut h = Sha1::new();
+    h.update(key.as_bytes());
+    h.update(b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11");
+    crate::security::signature::encode_standard(&h.finalize())
 }
 
 /// A comma-separated field holds `token` (ASCII case-insensitive).
@@ -108,9 +145,22 @@ impl Edge {
             return self.finish(served, pending, stats, viewer);
         };
         let viewer_side = hyper::upgrade::on(&mut req);
-        let (parts, _) = req.into_parts();
+        let (mut parts, _) = req.into_parts();
+        let h2 = parts.method == Method::CONNECT;
+        if h2 {
+            // The origin gets the GET this CONNECT stands for, under the
+            // same policies as an HTTP/1.1 handshake.
+            parts.method = Method::GET;
+        }
         let ctx = Ctx { route, viewer };
-        let request = self.websocket_request(&parts, &ctx);
+        let mut request = self.websocket_request(&parts, &ctx);
+        let expected_accept = h2.then(|| {
+            let (key, accept) = key_and_accept();
+            if let Ok(v) = HeaderValue::from_str(&key) {
+                request.headers.insert(SEC_WEBSOCKET_KEY, v);
+            }
+            accept
+        });
         let (response, origin_side) = match ctx.route.origin().upgrade(request).await {
             Ok(r) => r,
             Err(e) => {
@@ -125,15 +175,31 @@ impl Edge {
         let mut headers = response.headers;
         crate::http::strip_hop_by_hop(&mut headers);
         headers.remove(header::CONTENT_LENGTH);
-        headers.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
-        headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+        let status = match &expected_accept {
+            // HTTP/2: the edge checks the origin's answer to its own key (the
+            // viewer has no key to check it with), and the viewer gets 200.
+            Some(accept) => {
+                let got = headers.remove(SEC_WEBSOCKET_ACCEPT);
+                if got.as_ref().map(HeaderValue::as_bytes) != Some(accept.as_bytes()) {
+                    tracing::warn!(origin = %ctx.route.origin().config.id, "WebSocket: wrong Sec-WebSocket-Accept");
+                    let served = error(StatusCode::BAD_GATEWAY, "the origin's WebSocket handshake is not valid");
+                    return self.finish(served, pending, stats, viewer);
+                }
+                StatusCode::OK
+            }
+            None => {
+                headers.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+                headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+                StatusCode::SWITCHING_PROTOCOLS
+            }
+        };
         let mut switching = Response::new(EdgeBody::empty());
-        *switching.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+        *switching.status_mut() = status;
         *switching.headers_mut() = headers;
         let response = self.finish(Served::new(switching, EdgeResult::Pass), None, stats.clone(), viewer);
-        let head = crate::http::head_size("Switching Protocols".len() + 4, response.headers());
+        let head = crate::http::head_size(status.canonical_reason().map_or(0, str::len) + 4, response.headers());
         let pending = pending.map(|mut p| {
-            p.status = 101;
+            p.status = status.as_u16();
             p.result = EdgeResult::Pass;
             p.first_byte();
             p

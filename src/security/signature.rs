@@ -12,16 +12,24 @@ use std::sync::Arc;
 
 /// Encodes in CloudFront's alphabet: standard base64 with `+`→`-`, `=`→`_`, `/`→`~`.
 pub fn encode(bytes: &[u8]) -> String {
-    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-~";
+    encode_with(bytes, b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-~", '_')
+}
+
+/// Standard base64 (RFC 4648 §4), padded.
+pub fn encode_standard(bytes: &[u8]) -> String {
+    encode_with(bytes, b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/", '=')
+}
+
+fn encode_with(bytes: &[u8], alphabet: &[u8; 64], pad: char) -> String {
     let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
     for chunk in bytes.chunks(3) {
         let b = [chunk[0], chunk.get(1).copied().unwrap_or(0), chunk.get(2).copied().unwrap_or(0)];
         let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
         for i in 0..4 {
             if i <= chunk.len() {
-                out.push(ALPHABET[((n >> (18 - 6 * i)) & 63) as usize] as char);
+                out.push(alphabet[((n >> (18 - 6 * i)) & 63) as usize] as char);
             } else {
-                out.push('_');
+                out.push(pad);
             }
         }
     }
@@ -288,6 +296,8 @@ mod tests {
         }
         assert_eq!(encode(b"\xfb\xff"), "-~8_");
         assert_eq!(encode(b"foob"), "Zm9vYg__");
+        assert_eq!(encode_standard(b"\xfb\xff"), "+/8=");
+        assert_eq!(encode_standard(b"foob"), "Zm9vYg==");
     }
 
     #[test]

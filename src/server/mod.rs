@@ -162,6 +162,8 @@ pub async fn start_with(config: &Config, inherited: &mut Inherited) -> Result<Ru
         .timer(TokioTimer::new())
         .max_concurrent_streams(1024)
         .max_header_list_size(h2_list)
+        // RFC 8441: WebSockets over HTTP/2 (see proxy/websocket.rs).
+        .enable_connect_protocol()
         .keep_alive_interval(sc.http2_ping_interval)
         .keep_alive_timeout(sc.http2_ping_timeout);
     let builder = Arc::new(builder);
