@@ -3,7 +3,8 @@
 //! written out), the drain deadline holds, SIGHUP reloads the configuration
 //! file (an invalid one is refused and the running one kept), and SIGUSR2
 //! hands the listening sockets, the state store and the disk cache to a new
-//! process under constant load without one failed request.
+//! process under constant load without one failed request, and every
+//! request is counted once in the usage that survives the handover.
 
 mod common;
 #[path = "common/disk_edge.rs"]
@@ -233,6 +234,27 @@ async fn sigusr2_hands_over_to_a_new_process_without_a_failed_request() {
     let log = edge.log_text();
     assert!(log.contains("took over the http listener"), "{log}");
     assert!(log.contains("took over the admin listener"), "{log}");
+
+    // Usage: every request is counted once, including those the old process
+    // answered after it had handed the state store over (it spools them; the
+    // new process adds them at its next flush).
+    // The load, the two requests for /who and the harness's ready probe.
+    let sent = ok + 3;
+    let mut counted = 0;
+    for _ in 0..100 {
+        let usage: serde_json::Value = serde_json::from_str(&edge.admin_text("/v1/usage").await).expect("usage JSON");
+        counted = usage["items"]
+            .as_array()
+            .expect("items")
+            .iter()
+            .map(|i| i["http_requests"].as_u64().unwrap_or(0))
+            .sum::<u64>();
+        if counted == sent {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(counted, sent, "HTTP requests in /v1/usage against requests sent");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

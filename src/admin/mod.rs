@@ -458,6 +458,12 @@ impl ControlPlane {
 
     /// Moves the usage counted in memory to the store, under today's date.
     pub fn flush_usage(&self) {
+        // What a process before this one counted during its handover.
+        match self.store.take_spooled_usage() {
+            Ok(0) | Err(StateError::Suspended) => {}
+            Ok(n) => tracing::info!("added {n} file(s) of usage counted by the process before this one"),
+            Err(e) => tracing::error!("cannot add spooled usage counters: {e}"),
+        }
         let today = crate::state::utc_day(crate::state::now_ms() / 1000);
         let rows: Vec<(String, String, UsageCounters)> = self
             .edge
@@ -470,7 +476,12 @@ impl ControlPlane {
         if rows.is_empty() {
             return;
         }
-        if let Err(e) = self.store.add_usage(&rows) {
+        let stored = match self.store.add_usage(&rows) {
+            // Handed to a new process (an upgrade): it adds them.
+            Err(StateError::Suspended) => self.store.spool_usage(&rows).map_err(|e| e.to_string()),
+            other => other.map_err(|e| e.to_string()),
+        };
+        if let Err(e) = stored {
             tracing::error!("cannot store usage counters: {e}");
             // Keep them in memory for the next attempt.
             for (id, _, c) in &rows {

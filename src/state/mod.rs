@@ -8,11 +8,13 @@
 
 mod clock;
 mod records;
+mod spool;
 #[cfg(test)]
 mod tests;
 
 pub use clock::{now_ms, rfc3339, utc_day};
 pub use records::{DistributionRecord, InvalidationRecord, InvalidationStatus, SeedMark, SeedOutcome, UsageCounters};
+pub use spool::UsageRow;
 
 use std::fmt;
 use std::path::{Path, PathBuf};

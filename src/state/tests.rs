@@ -375,3 +375,26 @@ fn an_unusable_file_is_an_open_error() {
         Ok(_) => panic!("a text file is not a database"),
     }
 }
+
+#[test]
+fn usage_spooled_while_suspended_is_added_once_by_the_next_holder() {
+    let dir = TempDir::new();
+    let store = StateStore::open(&dir.0).unwrap();
+    let counters = UsageCounters { http_requests: 7, bytes_to_viewers: 700, ..Default::default() };
+    let rows = vec![("d".to_string(), "2024-05-01".to_string(), counters)];
+    store.suspend();
+    assert!(matches!(store.add_usage(&rows), Err(StateError::Suspended)));
+    store.spool_usage(&rows).unwrap();
+    store.spool_usage(&rows).unwrap();
+    // While suspended nothing is taken.
+    assert!(matches!(store.take_spooled_usage(), Err(StateError::Suspended)));
+    // A file that is not usage is set aside, not added.
+    std::fs::write(dir.0.join("usage-spool/broken.json"), b"{not usage").unwrap();
+    store.resume().unwrap();
+    assert_eq!(store.take_spooled_usage().unwrap(), 2);
+    assert_eq!(store.take_spooled_usage().unwrap(), 0, "each file is added once");
+    let got = store.usage(Some("d"), "2024-05-01", "2024-05-01").unwrap();
+    assert_eq!(got[0].2.http_requests, 14);
+    assert_eq!(got[0].2.bytes_to_viewers, 1400);
+    assert!(dir.0.join("usage-spool/broken.bad").exists());
+}
