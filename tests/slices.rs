@@ -46,6 +46,8 @@ struct State {
     dropped: AtomicUsize,
     /// Each request's `Range` (or `None`) and the body bytes it was sent.
     requests: Mutex<Vec<(Option<String>, Arc<AtomicU64>)>>,
+    /// Milliseconds before each response head.
+    head_delay_ms: AtomicU64,
 }
 
 /// A body generated from the offset, in 64 KiB frames, counted as handed out.
@@ -165,6 +167,10 @@ async fn answer(
     let range = req.headers().get("range").and_then(|v| v.to_str().ok()).map(str::to_string);
     let mine = Arc::new(AtomicU64::new(0));
     st.requests.lock().unwrap().push((range.clone(), mine.clone()));
+    let delay = st.head_delay_ms.load(Ordering::SeqCst);
+    if delay > 0 {
+        tokio::time::sleep(Duration::from_millis(delay)).await;
+    }
     let mut resp = http::Response::builder()
         .header("content-type", "video/mp4")
         .header("cache-control", "max-age=3600")
@@ -556,4 +562,40 @@ async fn settled_bytes(origin: &RangeOrigin, want: u64) -> u64 {
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
     origin.bytes()
+}
+
+async fn until(what: &str, cond: impl Fn() -> bool) {
+    let wait = async {
+        while !cond() {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(30), wait).await.unwrap_or_else(|_| panic!("hung waiting: {what}"));
+}
+
+#[tokio::test]
+async fn the_first_viewer_leaving_a_slice_fill_does_not_restart_its_origin_request() {
+    use tokio::io::AsyncWriteExt;
+    let origin = RangeOrigin::start(64 * MIB).await;
+    origin.st.head_delay_ms.store(500, Ordering::SeqCst);
+    let e = edge(&config(&origin, "max_object_size = \"4MiB\"", "slice_size = \"1MiB\"")).await;
+    // The first viewer: raw TCP, so that it can leave while slice 0's origin
+    // request waits for its head.
+    let mut first = tokio::net::TcpStream::connect(e.addr()).await.expect("connect");
+    first.write_all(b"GET /film.mp4 HTTP/1.1\r\nHost: x\r\nRange: bytes=0-999\r\n\r\n").await.unwrap();
+    until("the origin sees slice 0's request", || origin.requests() == 1).await;
+    let second = {
+        let u = url(&e, "/film.mp4");
+        tokio::spawn(async move { get(&client(), &u, &[("range", "bytes=0-999")]).await })
+    };
+    until("the second viewer waits on the first one's fill", || e.edge.cache.collapsed_waiting() == 1).await;
+    drop(first);
+    let (s, _, _, body) = second.await.expect("second viewer");
+    assert_eq!(s, 206);
+    assert!(body[..] == expected(0, 999, 1)[..]);
+    assert_eq!(origin.requests(), 1, "slice 0 fetched once, for the viewer still waiting: {:?}", origin.ranges());
+    // And it was stored: a third viewer is a hit.
+    let (s, x, _, _) = ranged(&e, "/film.mp4", "bytes=1000-1999").await;
+    assert_eq!((s, x.as_str()), (206, "Hit"));
+    assert_eq!(origin.requests(), 1);
 }

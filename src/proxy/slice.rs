@@ -259,7 +259,21 @@ impl Edge {
             }
             let collapse_key = self.cache.collapse_key(&key, &parts.headers);
             match self.cache.join(&collapse_key) {
-                Join::Lead(lead) => return self.fill_slice(Some(lead), &key, parts, ctx, slicer, i, expect).await,
+                Join::Lead(lead) => {
+                    // The fill belongs to the cache, not to this viewer: it
+                    // runs in a task of its own, so a viewer who leaves
+                    // neither stops it nor makes a waiter start it again.
+                    let edge = self.clone();
+                    let (key, parts) = (key.clone(), super::fill::fill_parts(parts));
+                    let ctx = Ctx { route: ctx.route.clone(), viewer: ctx.viewer };
+                    let (slicer, expect) = (slicer.clone(), expect.cloned());
+                    let fill = tokio::spawn(async move {
+                        edge.fill_slice(Some(lead), &key, &parts, &ctx, &slicer, i, expect.as_ref()).await
+                    });
+                    return fill.await.unwrap_or_else(|e| {
+                        Got::Failed(StatusCode::BAD_GATEWAY, format!("slice {i}'s fill ended: {e}"))
+                    });
+                }
                 Join::Wait(rx) => match inflight::wait(rx, self.cache.config.lock_timeout).await {
                     Ok(Some(Outcome::Stored { object, .. })) => {
                         return self.checked(&key, object, EdgeResult::Miss, expect)
