@@ -193,6 +193,21 @@ async fn sigusr2_hands_over_to_a_new_process_without_a_failed_request() {
     for i in 0..6 {
         loads.push(load(edge.addr.clone(), stop.clone(), i % 2 == 0));
     }
+    // Admin calls on new connections all along: during the handover they
+    // wait for the new process rather than get 503 from the old one.
+    let admin = {
+        let (url, stop) = (format!("{}/v1/distributions", edge.admin), stop.clone());
+        tokio::spawn(async move {
+            let c = reqwest::Client::builder().pool_max_idle_per_host(0).build().expect("client");
+            let mut statuses = Vec::new();
+            while !stop.load(Ordering::Relaxed) {
+                let r = c.get(&url).bearer_auth(ADMIN_TOKEN).timeout(Duration::from_secs(20)).send().await;
+                statuses.push(r.map_or(0, |r| r.status().as_u16()));
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            statuses
+        })
+    };
     tokio::time::sleep(Duration::from_millis(500)).await;
     // The new process reads the file again: a new origin shows it serves.
     write_config(dir.path(), &b.url(), "shutdown_timeout = \"10s\"");
@@ -223,6 +238,13 @@ async fn sigusr2_hands_over_to_a_new_process_without_a_failed_request() {
         &failed[..failed.len().min(5)]
     );
     assert!(ok > 100, "only {ok} requests were made");
+    let statuses = admin.await.expect("admin poller");
+    let bad: Vec<u16> = statuses.iter().copied().filter(|s| *s != 200).collect();
+    assert!(
+        bad.is_empty() && statuses.len() > 50,
+        "admin calls across the upgrade: {} made, not 200: {bad:?}",
+        statuses.len()
+    );
     println!("upgrade under load: {ok} requests, {} failed", failed.len());
 
     // The new process serves with the new file, its admin API and its disk cache.

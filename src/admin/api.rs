@@ -29,12 +29,41 @@ const MAX_PATHS: usize = 3000;
 
 type Reply = Response<Full<Bytes>>;
 
+/// Counts an admin request in progress (see `ControlledEdge::suspend_storage`).
+struct InFlight(Arc<ControlPlane>);
+
+impl InFlight {
+    fn new(c: &Arc<ControlPlane>) -> InFlight {
+        c.in_flight.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+        InFlight(c.clone())
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
+    }
+}
+
 pub(super) async fn serve(listener: TcpListener, control: Arc<ControlPlane>) {
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder.http1().timer(TokioTimer::new()).header_read_timeout(Duration::from_secs(10));
     let builder = Arc::new(builder);
+    let mut accepting = control.accepting.subscribe();
     loop {
-        let (stream, peer) = match listener.accept().await {
+        // While an upgrade hands the state store over, new connections stay
+        // in the listen queue, which the next process goes on from.
+        if !*accepting.borrow_and_update() {
+            if accepting.changed().await.is_err() {
+                return;
+            }
+            continue;
+        }
+        let accepted = tokio::select! {
+            a = listener.accept() => a,
+            _ = accepting.changed() => continue,
+        };
+        let (stream, peer) = match accepted {
             Ok(x) => x,
             Err(e) => {
                 tracing::warn!("admin accept failed: {e}");
@@ -51,7 +80,10 @@ pub(super) async fn serve(listener: TcpListener, control: Arc<ControlPlane>) {
                 let control = control.upgrade();
                 async move {
                     Ok::<_, Infallible>(match control {
-                        Some(c) => handle(c, req).await,
+                        Some(c) => {
+                            let _busy = InFlight::new(&c);
+                            handle(c.clone(), req).await
+                        }
                         None => failure(&Failure::new(503, "ShuttingDown", "the edge is shutting down")),
                     })
                 }

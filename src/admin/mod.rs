@@ -35,6 +35,9 @@ use tokio::task::JoinHandle;
 
 /// How often usage counters move from memory to the store.
 const USAGE_FLUSH: Duration = Duration::from_secs(5);
+/// How long an upgrade waits for admin requests in progress before it closes
+/// the state store under them.
+const ADMIN_SETTLE: Duration = Duration::from_secs(2);
 
 /// The running edge with its control plane.
 pub struct ControlledEdge {
@@ -72,6 +75,13 @@ impl ControlledEdge {
     /// cache directory let go of, for the new process to open.
     pub fn suspend_storage(&self) {
         if let Some(c) = &self.control {
+            // New admin connections wait for the next process; the requests
+            // already accepted finish first (a bounded wait).
+            c.accepting.send_replace(false);
+            let settle = std::time::Instant::now() + ADMIN_SETTLE;
+            while c.in_flight.load(std::sync::atomic::Ordering::Acquire) > 0 && std::time::Instant::now() < settle {
+                std::thread::sleep(Duration::from_millis(5));
+            }
             c.flush_usage();
             c.store.suspend();
         }
@@ -87,6 +97,7 @@ impl ControlledEdge {
             if let Err(e) = c.store.resume() {
                 tracing::error!("cannot open the state store again: {e}; the admin API answers 503 until a restart");
             }
+            c.accepting.send_replace(true);
         }
         if let Some(d) = self.running.edge.cache.disk() {
             if !disk {
@@ -211,6 +222,11 @@ pub struct ControlPlane {
     /// installed, so changes apply one at a time and in commit order.
     live: Mutex<Config>,
     token: String,
+    /// Whether the admin listener accepts (off while an upgrade hands the
+    /// store to a new process: connections wait in the listen queue for it).
+    accepting: tokio::sync::watch::Sender<bool>,
+    /// Admin requests being answered now.
+    in_flight: std::sync::atomic::AtomicUsize,
 }
 
 impl ControlPlane {
@@ -611,7 +627,14 @@ pub async fn start_with(mut config: Config, inherited: &mut Inherited) -> Result
         })?;
     let admin_addr = listener.local_addr().map_err(|e| e.to_string())?;
     tracing::info!("admin API listening on http://{admin_addr}");
-    let control = Arc::new(ControlPlane { store, edge: running.edge.clone(), live: Mutex::new(config), token });
+    let control = Arc::new(ControlPlane {
+        store,
+        edge: running.edge.clone(),
+        live: Mutex::new(config),
+        token,
+        accepting: tokio::sync::watch::channel(true).0,
+        in_flight: std::sync::atomic::AtomicUsize::new(0),
+    });
     for record in control.store.in_progress_invalidations().map_err(|e| e.to_string())? {
         tracing::info!(invalidation = %record.id, "resuming an invalidation that was in progress");
         control.run_invalidation(record);

@@ -245,7 +245,7 @@ fn now_ms() -> f64 {
     SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_secs_f64() * 1000.0
 }
 
-fn seg_name(rep: usize, n: u64) -> String {
+pub fn seg_name(rep: usize, n: u64) -> String {
     format!("chunk-stream{rep}-{n:05}.m4s")
 }
 
