@@ -109,6 +109,9 @@ async fn reloads(c: reqwest::Client, base: String, rep: usize, until_ms: f64) ->
     out
 }
 
+/// A blocking reload: rendition, (msn, part), arrival, status.
+type Reloaded = (usize, (u64, usize), f64, u16);
+
 fn percentile(v: &[f64], q: f64) -> f64 {
     if v.is_empty() {
         return f64::NAN;
@@ -157,7 +160,7 @@ async fn parts_and_blocking_reloads_through_the_edge_beside_direct() {
         }
     }
     let mut streamed: BTreeMap<&str, Vec<Streamed>> = BTreeMap::new();
-    let mut reloaded: BTreeMap<&str, Vec<(usize, (u64, usize), f64, u16)>> = BTreeMap::new();
+    let mut reloaded: BTreeMap<&str, Vec<Reloaded>> = BTreeMap::new();
     for t in tasks {
         let (side, rep, s, r) = t.await.expect("client task");
         streamed.entry(side).or_default().extend(s);
