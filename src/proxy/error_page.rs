@@ -72,7 +72,7 @@ impl Edge {
             builder = builder.header(header::ACCEPT_ENCODING, ae.clone());
         }
         let (parts, ()) = builder.body(()).ok()?.into_parts();
-        let served = match self.cached_now(parts, route, viewer, None) {
+        let served = match self.cached_now(parts, route, viewer, None, std::time::Instant::now()) {
             Now::Served(s) => s,
             Now::Later(later) => later.await,
         };

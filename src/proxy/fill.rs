@@ -31,6 +31,7 @@ impl Edge {
         route: Route,
         viewer: Viewer,
         interim: Option<crate::server::interim::Sink>,
+        now: Instant,
     ) -> Now {
         let ctx = Ctx { route, viewer };
         let simple = self.slice_size(&parts, &ctx).is_none()
@@ -47,7 +48,6 @@ impl Edge {
                 &ctx.route.behavior().cache_key,
             );
             if let Lookup::Found(obj) = self.cache.lookup(&key, &parts.headers) {
-                let now = Instant::now();
                 let result = match obj.head().staleness(now) {
                     Staleness::Fresh => Some(EdgeResult::Hit),
                     Staleness::StaleWhileRevalidate => {

@@ -243,7 +243,8 @@ impl Edge {
                 }
                 Some(_) => Box::pin(std::future::ready(served)),
             },
-            Step::Cached(parts, route) => match self.cached_now(parts, route, viewer, interim) {
+            // The request's arrival is the hit's "now" (one clock read).
+            Step::Cached(parts, route) => match self.cached_now(parts, route, viewer, interim, start) {
                 Now::Served(mut served) => match page.as_ref().filter(|p| p.wants(&served)) {
                     None => {
                         self.with_policy(&mut served, policy.as_ref(), start);
@@ -407,7 +408,13 @@ impl Edge {
             return Step::Done(forward::body_refused(req.version()));
         }
         forward::set_keyed_viewer_headers(&mut req, route.behavior(), viewer);
-        if websocket::is_handshake(&req) && route.behavior().websocket {
+        // hyper marks a request that may switch protocols (an `Upgrade`
+        // field, a CONNECT) with its upgrade handle: other requests skip the
+        // handshake checks without a header lookup.
+        if req.extensions().get::<hyper::upgrade::OnUpgrade>().is_some()
+            && websocket::is_handshake(&req)
+            && route.behavior().websocket
+        {
             return Step::WebSocket(req, route);
         }
         let cacheable_request = forward::shared(&method, req.headers());
