@@ -48,6 +48,10 @@ struct State {
     requests: Mutex<Vec<(Option<String>, Arc<AtomicU64>)>>,
     /// Milliseconds before each response head.
     head_delay_ms: AtomicU64,
+    /// `max-age` of every answer (0: 3600).
+    max_age: AtomicU64,
+    /// 304s answered to `If-None-Match` with the current version's tag.
+    not_modified: AtomicUsize,
 }
 
 /// A body generated from the offset, in 64 KiB frames, counted as handed out.
@@ -171,10 +175,24 @@ async fn answer(
     if delay > 0 {
         tokio::time::sleep(Duration::from_millis(delay)).await;
     }
+    let max_age = match st.max_age.load(Ordering::SeqCst) {
+        0 => 3600,
+        n => n,
+    };
+    let etag = format!("\"v{version}\"");
+    if req.headers().get("if-none-match").is_some_and(|v| v.as_bytes() == etag.as_bytes()) {
+        st.not_modified.fetch_add(1, Ordering::SeqCst);
+        let body = Gen { pos: 0, end: 0, version, st: st.clone(), mine };
+        let resp = http::Response::builder()
+            .status(304)
+            .header("cache-control", format!("max-age={max_age}"))
+            .header("etag", etag);
+        return Ok(resp.body(StreamBody::new(body)).unwrap());
+    }
     let mut resp = http::Response::builder()
         .header("content-type", "video/mp4")
-        .header("cache-control", "max-age=3600")
-        .header("etag", format!("\"v{version}\""))
+        .header("cache-control", format!("max-age={max_age}"))
+        .header("etag", etag)
         .header("last-modified", "Tue, 01 Dec 2026 10:00:00 GMT")
         .header("accept-ranges", "bytes");
     let honoured =
@@ -598,4 +616,35 @@ async fn the_first_viewer_leaving_a_slice_fill_does_not_restart_its_origin_reque
     let (s, x, _, _) = ranged(&e, "/film.mp4", "bytes=1000-1999").await;
     assert_eq!((s, x.as_str()), (206, "Hit"));
     assert_eq!(origin.requests(), 1);
+}
+
+#[tokio::test]
+async fn a_stale_slice_is_revalidated_and_a_304_keeps_its_bytes() {
+    let origin = RangeOrigin::start(8 * MIB).await;
+    origin.st.max_age.store(1, Ordering::SeqCst);
+    let e = edge(&config(&origin, "max_object_size = \"4MiB\"", "slice_size = \"1MiB\"")).await;
+    let (s, _, _, body) = ranged(&e, "/vod.mp4", "bytes=100-199").await;
+    assert_eq!(s, 206);
+    assert!(body[..] == expected(100, 199, 1)[..]);
+    let fetched = settled_bytes(&origin, MIB).await;
+    assert_eq!((origin.requests(), fetched), (1, MIB));
+    // Past its one-second lifetime the slice is stale: the edge asks with
+    // its validator, the origin answers 304, the stored bytes serve again.
+    tokio::time::sleep(Duration::from_millis(2_100)).await;
+    let (s, x, h, body) = ranged(&e, "/vod.mp4", "bytes=100-199").await;
+    assert_eq!((s, x.as_str()), (206, "RefreshHit"), "{h:?}");
+    assert!(body[..] == expected(100, 199, 1)[..]);
+    assert_eq!(origin.st.not_modified.load(Ordering::SeqCst), 1);
+    assert_eq!(origin.requests(), 2);
+    assert_eq!(origin.bytes(), MIB, "no slice bytes sent again");
+    // Refreshed: fresh again, a hit.
+    let (s, x, _, _) = ranged(&e, "/vod.mp4", "bytes=0-9").await;
+    assert_eq!((s, x.as_str()), (206, "Hit"));
+    // A new version: the validator no longer matches, the slice comes whole.
+    tokio::time::sleep(Duration::from_millis(2_100)).await;
+    origin.set_version(2);
+    let (s, _, _, body) = ranged(&e, "/vod.mp4", "bytes=100-199").await;
+    assert_eq!(s, 206);
+    assert!(body[..] == expected(100, 199, 2)[..], "the new version's bytes, never the old ones");
+    assert_eq!(origin.st.not_modified.load(Ordering::SeqCst), 1);
 }

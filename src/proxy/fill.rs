@@ -381,30 +381,7 @@ impl Edge {
         resp: OriginResponse,
     ) -> Served {
         let old = obj.head();
-        let mut headers = old.headers.clone();
-        let mut update = resp.headers;
-        crate::http::strip_hop_by_hop(&mut update);
-        for name in [header::CONTENT_LENGTH, header::CONTENT_ENCODING, header::CONTENT_RANGE, header::AGE] {
-            update.remove(name);
-        }
-        if !update.contains_key(header::DATE) {
-            // RFC 9110 §6.6.1: the 304 left out its Date, so the time it came
-            // is the stored response's new Date; keeping the old one would age
-            // the refreshed object past its lifetime at once.
-            if let Ok(v) = HeaderValue::from_str(&httpdate::fmt_http_date(resp.response_time)) {
-                update.insert(header::DATE, v);
-            }
-        }
-        let mut last = None;
-        for (name, value) in update {
-            if let Some(n) = name {
-                headers.remove(&n);
-                last = Some(n);
-            }
-            if let Some(n) = &last {
-                headers.append(n.clone(), value);
-            }
-        }
+        let mut headers = merged_304(&old.headers, resp.headers, resp.response_time);
         let behavior = ctx.route.behavior();
         let cookies = policy::take_set_cookie(&mut headers, behavior);
         let default_ttl = if behavior.streaming.media_ttls {
@@ -652,4 +629,34 @@ pub(super) fn fill_parts(parts: &Parts) -> Parts {
         req.headers_mut().remove(name);
     }
     req.into_parts().0
+}
+
+/// A stored response's fields updated by a 304 (RFC 9111 §4.3.4): each field
+/// the 304 carries replaces the stored one, except those that describe the
+/// stored body (length, coding, range) and `Age`.
+pub(super) fn merged_304(stored: &HeaderMap, mut update: HeaderMap, response_time: std::time::SystemTime) -> HeaderMap {
+    let mut headers = stored.clone();
+    crate::http::strip_hop_by_hop(&mut update);
+    for name in [header::CONTENT_LENGTH, header::CONTENT_ENCODING, header::CONTENT_RANGE, header::AGE] {
+        update.remove(name);
+    }
+    if !update.contains_key(header::DATE) {
+        // RFC 9110 §6.6.1: the 304 left out its Date, so the time it came
+        // is the stored response's new Date; keeping the old one would age
+        // the refreshed object past its lifetime at once.
+        if let Ok(v) = HeaderValue::from_str(&httpdate::fmt_http_date(response_time)) {
+            update.insert(header::DATE, v);
+        }
+    }
+    let mut last = None;
+    for (name, value) in update {
+        if let Some(n) = name {
+            headers.remove(&n);
+            last = Some(n);
+        }
+        if let Some(n) = &last {
+            headers.append(n.clone(), value);
+        }
+    }
+    headers
 }

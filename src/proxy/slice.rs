@@ -242,16 +242,20 @@ impl Edge {
         expect: Option<&Version>,
     ) -> Got {
         let key = slicer.key(i);
+        let mut stale = None;
         for _ in 0..ROUNDS {
             if let Lookup::Found(obj) = self.cache.lookup(&key, &parts.headers) {
-                // A stale slice is fetched again whole; a stored slice of
-                // another version is dropped and fetched again: only a fresh
-                // answer of the origin proves that the object changed.
+                // A stale slice is revalidated (a 304 keeps its bytes); a
+                // stored slice of another version is dropped and fetched
+                // again: only a fresh answer of the origin proves that the
+                // object changed.
                 if obj.head().staleness(Instant::now()) == Staleness::Fresh {
                     match self.checked(&key, obj, EdgeResult::Hit, expect) {
                         Got::Changed => {}
                         got => return got,
                     }
+                } else {
+                    stale = Some(obj);
                 }
             }
             if respond::only_if_cached(&parts.headers) {
@@ -266,9 +270,9 @@ impl Edge {
                     let edge = self.clone();
                     let (key, parts) = (key.clone(), super::fill::fill_parts(parts));
                     let ctx = Ctx { route: ctx.route.clone(), viewer: ctx.viewer };
-                    let (slicer, expect) = (slicer.clone(), expect.cloned());
+                    let (slicer, expect, stale) = (slicer.clone(), expect.cloned(), stale.take());
                     let fill = tokio::spawn(async move {
-                        edge.fill_slice(Some(lead), &key, &parts, &ctx, &slicer, i, expect.as_ref()).await
+                        edge.fill_slice(Some(lead), &key, &parts, &ctx, &slicer, i, expect.as_ref(), stale).await
                     });
                     return fill.await.unwrap_or_else(|e| {
                         Got::Failed(StatusCode::BAD_GATEWAY, format!("slice {i}'s fill ended: {e}"))
@@ -285,7 +289,7 @@ impl Edge {
                 },
             }
         }
-        self.fill_slice(None, &key, parts, ctx, slicer, i, expect).await
+        self.fill_slice(None, &key, parts, ctx, slicer, i, expect, None).await
     }
 
     /// A stored slice, if it belongs to the expected version (else it is dropped).
@@ -304,8 +308,9 @@ impl Edge {
         self.cache.remove_object(&slicer.key(i), obj);
     }
 
-    /// Fills slice `i` from the origin with a `Range` request. Without a
-    /// `lead` (the collapsing wait timed out) the slice is fetched all the same.
+    /// Fills slice `i` from the origin with a `Range` request, conditional
+    /// on the `stale` copy's validators when there is one. Without a `lead`
+    /// (the collapsing wait timed out) the slice is fetched all the same.
     #[allow(clippy::too_many_arguments)]
     async fn fill_slice(
         self: &Arc<Self>,
@@ -316,6 +321,7 @@ impl Edge {
         slicer: &Slicer,
         i: u64,
         expect: Option<&Version>,
+        stale: Option<Arc<Object>>,
     ) -> Got {
         let publish = |lead: Option<Lead>, outcome: Outcome| {
             if let Some(l) = lead {
@@ -330,6 +336,15 @@ impl Edge {
         let mut request = self.fill_request(parts, ctx, None);
         for name in [header::IF_RANGE, header::IF_MATCH, header::IF_NONE_MATCH, header::IF_MODIFIED_SINCE] {
             request.headers.remove(name);
+        }
+        if let Some(obj) = &stale {
+            let head = obj.head();
+            if let Some(etag) = &head.etag {
+                request.headers.insert(header::IF_NONE_MATCH, etag.clone());
+            }
+            if let Some(lm) = head.headers.get(header::LAST_MODIFIED) {
+                request.headers.insert(header::IF_MODIFIED_SINCE, lm.clone());
+            }
         }
         // Byte offsets must be those of the identity representation.
         request.headers.insert(header::ACCEPT_ENCODING, HeaderValue::from_static("identity"));
@@ -346,6 +361,11 @@ impl Edge {
                 return Got::Failed(status, reason);
             }
         };
+        if response.status == StatusCode::NOT_MODIFIED {
+            if let Some(obj) = stale {
+                return self.slice_refreshed(lead, key, ctx, obj, response, expect);
+            }
+        }
         if response.status != StatusCode::PARTIAL_CONTENT {
             if response.status == StatusCode::OK {
                 // The origin ignores ranges: the object is not sliced, and its
@@ -415,6 +435,52 @@ impl Edge {
         ));
         publish(lead, Outcome::Stored { object: object.clone(), refreshed: false });
         Got::Slice(object, EdgeResult::Miss)
+    }
+}
+
+impl Edge {
+    /// A 304 for a stale slice: its stored fields are updated and its bytes
+    /// kept (RFC 9111 §4.3.4), judged storable as a 200 of the object would be.
+    fn slice_refreshed(
+        &self,
+        lead: Option<Lead>,
+        key: &CacheKey,
+        ctx: &Ctx,
+        obj: Arc<Object>,
+        response: OriginResponse,
+        expect: Option<&Version>,
+    ) -> Got {
+        let behavior = ctx.route.behavior();
+        let old = obj.head();
+        let headers = super::fill::merged_304(&old.headers, response.headers, response.response_time);
+        drop(old);
+        let decision = policy::storability(
+            StatusCode::OK,
+            &headers,
+            behavior,
+            &self.cache.config,
+            policy::Media::at_headers(obj.media, &behavior.streaming),
+            response.request_time,
+            response.response_time,
+        );
+        match decision {
+            Ok(freshness) => {
+                obj.refresh(crate::cache::object::Head::new(StatusCode::PARTIAL_CONTENT, headers, freshness));
+                self.cache.refreshed(key, &obj);
+                if let Some(l) = lead {
+                    l.publish(Outcome::Stored { object: obj.clone(), refreshed: true });
+                }
+                self.checked(key, obj, EdgeResult::RefreshHit, expect)
+            }
+            Err(_) => {
+                // The origin now forbids storing it: the object is not sliced.
+                self.cache.remove_object(key, &obj);
+                if let Some(l) = lead {
+                    l.publish(Outcome::Pass);
+                }
+                Got::Pass
+            }
+        }
     }
 }
 
