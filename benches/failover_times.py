@@ -29,12 +29,12 @@ import http.client
 import os
 import shutil
 import signal
-import socket
 import subprocess
-import sys
 import tempfile
 import threading
 import time
+
+from ports import H, free_port, wait_port
 
 E = os.environ
 CLIENTS = int(E.get("CLIENTS", 4))
@@ -42,28 +42,6 @@ WARM = float(E.get("WARM", 2))
 AFTER = float(E.get("AFTER", 5))
 RUNS = int(E.get("RUNS", 1))
 EDGE = E.get("EDGE_BIN", "target/release/mediaedge")
-H = "127.0.0.1"
-
-
-def free_port():
-    s = socket.socket()
-    s.bind((H, 0))
-    p = s.getsockname()[1]
-    s.close()
-    return p
-
-
-def wait_port(port, proc, name):
-    deadline = time.time() + 60
-    while time.time() < deadline:
-        if proc.poll() is not None:
-            sys.exit(f"{name} exited at start")
-        try:
-            socket.create_connection((H, port), 0.2).close()
-            return
-        except OSError:
-            time.sleep(0.05)
-    sys.exit(f"{name} did not listen on {port}")
 
 
 NGINX_HTTP = """daemon off; worker_processes 1; pid {d}/nginx.pid; error_log {d}/error.log;

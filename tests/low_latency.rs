@@ -234,15 +234,6 @@ impl GatedOrigin {
     }
 }
 
-async fn until(what: &str, cond: impl Fn() -> bool) {
-    let wait = async {
-        while !cond() {
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-    };
-    tokio::time::timeout(Duration::from_secs(30), wait).await.unwrap_or_else(|_| panic!("hung waiting: {what}"));
-}
-
 #[tokio::test]
 async fn an_open_ended_range_on_a_hinted_part_streams_as_the_bytes_arrive() {
     let segment = payload(64 * 1024, 7);

@@ -582,15 +582,6 @@ async fn settled_bytes(origin: &RangeOrigin, want: u64) -> u64 {
     origin.bytes()
 }
 
-async fn until(what: &str, cond: impl Fn() -> bool) {
-    let wait = async {
-        while !cond() {
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-    };
-    tokio::time::timeout(Duration::from_secs(30), wait).await.unwrap_or_else(|_| panic!("hung waiting: {what}"));
-}
-
 #[tokio::test]
 async fn the_first_viewer_leaving_a_slice_fill_does_not_restart_its_origin_request() {
     use tokio::io::AsyncWriteExt;

@@ -496,3 +496,16 @@ pub async fn admin_call(
 pub fn free_port_here() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
 }
+
+/// Waits until `cond` holds, checking every 5 ms; panics naming `what` after
+/// 30 s (a bound that only means "it hung").
+pub async fn until(what: &str, cond: impl Fn() -> bool) {
+    let wait = async {
+        while !cond() {
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+    };
+    tokio::time::timeout(std::time::Duration::from_secs(30), wait)
+        .await
+        .unwrap_or_else(|_| panic!("hung waiting: {what}"));
+}
