@@ -311,7 +311,8 @@ def tiers(s):
         return
     keep = ("mediaedge_cache_tier_", "mediaedge_disk_writes_total", "mediaedge_disk_evictions_total",
             "mediaedge_disk_copied_forward_total", "mediaedge_disk_admissions_refused_total",
-            "mediaedge_disk_promotions_total", "mediaedge_cache_evictions_total")
+            "mediaedge_disk_promotions_total", "mediaedge_cache_evictions_total",
+            "mediaedge_disk_write_backs_total", "mediaedge_disk_released_total")
     TIERS.append(" ".join(l for l in text.splitlines() if l.startswith(keep)))
 
 
