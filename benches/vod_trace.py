@@ -14,7 +14,12 @@ the hot set before and after).
 
 Run through benches/vod_trace.sh (which builds the release binary). Knobs
 (environment): SEGMENTS, SEG_KIB, MEMORY_MIB, DISK_MIB, REQUESTS, CLIENTS,
-ZIPF, WINDOW, SEED.
+ZIPF, WINDOW, SEED; EDGE_ONLY=1 runs the mediaedge rows alone (no reference:
+for trying changes, not for reporting).
+
+nginx's cache manager trims `max_size` after the fact, so its cache directory
+can hold more than the disk budget: its size at the end of nginx's run is
+printed under the table.
 """
 import bisect
 import http.client
@@ -39,6 +44,7 @@ CLIENTS = int(E.get("CLIENTS", 8))
 ZIPF = float(E.get("ZIPF", 0.8))
 WINDOW = int(E.get("WINDOW", 1500))
 SEED = int(E.get("SEED", 1))
+EDGE_ONLY = E.get("EDGE_ONLY") == "1"
 EDGE = E.get("EDGE_BIN", "target/release/mediaedge")
 H = "127.0.0.1"
 
@@ -145,6 +151,21 @@ def ratios(rs):
     b = sum(r[2] for r in rs)
     hb = sum(r[2] for r in rs if r[1])
     return hits / n if n else 0.0, hb / b if b else 0.0
+
+
+def du(path):
+    """(apparent bytes, allocated bytes, files) of the regular files under path."""
+    size = blocks = files = 0
+    for root, _, names in os.walk(path):
+        for n in names:
+            try:
+                st = os.lstat(os.path.join(root, n))
+            except OSError:
+                continue
+            size += st.st_size
+            blocks += st.st_blocks * 512
+            files += 1
+    return size, blocks, files
 
 
 def p99(xs):
@@ -290,7 +311,8 @@ def tiers(s):
         return
     keep = ("mediaedge_cache_tier_", "mediaedge_disk_writes_total", "mediaedge_disk_evictions_total",
             "mediaedge_disk_copied_forward_total", "mediaedge_disk_admissions_refused_total",
-            "mediaedge_disk_promotions_total", "mediaedge_cache_evictions_total")
+            "mediaedge_disk_promotions_total", "mediaedge_cache_evictions_total",
+            "mediaedge_disk_write_backs_total", "mediaedge_disk_released_total")
     TIERS.append(" ".join(l for l in text.splitlines() if l.startswith(keep)))
 
 
@@ -321,13 +343,22 @@ def run(s):
         ("mediaedge second-hit", lambda: s.edge("edge-2nd", "second-hit")),
         ("mediaedge always", lambda: s.edge("edge-always", "always")),
     ]
+    if EDGE_ONLY:
+        rows = rows[2:]
+    notes = []
     for name, start in rows:
         rs, wall, cpu = measure(s, start, items)
+        if start == s.nginx_cache:
+            size, blocks, files = du(f"{s.tmp}/nginx/cache")
+            notes.append(f"nginx's cache directory at the end of its run: {files} files, {size / 2**20:.1f} MiB "
+                         f"({blocks / 2**20:.1f} MiB allocated) against max_size {DISK_MIB} MiB")
         half = rs[len(rs) // 2:]
         o, b = ratios(half)
         print(f"| {name} | {o:.3f} | {b:.3f} | {b:.1%} | {len(rs) / wall:.0f} | {cpu / len(rs) * 1e6:.0f} | "
               f"{p99([r[3] for r in half]) * 1000:.1f} |")
         sys.stdout.flush()
+    for n in notes:
+        print(f"\n{n}")
     for t in TIERS:
         print(f"\nmediaedge counters at the end of a run: {t}")
     TIERS.clear()

@@ -62,8 +62,12 @@ impl Cache {
                 None
             }
         });
+        // What memory evicts goes to disk if it is not there (exclusive tiers).
+        let sink = disk.clone().map(|d| -> store::EvictSink {
+            Arc::new(move |primary: &str, slot: &Arc<Slot>| d.evicted_from_memory(primary, slot))
+        });
         Cache {
-            store: Arc::new(MemoryStore::new(config.memory_bytes, SHARDS)),
+            store: Arc::new(MemoryStore::new(config.memory_bytes, SHARDS, sink)),
             disk,
             inflight: InFlight::new(),
             config,

@@ -107,6 +107,18 @@ impl Slot {
         after.len() <= 1 && after.iter().all(|v| matches!(&v.entry, Entry::Object(o) if Arc::ptr_eq(o, obj)))
     }
 
+    /// The stored objects with their secondary keys.
+    pub fn objects(&self) -> Vec<(Arc<str>, Arc<Object>)> {
+        self.variants
+            .load()
+            .iter()
+            .filter_map(|v| match &v.entry {
+                Entry::Object(o) => Some((v.secondary.clone(), o.clone())),
+                Entry::Pass { .. } => None,
+            })
+            .collect()
+    }
+
     /// Marks every stored object invalid (readers already holding one finish).
     pub fn invalidate_all(&self) {
         for v in self.variants.load().iter() {
@@ -137,17 +149,47 @@ pub trait Storage: Send + Sync + 'static {
     fn evictions(&self) -> u64;
 }
 
-/// Counts evictions (quick_cache tells the lifecycle about each one).
+/// Told about each slot pushed out of memory (the disk tier writes back what
+/// it does not hold). Called on the inserting thread after the shard's lock
+/// is released; it must not block.
+pub type EvictSink = Arc<dyn Fn(&str, &Arc<Slot>) + Send + Sync>;
+
+/// Counts evictions and hands each evicted slot to the sink. quick_cache
+/// also reports a value replaced under the same key (a re-weigh) as evicted:
+/// `MemoryStore::put` leaves those out.
 #[derive(Clone, Default)]
-struct EvictionCounter(Arc<AtomicU64>);
+struct Evictions {
+    count: Arc<AtomicU64>,
+    sink: Option<EvictSink>,
+}
 
-impl quick_cache::Lifecycle<Box<str>, Weighed> for EvictionCounter {
-    type RequestState = ();
+impl Evictions {
+    fn handle(&self, evicted: Vec<(Box<str>, Weighed)>, inserted: Option<&str>) {
+        for (key, w) in evicted {
+            if inserted == Some(&*key) {
+                continue;
+            }
+            self.count.fetch_add(1, Ordering::Relaxed);
+            if let Some(sink) = &self.sink {
+                sink(&key, &w.slot);
+            }
+        }
+    }
+}
 
-    fn begin_request(&self) {}
+impl quick_cache::Lifecycle<Box<str>, Weighed> for Evictions {
+    type RequestState = Vec<(Box<str>, Weighed)>;
 
-    fn on_evict(&self, _state: &mut (), _key: Box<str>, _val: Weighed) {
-        self.0.fetch_add(1, Ordering::Relaxed);
+    fn begin_request(&self) -> Self::RequestState {
+        Vec::new()
+    }
+
+    fn on_evict(&self, state: &mut Self::RequestState, key: Box<str>, val: Weighed) {
+        state.push((key, val));
+    }
+
+    fn end_request(&self, state: Self::RequestState) {
+        self.handle(state, None);
     }
 }
 
@@ -172,22 +214,25 @@ impl Weighter<Box<str>, Weighed> for SlotWeighter {
 /// One-off objects (a scan of segments) pass through its small queue without
 /// pushing out objects that are hit again; reads take only a shard's read lock.
 pub struct MemoryStore {
-    inner: QuickCache<Box<str>, Weighed, SlotWeighter, quick_cache::DefaultHashBuilder, EvictionCounter>,
-    evictions: Arc<AtomicU64>,
+    inner: QuickCache<Box<str>, Weighed, SlotWeighter, quick_cache::DefaultHashBuilder, Evictions>,
+    evictions: Evictions,
 }
 
 impl MemoryStore {
     /// `shards` bounds the largest object: each shard holds `budget / shards`.
-    pub fn new(budget_bytes: u64, shards: usize) -> MemoryStore {
+    /// `sink` is told about each slot evicted to make room.
+    pub fn new(budget_bytes: u64, shards: usize, sink: Option<EvictSink>) -> MemoryStore {
         let options = quick_cache::OptionsBuilder::new()
             .estimated_items_capacity((budget_bytes / 65_536).clamp(1024, 1 << 20) as usize)
             .weight_capacity(budget_bytes)
             .shards(shards.max(1).next_power_of_two())
             .build()
             .unwrap_or_else(|_| unreachable!("valid quick_cache options"));
-        let counter = EvictionCounter::default();
-        let evictions = counter.0.clone();
-        MemoryStore { inner: QuickCache::with_options(options, SlotWeighter, Default::default(), counter), evictions }
+        let evictions = Evictions { count: Default::default(), sink };
+        MemoryStore {
+            inner: QuickCache::with_options(options, SlotWeighter, Default::default(), evictions.clone()),
+            evictions,
+        }
     }
 }
 
@@ -198,7 +243,8 @@ impl Storage for MemoryStore {
 
     fn put(&self, primary: &str, slot: Arc<Slot>) {
         let weight = slot.weight();
-        self.inner.insert(primary.into(), Weighed { slot, weight });
+        let evicted = self.inner.insert_with_lifecycle(primary.into(), Weighed { slot, weight });
+        self.evictions.handle(evicted, Some(primary));
     }
 
     fn remove(&self, primary: &str) -> Option<Arc<Slot>> {
@@ -218,6 +264,6 @@ impl Storage for MemoryStore {
     }
 
     fn evictions(&self) -> u64 {
-        self.evictions.load(Ordering::Relaxed)
+        self.evictions.count.load(Ordering::Relaxed)
     }
 }

@@ -52,9 +52,16 @@ pub const NOT_YET: u8 = 0;
 pub const WANTED: u8 = 1;
 /// Queued, written, refused, or read from disk: nothing more to do.
 pub const DONE: u8 = 2;
-/// With `DONE`: hit in memory since the writer last looked (its record is
-/// copied forward rather than evicted).
+/// With `DONE`: hit in memory since the writer last looked.
 pub const TOUCHED: u8 = 4;
+/// With `TOUCHED`: hit in memory at least twice since the writer last
+/// looked. Such a record is copied forward when its segment is reused (so the
+/// hottest objects stay on disk across a kill); a record whose memory copy
+/// was hit less is let go (`RELEASED`), as memory holds the object.
+pub const TWICE: u8 = 8;
+/// Its disk record was let go while memory held it: memory writes it back
+/// when it evicts it (whatever the admission policy: it was admitted once).
+pub const RELEASED: u8 = 16;
 
 fn segment_path(dir: &std::path::Path, id: u32) -> std::path::PathBuf {
     dir.join(format!("seg-{id:05}.dat"))
@@ -235,8 +242,8 @@ impl DiskStore {
         self.stats.memory_hits.fetch_add(1, Ordering::Relaxed);
         let state = obj.disk_state.load(Ordering::Relaxed);
         if state & DONE != 0 {
-            if state & TOUCHED == 0 {
-                obj.disk_state.fetch_or(TOUCHED, Ordering::Relaxed);
+            if state & TWICE == 0 {
+                obj.disk_state.fetch_or(if state & TOUCHED == 0 { TOUCHED } else { TWICE }, Ordering::Relaxed);
             }
             return;
         }
@@ -260,7 +267,30 @@ impl DiskStore {
         if obj.disk_state.fetch_or(DONE, Ordering::Relaxed) & DONE != 0 {
             return;
         }
-        self.queue(key, obj);
+        self.queue(&key.primary, &key.secondary, obj);
+    }
+
+    /// Memory evicted a slot (on the inserting thread, without blocking):
+    /// its objects not on disk are queued for writing, if admitted (`always`,
+    /// hit in memory, or let go from disk while memory held them), so that
+    /// the tiers hold different objects rather than the same ones twice.
+    pub fn evicted_from_memory(&self, primary: &str, slot: &Arc<crate::cache::store::Slot>) {
+        if !self.writable.load(Ordering::Relaxed) || self.suspended.load(Ordering::Relaxed) {
+            return;
+        }
+        for (secondary, obj) in slot.objects() {
+            let state = obj.disk_state.load(Ordering::Relaxed);
+            if state & DONE != 0 || obj.is_invalidated() || obj.body.bytes().is_none() {
+                continue;
+            }
+            let admitted = self.config.admission == DiskAdmission::Always || state & (WANTED | RELEASED) != 0;
+            if !admitted || obj.disk_state.fetch_or(DONE, Ordering::Relaxed) & DONE != 0 {
+                continue;
+            }
+            if self.queue(primary, &secondary, &obj) {
+                self.stats.write_backs.fetch_add(1, Ordering::Relaxed);
+            }
+        }
     }
 
     /// A 304 refreshed an object's head: if it came from disk or was written
@@ -268,12 +298,13 @@ impl DiskStore {
     /// record supersedes the old one, across restarts too).
     pub fn refreshed(&self, key: &CacheKey, obj: &Arc<Object>) {
         if obj.disk_state.load(Ordering::Relaxed) & DONE != 0 {
-            self.queue(key, obj);
+            self.queue(&key.primary, &key.secondary, obj);
         }
     }
 
-    fn queue(&self, key: &CacheKey, obj: &Arc<Object>) {
-        let Some(body) = obj.body.bytes() else { return };
+    /// Queues a write; returns whether it was queued.
+    fn queue(&self, primary: &str, secondary: &str, obj: &Arc<Object>) -> bool {
+        let Some(body) = obj.body.bytes() else { return false };
         let head = obj.head();
         let f = &head.freshness;
         let keep = matches!(
@@ -282,31 +313,29 @@ impl DiskStore {
         ) && f.ttl.saturating_sub(f.initial_age) + f.stale_while_revalidate >= MIN_LIFETIME
             && !obj.is_invalidated();
         if !keep {
-            return;
+            return false;
         }
         let size = body.len() as u64;
         if !self.writable.load(Ordering::Relaxed) || self.suspended.load(Ordering::Relaxed) {
             self.stats.refused_failing.fetch_add(1, Ordering::Relaxed);
-            return;
+            return false;
         }
         if size + 8192 > self.config.segment_bytes {
             self.stats.refused_size.fetch_add(1, Ordering::Relaxed);
-            return;
+            return false;
         }
         if self.queued_bytes.fetch_add(size, Ordering::Relaxed) + size > QUEUE_BYTES {
             self.queued_bytes.fetch_sub(size, Ordering::Relaxed);
             self.stats.refused_queue.fetch_add(1, Ordering::Relaxed);
-            return;
+            return false;
         }
-        let job = Job::Object {
-            primary: key.primary.as_str().into(),
-            secondary: key.secondary.as_str().into(),
-            obj: obj.clone(),
-        };
+        let job = Job::Object { primary: primary.into(), secondary: secondary.into(), obj: obj.clone() };
         if let Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) = self.tx.try_send(job) {
             self.queued_bytes.fetch_sub(size, Ordering::Relaxed);
             self.stats.refused_queue.fetch_add(1, Ordering::Relaxed);
+            return false;
         }
+        true
     }
 
     /// Drops what these paths cover, and records it in the log so that a

@@ -65,6 +65,11 @@ pub struct Stats {
     pub evictions: AtomicU64,
     /// Hot records copied forward from a segment about to be reused.
     pub copied_forward: AtomicU64,
+    /// Objects written when memory evicted them (they were not on disk).
+    pub write_backs: AtomicU64,
+    /// Records of objects held in memory, let go when their segment was
+    /// reused (memory writes them back when it evicts them).
+    pub released: AtomicU64,
     /// Records dropped at start: torn or failing their checksum.
     pub dropped: AtomicU64,
     /// Records whose checksum failed when read while the edge ran.
@@ -118,6 +123,8 @@ pub struct DiskSnapshot {
     pub refused_failing: u64,
     pub evictions: u64,
     pub copied_forward: u64,
+    pub write_backs: u64,
+    pub released: u64,
     pub dropped: u64,
     pub checksum_failures: u64,
     pub read_errors: u64,
@@ -148,6 +155,8 @@ impl Stats {
             refused_failing: l(&self.refused_failing),
             evictions: l(&self.evictions),
             copied_forward: l(&self.copied_forward),
+            write_backs: l(&self.write_backs),
+            released: l(&self.released),
             dropped: l(&self.dropped),
             checksum_failures: l(&self.checksum_failures),
             read_errors: l(&self.read_errors),
@@ -192,6 +201,8 @@ impl DiskSnapshot {
             },
             "evictions": self.evictions,
             "copied_forward": self.copied_forward,
+            "write_backs": self.write_backs,
+            "released_to_memory": self.released,
             "dropped_at_start": self.dropped,
             "checksum_failures": self.checksum_failures,
             "read_errors": self.read_errors,

@@ -9,7 +9,7 @@
 use super::index::{Index, IndexEntry};
 use super::log::{Appender, Location};
 use super::record::{self, Kind, RECORD_HEADER};
-use super::{Job, Stats, TOUCHED};
+use super::{Job, Stats, DONE, RELEASED, TOUCHED, TWICE};
 use crate::cache::object::Object;
 use std::os::unix::fs::{FileExt, MetadataExt};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -179,26 +179,36 @@ impl Writer {
     }
 
     /// The hot records of a segment about to be emptied, read whole (at most
-    /// half a segment, 64 MiB, and what leaves room for the next record): hit on disk, or their memory copy hit,
-    /// since they were written or last copied. Their marks are cleared (a
-    /// second chance, as a CLOCK gives).
+    /// half a segment, 64 MiB, and what leaves room for the next record):
+    /// hit on disk since they were written or last copied, or, when memory
+    /// holds the object, hit there at least twice. Their marks are cleared (a
+    /// second chance, as a CLOCK gives). The records of objects memory holds
+    /// that are not kept are released: memory writes them back on eviction.
     fn take_hot(&self, seg: usize, then: u64) -> Vec<(String, IndexEntry, Vec<u8>)> {
         // Room is left for the record that made the roll.
         let room = self.appender.seg_bytes.saturating_sub(record::SEGMENT_HEADER + then);
         let budget = (self.appender.seg_bytes / 2).min(64 << 20).min(room);
         let mut candidates = Vec::new();
+        let mut released = Vec::new();
         self.index.for_each(|primary, e| {
             if e.loc.seg as usize != seg {
                 return;
             }
-            let mem = e.memory.upgrade();
-            let touched = mem
-                .as_ref()
-                .is_some_and(|o| !o.is_invalidated() && o.disk_state.load(Ordering::Relaxed) & TOUCHED != 0);
-            if e.hits > 0 || touched {
-                if let Some(o) = &mem {
-                    o.disk_state.fetch_and(!TOUCHED, Ordering::Relaxed);
+            let held = e.memory.upgrade().filter(|o| !o.is_invalidated());
+            let keep = match &held {
+                // Memory holds it: kept on disk only if hot there (so that it
+                // survives a kill); else let go, and written back when memory
+                // evicts it, so the tiers do not hold the same objects twice.
+                Some(o) => {
+                    let state = o.disk_state.fetch_and(!(TOUCHED | TWICE), Ordering::Relaxed);
+                    if state & TWICE == 0 {
+                        released.push(o.clone());
+                    }
+                    state & TWICE != 0
                 }
+                None => e.hits > 0,
+            };
+            if keep {
                 let mut entry = e.clone();
                 entry.hits = 0;
                 candidates.push((primary.to_string(), entry));
@@ -210,16 +220,22 @@ impl Writer {
         for (primary, entry) in candidates {
             let start = entry.loc.body_at - entry.meta.len() as u64 - RECORD_HEADER as u64;
             let len = entry.loc.body_at + entry.loc.body_len - start;
-            if used + len > budget {
-                break;
-            }
-            let mut raw = vec![0u8; len as usize];
-            if segment.file.read_exact_at(&mut raw, start).is_err() || !record::record_checks(&raw) {
+            let fits = used + len <= budget;
+            let mut raw = if fits { vec![0u8; len as usize] } else { Vec::new() };
+            if !fits || segment.file.read_exact_at(&mut raw, start).is_err() || !record::record_checks(&raw) {
+                // Not kept after all: memory, if it holds it, writes it back.
+                released.extend(entry.memory.upgrade());
                 continue;
             }
             used += len;
             out.push((primary, entry, raw));
         }
+        // Marked after the walk (the index's locks are released).
+        for o in &released {
+            o.disk_state.fetch_and(!DONE, Ordering::Relaxed);
+            o.disk_state.fetch_or(RELEASED, Ordering::Relaxed);
+        }
+        self.stats.released.fetch_add(released.len() as u64, Ordering::Relaxed);
         out
     }
 }

@@ -54,7 +54,10 @@ pub(super) fn resolve(cx: &Ctx, raw: Spanned<RawDisk>) -> Result<DiskConfig, Con
             }
             v
         }
-        None => (size_bytes / 64).clamp(MIN_SEGMENT, 256 << 20).min(size_bytes / MIN_SEGMENTS),
+        // An eighth of the disk (at most 256 MiB): a segment's unused tail
+        // (less than one record) is small beside it, where size / 64 left a
+        // sixth of a small disk unused with objects of 256 KiB.
+        None => (size_bytes / 8).clamp(MIN_SEGMENT, 256 << 20).min(size_bytes / MIN_SEGMENTS),
     };
     let admission = match raw.admission {
         None => DiskAdmission::SecondHit,
