@@ -27,12 +27,13 @@ import os
 import random
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import threading
 import time
+
+from ports import H, free_port, wait_port
 
 E = os.environ
 SEGMENTS = int(E.get("SEGMENTS", 512))
@@ -46,28 +47,6 @@ WINDOW = int(E.get("WINDOW", 1500))
 SEED = int(E.get("SEED", 1))
 EDGE_ONLY = E.get("EDGE_ONLY") == "1"
 EDGE = E.get("EDGE_BIN", "target/release/mediaedge")
-H = "127.0.0.1"
-
-
-def free_port():
-    s = socket.socket()
-    s.bind((H, 0))
-    p = s.getsockname()[1]
-    s.close()
-    return p
-
-
-def wait_port(port, proc, name):
-    deadline = time.time() + 60
-    while time.time() < deadline:
-        if proc.poll() is not None:
-            sys.exit(f"{name} exited at start")
-        try:
-            socket.create_connection((H, port), 0.2).close()
-            return
-        except OSError:
-            time.sleep(0.05)
-    sys.exit(f"{name} did not listen on {port}")
 
 
 def tree_cpu(pid):
