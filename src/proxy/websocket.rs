@@ -2,8 +2,8 @@
 //! extended CONNECT over HTTP/2): the viewer's opening handshake goes to the
 //! origin (never cached, never collapsed; always as HTTP/1.1); when the
 //! origin answers `101 Switching Protocols` the viewer gets it (`200` on
-//! HTTP/2), and the two upgraded streams are joined byte for byte until either side closes or
-//! no byte moves either way for the idle timeout. The edge does not parse
+//! HTTP/2), and the two upgraded streams are joined byte for byte until
+//! either side closes or no byte moves either way for the idle timeout. The edge does not parse
 //! frames: extensions and subprotocols are the two ends' business.
 //!
 //! The access log line is written when the joined connection ends, with the
@@ -75,8 +75,8 @@ impl WebSockets {
 /// GET over HTTP/1.1 with `Upgrade: websocket`, `Connection: upgrade`, a
 /// `Sec-WebSocket-Key` and `Sec-WebSocket-Version: 13` (RFC 6455 §4.1), or
 /// an HTTP/2 extended CONNECT (`is_extended_connect`). Anything else is an
-/// ordinary request (its `Upgrade` is dropped as hop-by-hop). One header
-/// lookup for requests without `Upgrade`.
+/// ordinary request (its `Upgrade` is dropped as hop-by-hop). The router asks
+/// only for requests hyper marked as upgradable.
 #[inline]
 pub(super) fn is_handshake<B>(req: &Request<B>) -> bool {
     let h = req.headers();
