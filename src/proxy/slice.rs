@@ -264,6 +264,14 @@ impl Edge {
             let collapse_key = self.cache.collapse_key(&key, &parts.headers);
             match self.cache.join(&collapse_key) {
                 Join::Lead(lead) => {
+                    // Filled and published between this request's lookup and
+                    // its join: the stored slice answers, not a second fetch.
+                    if let Lookup::Found(obj) = self.cache.lookup(&key, &parts.headers) {
+                        if obj.head().staleness(Instant::now()) == Staleness::Fresh {
+                            lead.publish(Outcome::Stored { object: obj.clone(), refreshed: false });
+                            return self.checked(&key, obj, EdgeResult::Hit, expect);
+                        }
+                    }
                     // The fill belongs to the cache, not to this viewer: it
                     // runs in a task of its own, so a viewer who leaves
                     // neither stops it nor makes a waiter start it again.
