@@ -37,6 +37,11 @@ pub trait Extent: Send + Sync + std::fmt::Debug {
     fn is_valid(&self) -> bool;
     /// Reads up to `max` bytes at `pos`. Blocking: call it from a blocking thread.
     fn read_at(&self, pos: u64, max: usize) -> std::io::Result<Bytes>;
+    /// How many bytes can be read now: ready once more than `pos` are (or
+    /// all are). A body still being written to disk waits here for more.
+    fn poll_available(&self, _pos: u64, _cx: &mut Context<'_>) -> Poll<std::io::Result<u64>> {
+        Poll::Ready(Ok(self.len()))
+    }
 }
 
 /// The most a disk read hands out at once.
@@ -248,7 +253,12 @@ impl StoredBody {
         }
         if let Some(d) = &self.disk {
             // Without a reader to hold a pending read: read in place.
-            return Poll::Ready(disk_read(d, pos, end));
+            let available = match d.poll_available(pos, cx) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(FillFailed(format!("disk read: {e}").into()))),
+                Poll::Ready(Ok(n)) => n,
+            };
+            return Poll::Ready(disk_read(d, pos, Some(end.unwrap_or(u64::MAX).min(available))));
         }
         let mut st = self.lock();
         match &st.end {
@@ -346,6 +356,10 @@ impl StoredBody {
             // rewriting): bounded by the largest object the disk holds.
             let d = d.clone();
             let len = d.len() as usize;
+            // A body still being written to disk: all of it first.
+            std::future::poll_fn(|cx| d.poll_available(d.len().saturating_sub(1), cx))
+                .await
+                .map_err(|e| FillFailed(format!("disk read: {e}").into()))?;
             return match tokio::task::spawn_blocking(move || d.read_at(0, len)).await {
                 Ok(Ok(b)) if b.len() == len => Ok(b),
                 Ok(Ok(_)) => Err(FillFailed("the disk copy is shorter than its record".into())),
@@ -412,6 +426,12 @@ impl BodyReader {
         if pos >= stop {
             return Poll::Ready(Ok(None));
         }
+        let available = match d.poll_available(pos, cx) {
+            Poll::Pending => return Poll::Pending,
+            Poll::Ready(Err(e)) => return Poll::Ready(Err(FillFailed(format!("disk read: {e}").into()))),
+            Poll::Ready(Ok(n)) => n,
+        };
+        let stop = stop.min(available);
         let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
         if pending.as_ref().is_some_and(|(at, _)| *at != pos) {
             if let Some((_, h)) = pending.take() {
@@ -419,7 +439,10 @@ impl BodyReader {
             }
         }
         let (_, handle) = pending.get_or_insert_with(|| {
-            let (d, max) = (d.clone(), (stop - pos).min(DISK_CHUNK as u64) as usize);
+            // Reads end on a `DISK_CHUNK` boundary, so that a range starting
+            // mid-piece reads each checked piece once.
+            let room = DISK_CHUNK as u64 - pos % DISK_CHUNK as u64;
+            let (d, max) = (d.clone(), (stop - pos).min(room) as usize);
             (pos, tokio::task::spawn_blocking(move || d.read_at(pos, max)))
         });
         let done = match std::pin::Pin::new(handle).poll(cx) {

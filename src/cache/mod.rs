@@ -269,12 +269,27 @@ impl Cache {
     /// Removes an object whose fill failed or which grew too large.
     pub fn remove_object(&self, key: &CacheKey, obj: &Arc<Object>) {
         obj.invalidate();
+        self.leave_memory(key, obj);
+    }
+
+    /// Takes an object out of memory without invalidating it (it lives on
+    /// elsewhere: a fill streaming to disk).
+    pub fn leave_memory(&self, key: &CacheKey, obj: &Arc<Object>) {
         if let Some(slot) = self.store.get(&key.primary) {
             if slot.remove_object(obj) {
                 self.store.remove(&key.primary);
             } else {
                 self.store.put(&key.primary, slot);
             }
+        }
+    }
+
+    /// A fill grew past memory's largest object: the disk tier may stream it
+    /// (see `DiskStore::stream`). Call before the body starts passing.
+    pub fn oversize(&self, key: &CacheKey, obj: &Arc<Object>) -> disk::Oversize {
+        match &self.disk {
+            Some(d) if obj.body.total_len().is_some_and(|n| n <= self.config.max_object_bytes) => d.stream(key, obj),
+            _ => disk::Oversize::No,
         }
     }
 

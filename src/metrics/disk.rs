@@ -52,7 +52,7 @@ pub(super) fn render(out: &mut String, cache: &CacheGauges, d: &DiskSnapshot) {
     family(out, "mediaedge_disk_errors_total", "counter", "Disk tier I/O errors, by operation.");
     let _ = writeln!(out, "mediaedge_disk_errors_total{{op=\"read\"}} {}", d.read_errors);
     let _ = writeln!(out, "mediaedge_disk_errors_total{{op=\"write\"}} {}", d.write_errors);
-    let counters: [(&str, &str, u64); 12] = [
+    let counters: [(&str, &str, u64); 14] = [
         ("mediaedge_disk_hit_bytes_total", "Body bytes of the disk hits.", d.hit_bytes),
         ("mediaedge_disk_promotions_total", "Objects promoted from disk into memory.", d.promotions),
         ("mediaedge_disk_writes_total", "Objects written to disk.", d.writes),
@@ -65,6 +65,16 @@ pub(super) fn render(out: &mut String, cache: &CacheGauges, d: &DiskSnapshot) {
             d.copied_forward,
         ),
         ("mediaedge_disk_write_backs_total", "Objects written to disk when memory evicted them.", d.write_backs),
+        (
+            "mediaedge_disk_streamed_total",
+            "Objects too large for memory streamed to disk as their fill arrived.",
+            d.streamed,
+        ),
+        (
+            "mediaedge_disk_streams_given_up_total",
+            "Streams to disk given up before their record was complete.",
+            d.refused_stream,
+        ),
         (
             "mediaedge_disk_released_total",
             "Records of objects held in memory, let go when their segment was reused.",

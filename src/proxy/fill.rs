@@ -3,6 +3,7 @@
 use super::respond::{self, error};
 use super::{Ctx, Edge, EdgeResult, Now, Served, Viewer};
 use crate::cache::body::{BodyWriter, Room, StoredBody};
+use crate::cache::disk::Oversize;
 use crate::cache::inflight::{self, Join, Lead, Outcome};
 use crate::cache::key::{self, CacheKey};
 use crate::cache::object::{Head, Object, Staleness, VaryKey};
@@ -281,7 +282,10 @@ impl Edge {
             response.response_time,
         );
         let announced = content_length(&response.headers);
-        if decision.is_ok() && announced.is_some_and(|l| l > self.cache.max_object_bytes()) {
+        if decision.is_ok()
+            && announced.is_some_and(|l| l > self.cache.max_object_bytes())
+            && !self.to_disk(&parts, announced)
+        {
             decision = Err(NoStore::Forbidden("too large"));
         }
         let freshness = match decision {
@@ -491,6 +495,27 @@ impl Edge {
     }
 }
 
+impl Edge {
+    /// Whether a response too large for memory may be streamed to the disk
+    /// tier (`pump`): a disk is configured, the object is within
+    /// `max_object_size`, and the viewer's range (if any) starts within what
+    /// memory would hold (a viewer seeking far into a file it does not have
+    /// is sent its range on its own rather than made to wait for the fill).
+    fn to_disk(&self, parts: &Parts, announced: Option<u64>) -> bool {
+        let Some(len) = announced else { return false };
+        if self.cache.disk().is_none() || len > self.cache.config.max_object_bytes {
+            return false;
+        }
+        let Some(range) = parts.headers.get(header::RANGE) else { return true };
+        match crate::http::range::parse(range.as_bytes()).as_deref() {
+            Some([crate::http::range::Spec::From(first) | crate::http::range::Spec::Closed(first, _)]) => {
+                *first < self.cache.max_object_bytes()
+            }
+            _ => false,
+        }
+    }
+}
+
 /// The edge's own error answer as a stored object, kept for `ttl`: the same
 /// text a viewer gets for any error the edge makes (`respond::error`).
 fn edge_error(status: StatusCode, reason: &str, ttl: std::time::Duration) -> Arc<Object> {
@@ -537,12 +562,15 @@ fn content_length(headers: &HeaderMap) -> Option<u64> {
 /// Moves the origin body into the stored body. A failure, a short body or a
 /// body longer than announced fails every reader and stores nothing.
 ///
-/// A body that grows past the largest storable size is dropped from the cache
-/// and becomes a pass-through: it streams to the readers already on it at the
-/// pace of the slowest (within `PASS_WINDOW`), releases what they have all
-/// read, and stops, closing the origin connection, when nobody can read it.
-/// Viewers arriving after that are sent to the origin on their own
-/// (hit-for-pass), each with its own request and range, nothing held.
+/// A body that grows past the largest storable size is dropped from the
+/// memory cache and becomes a pass-through: it streams to the readers already
+/// on it at the pace of the slowest (within `PASS_WINDOW`), releases what they
+/// have all read, and stops, closing the origin connection, when nobody can
+/// read it. With a disk tier that takes it, the disk is one of those readers:
+/// the body is streamed to disk to its end, and viewers arriving meanwhile
+/// read it there as it is written. Otherwise viewers arriving after that are
+/// sent to the origin on their own (hit-for-pass), each with its own request
+/// and range, nothing held.
 #[allow(clippy::too_many_arguments)]
 pub(super) async fn pump(
     edge: Arc<Edge>,
@@ -558,6 +586,10 @@ pub(super) async fn pump(
     // Held while the object is stored; dropped when it turns pass-through, so
     // that the body's holders are its readers alone.
     let mut stored = Some(object);
+    if announced.is_some_and(|n| n > limit) {
+        // Announced too large for memory (and taken to stream to disk).
+        pass_oversize(&edge, &key, &mut stored, &mut writer);
+    }
     loop {
         if writer.room().await == Room::Nobody {
             tracing::debug!(key = %key.primary.replace('\u{1f}', " "), "pass-through fill stopped: no viewer left");
@@ -568,11 +600,7 @@ pub(super) async fn pump(
             Some(Ok(chunk)) => {
                 writer.push(chunk);
                 if writer.len() > limit {
-                    if let Some(object) = stored.take() {
-                        edge.cache.remove_object(&key, &object);
-                        edge.cache.insert_pass(&key);
-                        writer.start_passing();
-                    }
+                    pass_oversize(&edge, &key, &mut stored, &mut writer);
                 }
             }
             Some(Err(e)) => {
@@ -598,6 +626,24 @@ pub(super) async fn pump(
                 return;
             }
         }
+    }
+}
+
+/// The fill is too large for memory: the object leaves memory and its body
+/// turns pass-through. It is streamed to disk if the disk tier takes it
+/// (readable there as it is written); else later viewers pass, unless a later
+/// fill may be taken (second-hit admission).
+fn pass_oversize(edge: &Edge, key: &CacheKey, stored: &mut Option<Arc<Object>>, writer: &mut BodyWriter) {
+    if let Some(object) = stored.take() {
+        match edge.cache.oversize(key, &object) {
+            Oversize::Streaming => edge.cache.leave_memory(key, &object),
+            Oversize::Later => edge.cache.remove_object(key, &object),
+            Oversize::No => {
+                edge.cache.remove_object(key, &object);
+                edge.cache.insert_pass(key);
+            }
+        }
+        writer.start_passing();
     }
 }
 

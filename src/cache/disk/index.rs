@@ -25,6 +25,8 @@ pub struct IndexEntry {
     /// The memory copy it was written from or promoted to, if any: its hits
     /// keep the record hot (`TOUCHED`).
     pub memory: std::sync::Weak<crate::cache::object::Object>,
+    /// The body's per-piece checksums (bodies above `PIECES_ABOVE`).
+    pub pieces: Option<Arc<[u32]>>,
 }
 
 impl IndexEntry {

@@ -21,13 +21,17 @@ pub struct Segment {
     pub file: File,
     /// 0: never written. Bumped before a segment is reused.
     pub generation: AtomicU64,
+    /// Held (shared) by a stream writing into its record, with the
+    /// generation checked; taken (exclusive) to bump the generation: a stream
+    /// never writes into a segment after it was reused.
+    pub reuse: std::sync::RwLock<()>,
 }
 
 impl Segment {
     pub fn open(dir: &Path, id: u32) -> io::Result<Segment> {
         let path = super::segment_path(dir, id);
         let file = std::fs::OpenOptions::new().read(true).write(true).create(true).truncate(false).open(path)?;
-        Ok(Segment { id, file, generation: AtomicU64::new(0) })
+        Ok(Segment { id, file, generation: AtomicU64::new(0), reuse: std::sync::RwLock::new(()) })
     }
 }
 
@@ -50,6 +54,10 @@ pub struct DiskExtent {
     pub seg: Arc<Segment>,
     pub loc: Location,
     pub stats: Arc<super::Stats>,
+    /// The body's per-piece checksums (bodies above `PIECES_ABOVE`).
+    pub pieces: Option<Arc<[u32]>>,
+    /// Told when a piece fails its checksum: the record leaves the index.
+    pub on_bad: Option<super::Forget>,
 }
 
 impl Extent for DiskExtent {
@@ -66,10 +74,20 @@ impl Extent for DiskExtent {
         if !self.is_valid() {
             return Err(gone());
         }
-        let n = (self.loc.body_len.saturating_sub(pos)).min(max as u64) as usize;
-        let mut buf = vec![0u8; n];
+        let end = self.loc.body_len.min(pos.saturating_add(max as u64));
+        if pos >= end {
+            return Ok(Bytes::new());
+        }
+        // With per-piece checksums, whole pieces are read and checked, and
+        // the asked part of them handed out.
+        let (from, to) = match &self.pieces {
+            Some(_) => ((pos / record::PIECE) * record::PIECE, end.div_ceil(record::PIECE) * record::PIECE),
+            None => (pos, end),
+        };
+        let to = to.min(self.loc.body_len);
+        let mut buf = vec![0u8; (to - from) as usize];
         let started = std::time::Instant::now();
-        let r = self.seg.file.read_exact_at(&mut buf, self.loc.body_at + pos);
+        let r = self.seg.file.read_exact_at(&mut buf, self.loc.body_at + from);
         self.stats.read_latency.record(started.elapsed());
         self.stats.reads.fetch_add(1, Ordering::Relaxed);
         if let Err(e) = r {
@@ -80,14 +98,31 @@ impl Extent for DiskExtent {
         if !self.is_valid() {
             return Err(gone());
         }
-        self.stats.read_bytes.fetch_add(n as u64, Ordering::Relaxed);
-        Ok(Bytes::from(buf))
+        if let Some(pieces) = &self.pieces {
+            let first = (from / record::PIECE) as usize;
+            for (i, piece) in buf.chunks(record::PIECE as usize).enumerate() {
+                if pieces.get(first + i) != Some(&crc32fast::hash(piece)) {
+                    self.stats.checksum_failures.fetch_add(1, Ordering::Relaxed);
+                    tracing::warn!(
+                        piece = first + i,
+                        "disk cache record failed its checksum when read: dropped, the response is cut short"
+                    );
+                    if let Some(forget) = &self.on_bad {
+                        forget.run(self.loc);
+                    }
+                    return Err(io::Error::other("a piece of the disk copy failed its checksum"));
+                }
+            }
+        }
+        self.stats.read_bytes.fetch_add(buf.len() as u64, Ordering::Relaxed);
+        let bytes = Bytes::from(buf);
+        Ok(bytes.slice((pos - from) as usize..(end - from) as usize))
     }
 }
 
 /// A record read back by the scan.
 pub enum Scanned {
-    Object { meta: Vec<u8>, header: RecordHeader, loc: Location },
+    Object { meta: Vec<u8>, header: RecordHeader, loc: Location, pieces: Option<Arc<[u32]>> },
     Purge(String),
     Invalidation(String, Vec<crate::cache::invalidate::PathMatch>),
 }
@@ -117,6 +152,13 @@ pub fn scan(seg: &Segment, generation: u64) -> io::Result<(Vec<Scanned>, u64, us
             dropped += 1;
             break;
         }
+        if header.kind == Kind::Pending {
+            // A stream to disk that never finished (the edge stopped during
+            // it): its room is known, its contents are not.
+            dropped += 1;
+            pos += header.total();
+            continue;
+        }
         let mut meta = vec![0u8; header.meta_len as usize];
         seg.file.read_exact_at(&mut meta, pos + RECORD_HEADER as u64)?;
         let mut crc = crc32fast::Hasher::new();
@@ -131,14 +173,23 @@ pub fn scan(seg: &Segment, generation: u64) -> io::Result<(Vec<Scanned>, u64, us
         }
         // A record whose header checks but whose contents do not is dropped;
         // its length is known, so the scan goes on after it.
-        if crc.finalize() != header.crc {
+        let pieces = match header.pieces {
+            0 => Some(None),
+            n => {
+                let mut t = vec![0u8; record::trailer_len(n) as usize];
+                seg.file.read_exact_at(&mut t, body_at + header.body_len)?;
+                record::decode_trailer(&t, n).map(|c| Some(c.into()))
+            }
+        };
+        let (true, Some(pieces)) = (crc.finalize() == header.crc, pieces) else {
             dropped += 1;
             pos += header.total();
             continue;
-        }
+        };
         let loc = Location { seg: seg.id, generation, body_at, body_len: header.body_len, crc: header.crc };
         match header.kind {
-            Kind::Object => out.push(Scanned::Object { meta, header, loc }),
+            Kind::Object => out.push(Scanned::Object { meta, header, loc, pieces }),
+            Kind::Pending => {}
             Kind::PurgeKey => {
                 if let Some(k) = record::decode_purge(&meta) {
                     out.push(Scanned::Purge(k.to_string()));
@@ -181,7 +232,10 @@ impl Appender {
         let seg = &self.segments[next];
         let generation = self.next_generation;
         self.next_generation += 1;
-        seg.generation.store(generation, Ordering::Release);
+        {
+            let _reuse = seg.reuse.write().unwrap_or_else(|e| e.into_inner());
+            seg.generation.store(generation, Ordering::Release);
+        }
         // The old header is cleared first: a segment cut short by a crash
         // reads as empty, and a full disk fails here, before anything else.
         seg.file.write_all_at(&[0u8; SEGMENT_HEADER as usize], 0)?;
@@ -193,16 +247,25 @@ impl Appender {
     }
 
     /// Appends a record (the caller checked `fits` and rolled if needed).
-    pub fn append(&mut self, kind: Kind, meta: &[u8], body: &[u8], stored_ms: u64) -> io::Result<Location> {
+    /// Bodies above `PIECES_ABOVE` get their per-piece checksums (returned).
+    pub fn append(
+        &mut self,
+        kind: Kind,
+        meta: &[u8],
+        body: &[u8],
+        stored_ms: u64,
+    ) -> io::Result<(Location, Option<Arc<[u32]>>)> {
         let mut crc = crc32fast::Hasher::new();
         crc.update(meta);
         crc.update(body);
+        let pieces = (record::pieces_for(body.len() as u64) > 0).then(|| record::piece_crcs(body));
         let header = RecordHeader {
             kind,
             meta_len: meta.len() as u32,
             body_len: body.len() as u64,
             stored_ms,
             crc: crc.finalize(),
+            pieces: pieces.as_ref().map_or(0, |p| p.len() as u32),
         };
         let seg = &self.segments[self.active];
         let at = self.pos;
@@ -210,14 +273,47 @@ impl Appender {
         seg.file.write_all_at(meta, at + RECORD_HEADER as u64)?;
         let body_at = at + RECORD_HEADER as u64 + meta.len() as u64;
         seg.file.write_all_at(body, body_at)?;
+        if let Some(p) = &pieces {
+            seg.file.write_all_at(&record::encode_trailer(p), body_at + body.len() as u64)?;
+        }
         self.pos += header.total();
-        Ok(Location {
+        Ok((
+            Location {
+                seg: self.active as u32,
+                generation: seg.generation.load(Ordering::Acquire),
+                body_at,
+                body_len: body.len() as u64,
+                crc: header.crc,
+            },
+            pieces.map(Into::into),
+        ))
+    }
+
+    /// Takes room for a record streamed to disk later (`Stream`): writes its
+    /// header as `Pending` (so that a scan skips it until it is complete)
+    /// and its metadata; the body and trailer are written by the stream.
+    pub fn reserve(&mut self, meta: &[u8], body_len: u64, stored_ms: u64) -> io::Result<(Arc<Segment>, u64, Location)> {
+        let header = RecordHeader {
+            kind: Kind::Pending,
+            meta_len: meta.len() as u32,
+            body_len,
+            stored_ms,
+            crc: 0,
+            pieces: record::pieces_for(body_len),
+        };
+        let seg = &self.segments[self.active];
+        let at = self.pos;
+        seg.file.write_all_at(&header.encode(), at)?;
+        seg.file.write_all_at(meta, at + RECORD_HEADER as u64)?;
+        self.pos += header.total();
+        let loc = Location {
             seg: self.active as u32,
             generation: seg.generation.load(Ordering::Acquire),
-            body_at,
-            body_len: body.len() as u64,
-            crc: header.crc,
-        })
+            body_at: at + RECORD_HEADER as u64 + meta.len() as u64,
+            body_len,
+            crc: 0,
+        };
+        Ok((seg.clone(), at, loc))
     }
 
     /// Appends a record read whole from another segment (header, metadata

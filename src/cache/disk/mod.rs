@@ -20,6 +20,7 @@ mod index;
 mod log;
 pub mod record;
 mod stats;
+mod stream;
 mod writer;
 
 use crate::cache::body::StoredBody;
@@ -78,6 +79,59 @@ enum Job {
     Invalidate(String, Vec<PathMatch>, SyncSender<()>),
     /// Told once every job queued before it is done.
     Barrier(SyncSender<()>),
+    /// Room for a record a fill streams to disk (`stream.rs`).
+    Reserve {
+        meta: Vec<u8>,
+        body_len: u64,
+        stored_ms: u64,
+        reply: tokio::sync::oneshot::Sender<Option<Reserved>>,
+    },
+}
+
+/// A stream's room in the ring: its segment, the record's first byte and
+/// the body's location.
+pub(crate) type Reserved = (Arc<Segment>, u64, Location);
+
+/// Drops a record from the index when a read finds it damaged.
+#[derive(Clone)]
+pub struct Forget {
+    index: Arc<Index>,
+    stats: Arc<Stats>,
+    primary: Arc<str>,
+}
+
+impl std::fmt::Debug for Forget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Forget").field("primary", &self.primary).finish()
+    }
+}
+
+impl Forget {
+    pub fn run(&self, loc: Location) {
+        let freed = self.index.remove_at(&self.primary, loc);
+        self.stats.objects.fetch_sub(freed.entries, Ordering::Relaxed);
+        self.stats.bytes.fetch_sub(freed.bytes, Ordering::Relaxed);
+    }
+}
+
+/// A fill streaming to disk, found by viewers who ask for it meanwhile.
+struct Streaming {
+    primary: Box<str>,
+    secondary: Box<str>,
+    obj: Arc<Object>,
+    progress: Arc<stream::Progress>,
+}
+
+/// What the disk tier does with a fill too large for memory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Oversize {
+    /// Streamed to disk as it arrives.
+    Streaming,
+    /// Not this time, but a later fill may be (second-hit admission): no
+    /// hit-for-pass, so that the next request fills again.
+    Later,
+    /// Never (too large for a segment, not storable, no room): pass.
+    No,
 }
 
 pub struct DiskStore {
@@ -95,6 +149,10 @@ pub struct DiskStore {
     suspended: Arc<AtomicBool>,
     /// The lock file, held (flock) while this edge uses the directory.
     lock: std::sync::Mutex<Option<std::fs::File>>,
+    /// Fills streaming to disk now (at most `stream::MAX_STREAMS`), and how
+    /// many (lookups skip the lock when there are none).
+    streams: std::sync::Mutex<Vec<Streaming>>,
+    streaming: std::sync::atomic::AtomicUsize,
 }
 
 impl std::fmt::Debug for DiskStore {
@@ -162,6 +220,8 @@ impl DiskStore {
             doorkeeper: Doorkeeper::new(),
             suspended,
             lock: std::sync::Mutex::new(Some(lock)),
+            streams: std::sync::Mutex::new(Vec::new()),
+            streaming: std::sync::atomic::AtomicUsize::new(0),
         })
     }
 
@@ -174,9 +234,19 @@ impl DiskStore {
             return None;
         }
         self.stats.lookups.fetch_add(1, Ordering::Relaxed);
+        if let Some(obj) = self.growing(key, req) {
+            self.stats.hits.fetch_add(1, Ordering::Relaxed);
+            return Some((obj, false));
+        }
         let e = self.index.select(&key.primary, &key.secondary, req)?;
         let seg = self.segments.get(e.loc.seg as usize)?.clone();
-        let extent = Arc::new(DiskExtent { seg, loc: e.loc, stats: self.stats.clone() });
+        let on_bad = e.pieces.is_some().then(|| Forget {
+            index: self.index.clone(),
+            stats: self.stats.clone(),
+            primary: key.primary.as_str().into(),
+        });
+        let extent =
+            Arc::new(DiskExtent { seg, loc: e.loc, stats: self.stats.clone(), pieces: e.pieces.clone(), on_bad });
         if !crate::cache::body::Extent::is_valid(&*extent) {
             self.forget(&key.primary, e.loc);
             return None;
@@ -228,6 +298,126 @@ impl DiskStore {
             self.index.set_memory(&key.primary, e.loc, &obj);
         }
         Some((obj, whole || e.hits >= 2))
+    }
+
+    /// A fill streaming to disk for this request: an object whose body reads
+    /// the record as it is written.
+    fn growing(&self, key: &CacheKey, req: &HeaderMap) -> Option<Arc<Object>> {
+        if self.streaming.load(Ordering::Acquire) == 0 {
+            return None;
+        }
+        let streams = self.streams.lock().unwrap_or_else(|e| e.into_inner());
+        let s = streams.iter().find(|s| {
+            *s.primary == *key.primary
+                && *s.secondary == *key.secondary
+                && s.obj.vary.as_ref().is_none_or(|v| v.matches(req))
+                && !s.obj.is_invalidated()
+        })?;
+        let body = StoredBody::on_disk(Arc::new(stream::Growing(s.progress.clone())));
+        let obj = Object::new((**s.obj.head()).clone(), body, s.obj.vary.clone(), s.obj.compressible, s.obj.media);
+        obj.disk_state.store(DONE, Ordering::Relaxed);
+        Some(obj)
+    }
+
+    /// A fill grew past memory's largest object: streams it to disk as it
+    /// arrives, if the disk takes it. Call before the body starts passing
+    /// (the stream reads it from its first byte).
+    pub fn stream(self: &Arc<Self>, key: &CacheKey, obj: &Arc<Object>) -> Oversize {
+        let Some(len) = obj.body.total_len() else { return Oversize::No };
+        tracing::debug!(len, keep = self.worth_keeping(obj), "oversize fill offered to the disk tier");
+        let total = record::RECORD_HEADER as u64 + 4096 + len + record::trailer_len(record::pieces_for(len));
+        if !self.worth_keeping(obj) || total > self.config.segment_bytes - record::SEGMENT_HEADER {
+            if total > self.config.segment_bytes - record::SEGMENT_HEADER {
+                self.stats.refused_size.fetch_add(1, Ordering::Relaxed);
+            }
+            return Oversize::No;
+        }
+        let seen = self.doorkeeper.seen_then_insert(&key.primary, &key.secondary);
+        if self.config.admission != DiskAdmission::Always && !seen {
+            return Oversize::Later;
+        }
+        let Ok(rt) = tokio::runtime::Handle::try_current() else { return Oversize::No };
+        let progress = Arc::new(stream::Progress::new(len, self.stats.clone()));
+        {
+            let mut streams = self.streams.lock().unwrap_or_else(|e| e.into_inner());
+            let underway = streams.iter().any(|s| *s.primary == *key.primary && *s.secondary == *key.secondary);
+            if underway || streams.len() >= stream::MAX_STREAMS {
+                self.stats.refused_queue.fetch_add(1, Ordering::Relaxed);
+                return Oversize::No;
+            }
+            streams.push(Streaming {
+                primary: key.primary.as_str().into(),
+                secondary: key.secondary.as_str().into(),
+                obj: obj.clone(),
+                progress: progress.clone(),
+            });
+            self.streaming.store(streams.len(), Ordering::Release);
+        }
+        let s = stream::Stream {
+            disk: self.clone(),
+            primary: key.primary.as_str().into(),
+            secondary: key.secondary.as_str().into(),
+            obj: obj.clone(),
+            progress,
+            reader: obj.body.reader(0),
+        };
+        rt.spawn(s.run());
+        Oversize::Streaming
+    }
+
+    /// A stream ended (complete or not): viewers no longer find it as such.
+    fn stream_ended(&self, primary: &str, secondary: &str, progress: &Arc<stream::Progress>) {
+        let mut streams = self.streams.lock().unwrap_or_else(|e| e.into_inner());
+        streams
+            .retain(|s| !(*s.primary == *primary && *s.secondary == *secondary && Arc::ptr_eq(&s.progress, progress)));
+        self.streaming.store(streams.len(), Ordering::Release);
+    }
+
+    /// A stream's record is complete: it joins the index.
+    fn add_streamed(&self, primary: &str, entry: IndexEntry, took: Duration) {
+        let len = entry.loc.body_len;
+        let freed = self.index.insert(primary, entry);
+        self.stats.objects.fetch_add(1, Ordering::Relaxed);
+        self.stats.objects.fetch_sub(freed.entries, Ordering::Relaxed);
+        self.stats.bytes.fetch_add(len, Ordering::Relaxed);
+        self.stats.bytes.fetch_sub(freed.bytes, Ordering::Relaxed);
+        self.stats.write_latency.record(took);
+        self.stats.writes.fetch_add(1, Ordering::Relaxed);
+        self.stats.streamed.fetch_add(1, Ordering::Relaxed);
+        self.stats.write_bytes.fetch_add(len, Ordering::Relaxed);
+    }
+
+    /// Stops writing, once, with one log line (a fault).
+    fn stop_writing(&self, why: &str) {
+        if self.writable.swap(false, Ordering::Relaxed) {
+            tracing::error!(path = %self.config.path.display(), "{why}");
+        }
+    }
+
+    /// Invalidated streams stop being found and are not kept.
+    fn drop_streams(&self, covered: impl Fn(&str) -> bool) {
+        if self.streaming.load(Ordering::Acquire) == 0 {
+            return;
+        }
+        let mut streams = self.streams.lock().unwrap_or_else(|e| e.into_inner());
+        streams.retain(|s| {
+            let hit = covered(&s.primary);
+            if hit {
+                s.obj.invalidate();
+            }
+            !hit
+        });
+        self.streaming.store(streams.len(), Ordering::Release);
+    }
+
+    /// Whether a response may be kept on disk: a 200/203/206 fresh (or
+    /// usable stale) for at least `MIN_LIFETIME`, not invalidated.
+    fn worth_keeping(&self, obj: &Object) -> bool {
+        let head = obj.head();
+        let f = &head.freshness;
+        matches!(head.status, StatusCode::OK | StatusCode::NON_AUTHORITATIVE_INFORMATION | StatusCode::PARTIAL_CONTENT)
+            && f.ttl.saturating_sub(f.initial_age) + f.stale_while_revalidate >= MIN_LIFETIME
+            && !obj.is_invalidated()
     }
 
     fn forget(&self, primary: &str, loc: Location) {
@@ -305,14 +495,7 @@ impl DiskStore {
     /// Queues a write; returns whether it was queued.
     fn queue(&self, primary: &str, secondary: &str, obj: &Arc<Object>) -> bool {
         let Some(body) = obj.body.bytes() else { return false };
-        let head = obj.head();
-        let f = &head.freshness;
-        let keep = matches!(
-            head.status,
-            StatusCode::OK | StatusCode::NON_AUTHORITATIVE_INFORMATION | StatusCode::PARTIAL_CONTENT
-        ) && f.ttl.saturating_sub(f.initial_age) + f.stale_while_revalidate >= MIN_LIFETIME
-            && !obj.is_invalidated();
-        if !keep {
+        if !self.worth_keeping(obj) {
             return false;
         }
         let size = body.len() as u64;
@@ -341,6 +524,7 @@ impl DiskStore {
     /// Drops what these paths cover, and records it in the log so that a
     /// restart does not bring it back.
     pub fn invalidate(&self, distribution: &str, paths: &[PathMatch]) {
+        self.drop_streams(|primary| crate::cache::invalidate::covers(distribution, paths, primary));
         let freed = self.index.invalidate(distribution, paths, None);
         self.stats.objects.fetch_sub(freed.entries, Ordering::Relaxed);
         self.stats.bytes.fetch_sub(freed.bytes, Ordering::Relaxed);
@@ -355,6 +539,7 @@ impl DiskStore {
 
     /// Drops every variant stored under a primary key (and logs the purge).
     pub fn purge(&self, primary: &str) {
+        self.drop_streams(|p| p == primary);
         let freed = self.index.remove_key(primary);
         if freed.entries > 0 {
             self.stats.objects.fetch_sub(freed.entries, Ordering::Relaxed);
@@ -426,7 +611,7 @@ fn rebuild(
         stats.dropped.fetch_add(dropped as u64, Ordering::Relaxed);
         for r in records {
             match r {
-                Scanned::Object { meta, header, loc } => {
+                Scanned::Object { meta, header, loc, pieces } => {
                     let Some((primary, secondary)) = record::object_keys(&meta) else { continue };
                     let replayed = replay.iter().any(|(d, paths, at)| {
                         header.stored_ms < *at && crate::cache::invalidate::covers(d, paths, primary)
@@ -443,6 +628,7 @@ fn rebuild(
                         hits: 0,
                         meta: meta.as_slice().into(),
                         memory: std::sync::Weak::new(),
+                        pieces,
                     };
                     let primary = primary.to_string();
                     let freed = index.insert(&primary, entry);

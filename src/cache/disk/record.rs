@@ -2,10 +2,16 @@
 //!
 //! A segment file starts with a 64-byte header (magic, version, generation);
 //! records follow back to back. A record is a 48-byte header (magic, kind,
-//! lengths, the time its response arrived, a CRC-32 of what follows and a
-//! CRC-32 of the header itself), its metadata and its body. Everything is
+//! lengths, the time its response arrived, a CRC-32 of its metadata and body
+//! and a CRC-32 of the header itself), its metadata, its body and, for bodies
+//! above `PIECES_ABOVE`, a trailer: the CRC-32 of each `PIECE` of the body
+//! and a CRC-32 of that list, so that a body streamed from disk is checked
+//! piece by piece as it is read. A record being streamed to disk is written
+//! first as `Pending` (its length known, its contents not yet), and becomes
+//! an `Object` when its last byte and its trailer are written. Everything is
 //! little-endian. Whatever does not decode or check is dropped: a scan stops
-//! at the first bad record of a segment.
+//! at the first header that does not check, and skips a record whose
+//! contents do not.
 
 use crate::cache::invalidate::PathMatch;
 use crate::cache::object::{Head, Object, VaryKey};
@@ -19,6 +25,11 @@ pub const RECORD_HEADER: usize = 48;
 const SEGMENT_MAGIC: u32 = 0x4753_454d; // "MESG"
 const RECORD_MAGIC: u32 = 0x4452_454d; // "MERD"
 const VERSION: u16 = 1;
+/// The unit of the per-piece checksums (and of reads of a body on disk).
+pub const PIECE: u64 = 256 << 10;
+/// Bodies larger than this carry per-piece checksums; smaller ones are read
+/// whole and checked against the record's CRC.
+pub const PIECES_ABOVE: u64 = 4 << 20;
 
 /// What a record holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -29,6 +40,9 @@ pub enum Kind {
     PurgeKey = 2,
     /// Everything stored before under these paths of a distribution is gone.
     Invalidation = 3,
+    /// An object being streamed to disk: its room is taken, its contents are
+    /// not complete (a scan skips it).
+    Pending = 4,
 }
 
 pub fn segment_header(generation: u64) -> [u8; SEGMENT_HEADER as usize] {
@@ -57,11 +71,13 @@ pub struct RecordHeader {
     pub body_len: u64,
     pub stored_ms: u64,
     pub crc: u32,
+    /// Per-piece checksums in the trailer (0: no trailer).
+    pub pieces: u32,
 }
 
 impl RecordHeader {
     pub fn total(&self) -> u64 {
-        RECORD_HEADER as u64 + self.meta_len as u64 + self.body_len
+        RECORD_HEADER as u64 + self.meta_len as u64 + self.body_len + trailer_len(self.pieces)
     }
 
     pub fn encode(&self) -> [u8; RECORD_HEADER] {
@@ -70,6 +86,7 @@ impl RecordHeader {
         h[4..6].copy_from_slice(&VERSION.to_le_bytes());
         h[6..8].copy_from_slice(&(self.kind as u16).to_le_bytes());
         h[8..12].copy_from_slice(&self.meta_len.to_le_bytes());
+        h[12..16].copy_from_slice(&self.pieces.to_le_bytes());
         h[16..24].copy_from_slice(&self.body_len.to_le_bytes());
         h[24..32].copy_from_slice(&self.stored_ms.to_le_bytes());
         h[32..36].copy_from_slice(&self.crc.to_le_bytes());
@@ -89,6 +106,7 @@ impl RecordHeader {
             1 => Kind::Object,
             2 => Kind::PurgeKey,
             3 => Kind::Invalidation,
+            4 => Kind::Pending,
             _ => return None,
         };
         Some(RecordHeader {
@@ -97,8 +115,55 @@ impl RecordHeader {
             body_len: u64_at(h, 16),
             stored_ms: u64_at(h, 24),
             crc: u32_at(h, 32),
+            pieces: u32_at(h, 12),
         })
     }
+}
+
+/// How many per-piece checksums a body of this length gets (0: none).
+pub fn pieces_for(body_len: u64) -> u32 {
+    if body_len > PIECES_ABOVE {
+        body_len.div_ceil(PIECE) as u32
+    } else {
+        0
+    }
+}
+
+/// The trailer's length for this many pieces: their CRCs and the list's own.
+pub fn trailer_len(pieces: u32) -> u64 {
+    if pieces == 0 {
+        0
+    } else {
+        4 * (pieces as u64 + 1)
+    }
+}
+
+/// The CRC-32 of each piece of a body.
+pub fn piece_crcs(body: &[u8]) -> Vec<u32> {
+    body.chunks(PIECE as usize).map(crc32fast::hash).collect()
+}
+
+/// The trailer for these piece checksums.
+pub fn encode_trailer(crcs: &[u32]) -> Vec<u8> {
+    let mut t = Vec::with_capacity(4 * (crcs.len() + 1));
+    for c in crcs {
+        t.extend_from_slice(&c.to_le_bytes());
+    }
+    let own = crc32fast::hash(&t);
+    t.extend_from_slice(&own.to_le_bytes());
+    t
+}
+
+/// The piece checksums of a trailer, if it checks.
+pub fn decode_trailer(t: &[u8], pieces: u32) -> Option<Vec<u32>> {
+    if pieces == 0 || t.len() as u64 != trailer_len(pieces) {
+        return None;
+    }
+    let (list, own) = t.split_at(t.len() - 4);
+    if crc32fast::hash(list) != u32_at(own, 0) {
+        return None;
+    }
+    Some(list.chunks_exact(4).map(|c| u32_at(c, 0)).collect())
 }
 
 /// Whether a whole record (header, metadata, body) reads back as written.
@@ -107,7 +172,9 @@ pub fn record_checks(raw: &[u8]) -> bool {
     if raw.len() as u64 != h.total() {
         return false;
     }
-    crc32fast::hash(&raw[RECORD_HEADER..]) == h.crc
+    let trailer = trailer_len(h.pieces) as usize;
+    let (contents, t) = raw[RECORD_HEADER..].split_at(raw.len() - RECORD_HEADER - trailer);
+    crc32fast::hash(contents) == h.crc && (h.pieces == 0 || decode_trailer(t, h.pieces).is_some())
 }
 
 /// Whether metadata and body are the ones a record's CRC-32 was made of.
@@ -355,7 +422,7 @@ mod tests {
 
     #[test]
     fn headers_round_trip_and_bad_ones_are_refused() {
-        let h = RecordHeader { kind: Kind::Object, meta_len: 10, body_len: 1 << 33, stored_ms: 7, crc: 99 };
+        let h = RecordHeader { kind: Kind::Object, meta_len: 10, body_len: 1 << 33, stored_ms: 7, crc: 99, pieces: 3 };
         let b = h.encode();
         let back = RecordHeader::decode(&b).unwrap();
         assert_eq!((back.meta_len, back.body_len, back.stored_ms, back.crc), (10, 1 << 33, 7, 99));

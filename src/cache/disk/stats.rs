@@ -67,6 +67,12 @@ pub struct Stats {
     pub copied_forward: AtomicU64,
     /// Objects written when memory evicted them (they were not on disk).
     pub write_backs: AtomicU64,
+    /// Objects too large for memory streamed to disk as their fill arrived
+    /// (completed records).
+    pub streamed: AtomicU64,
+    /// Streams to disk given up (no room, the fill failed or was cut, an
+    /// invalidation, the segment reused under it).
+    pub refused_stream: AtomicU64,
     /// Records of objects held in memory, let go when their segment was
     /// reused (memory writes them back when it evicts them).
     pub released: AtomicU64,
@@ -124,6 +130,8 @@ pub struct DiskSnapshot {
     pub evictions: u64,
     pub copied_forward: u64,
     pub write_backs: u64,
+    pub streamed: u64,
+    pub refused_stream: u64,
     pub released: u64,
     pub dropped: u64,
     pub checksum_failures: u64,
@@ -156,6 +164,8 @@ impl Stats {
             evictions: l(&self.evictions),
             copied_forward: l(&self.copied_forward),
             write_backs: l(&self.write_backs),
+            streamed: l(&self.streamed),
+            refused_stream: l(&self.refused_stream),
             released: l(&self.released),
             dropped: l(&self.dropped),
             checksum_failures: l(&self.checksum_failures),
@@ -198,7 +208,9 @@ impl DiskSnapshot {
                 "queue_full": self.refused_queue,
                 "too_large": self.refused_size,
                 "not_writing": self.refused_failing,
+                "stream_given_up": self.refused_stream,
             },
+            "streamed": self.streamed,
             "evictions": self.evictions,
             "copied_forward": self.copied_forward,
             "write_backs": self.write_backs,

@@ -41,7 +41,7 @@ impl Writer {
                     Job::Invalidate(_, _, done) | Job::Barrier(done) => {
                         let _ = done.try_send(());
                     }
-                    Job::Purge(_) => {}
+                    Job::Purge(_) | Job::Reserve { .. } => {}
                 }
                 continue;
             }
@@ -67,6 +67,11 @@ impl Writer {
                 Job::Barrier(done) => {
                     let _ = done.try_send(());
                     Ok(())
+                }
+                Job::Reserve { meta, body_len, stored_ms, reply } => {
+                    let r = self.reserve(&meta, body_len, stored_ms);
+                    let _ = reply.send(r.as_ref().ok().cloned().flatten());
+                    r.map(|_| ())
                 }
             };
             if let Err(e) = r {
@@ -113,7 +118,7 @@ impl Writer {
         let meta = record::encode_object(primary, secondary, obj);
         let stored_ms = record::unix_ms(record::wall_time(obj.head().stored_at));
         let started = Instant::now();
-        let Some(loc) = self.write(Kind::Object, &meta, body, stored_ms)? else {
+        let Some((loc, pieces)) = self.write(Kind::Object, &meta, body, stored_ms)? else {
             self.stats.refused_size.fetch_add(1, Ordering::Relaxed);
             return Ok(());
         };
@@ -128,6 +133,7 @@ impl Writer {
             hits: 0,
             meta: meta.into(),
             memory: Arc::downgrade(obj),
+            pieces,
         };
         self.add(primary, entry);
         // Invalidated while it was written: the live index drops it (the
@@ -150,10 +156,46 @@ impl Writer {
     }
 
     /// Appends a record, emptying the oldest segment first if needed.
-    fn write(&mut self, kind: Kind, meta: &[u8], body: &[u8], stored_ms: u64) -> std::io::Result<Option<Location>> {
-        let total = (RECORD_HEADER + meta.len() + body.len()) as u64;
-        if !self.appender.fits(total) {
+    #[allow(clippy::type_complexity)]
+    fn write(
+        &mut self,
+        kind: Kind,
+        meta: &[u8],
+        body: &[u8],
+        stored_ms: u64,
+    ) -> std::io::Result<Option<(Location, Option<Arc<[u32]>>)>> {
+        let len = body.len() as u64;
+        let total = RECORD_HEADER as u64 + meta.len() as u64 + len + record::trailer_len(record::pieces_for(len));
+        if !self.make_room(total)? {
             return Ok(None);
+        }
+        let started = Instant::now();
+        let written = self.appender.append(kind, meta, body, stored_ms)?;
+        if kind != Kind::Object {
+            self.stats.write_latency.record(started.elapsed());
+        }
+        Ok(Some(written))
+    }
+
+    /// Takes room for a record streamed to disk by a fill (`stream.rs`).
+    fn reserve(&mut self, meta: &[u8], body_len: u64, stored_ms: u64) -> std::io::Result<Option<super::Reserved>> {
+        if !self.writable.load(Ordering::Relaxed) || !self.files_in_place() {
+            return Ok(None);
+        }
+        let total =
+            RECORD_HEADER as u64 + meta.len() as u64 + body_len + record::trailer_len(record::pieces_for(body_len));
+        if !self.make_room(total)? {
+            return Ok(None);
+        }
+        self.appender.reserve(meta, body_len, stored_ms).map(Some)
+    }
+
+    /// Makes room for a record of `total` bytes at the head of the ring,
+    /// emptying the oldest segment (copying its hot records forward) if
+    /// needed. False if no segment can hold such a record.
+    fn make_room(&mut self, total: u64) -> std::io::Result<bool> {
+        if !self.appender.fits(total) {
+            return Ok(false);
         }
         if let Some(next) = self.appender.next_to_empty(total) {
             let hot = self.take_hot(next, total);
@@ -170,12 +212,7 @@ impl Writer {
             self.stats.copied_forward.fetch_add(kept, Ordering::Relaxed);
             self.stats.evictions.fetch_add(freed.entries.saturating_sub(kept), Ordering::Relaxed);
         }
-        let started = Instant::now();
-        let loc = self.appender.append(kind, meta, body, stored_ms)?;
-        if kind != Kind::Object {
-            self.stats.write_latency.record(started.elapsed());
-        }
-        Ok(Some(loc))
+        Ok(true)
     }
 
     /// The hot records of a segment about to be emptied, read whole (at most
@@ -219,7 +256,8 @@ impl Writer {
         let mut out = Vec::new();
         for (primary, entry) in candidates {
             let start = entry.loc.body_at - entry.meta.len() as u64 - RECORD_HEADER as u64;
-            let len = entry.loc.body_at + entry.loc.body_len - start;
+            let trailer = record::trailer_len(entry.pieces.as_ref().map_or(0, |p| p.len() as u32));
+            let len = entry.loc.body_at + entry.loc.body_len + trailer - start;
             let fits = used + len <= budget;
             let mut raw = if fits { vec![0u8; len as usize] } else { Vec::new() };
             if !fits || segment.file.read_exact_at(&mut raw, start).is_err() || !record::record_checks(&raw) {

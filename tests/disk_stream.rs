@@ -1,0 +1,185 @@
+//! Objects too large for the memory tier are streamed to disk as their fill
+//! arrives, with the real binary: one origin request, viewers who arrive
+//! during the fill read the record as it is written, later viewers (and a
+//! restart after SIGKILL) are served from disk, ranges read only their
+//! pieces, and a piece changed on disk under the edge is never served.
+
+mod common;
+#[path = "common/disk_edge.rs"]
+mod disk_edge;
+
+use common::{client, payload, Script, TempDir, TestOrigin};
+use disk_edge::{find_on_disk, write_config, Edge};
+use std::os::unix::fs::FileExt;
+use std::time::{Duration, Instant};
+
+/// 8 MiB of memory: its largest object is 1 MiB. The disk's segments take
+/// objects up to 16 MiB.
+const MEMORY: &str = "8MiB";
+const LEN: usize = 6 << 20;
+
+fn disk(admission: &str) -> String {
+    format!("size = \"64MiB\"\nsegment_size = \"16MiB\"\nadmission = \"{admission}\"")
+}
+
+/// An origin sending `LEN` bytes in 24 pieces 40 ms apart (about 1 s).
+fn slow_object(origin: &TestOrigin, path: &str, seed: u64) -> bytes::Bytes {
+    let body = payload(LEN, seed);
+    origin.set(path, Script::ok(body.clone()).pieces(24, Duration::from_millis(40)));
+    body
+}
+
+async fn wait_at_least(edge: &Edge, sample: &str, want: f64) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let v = edge.metric(sample).await;
+        if v >= want {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{sample} is {v}, not {want}, after 30s");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_fill_too_large_for_memory_streams_to_disk_and_is_read_while_written() {
+    let origin = TestOrigin::start().await;
+    let dir = TempDir::new("disk-stream");
+    write_config(dir.path(), &origin.url(), MEMORY, &disk("always"));
+    let edge = Edge::start(dir.path()).await;
+    let body = slow_object(&origin, "/big.mp4", 7);
+
+    // A starts the fill; B arrives while it is still arriving (about a
+    // quarter in) and is served from the record being written.
+    let first = tokio::spawn({
+        let addr = edge.addr.clone();
+        async move { client().get(format!("http://{addr}/big.mp4")).send().await.expect("A").bytes().await }
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (s, late) = edge.get("/big.mp4", &[]).await;
+    assert_eq!(s, 200);
+    assert!(late == body, "the viewer who came during the fill got other bytes ({} of {})", late.len(), body.len());
+    let early = first.await.expect("task").expect("A's body");
+    assert!(early == body, "the first viewer got other bytes");
+    assert_eq!(origin.hits("/big.mp4"), 1, "the late viewer went to the origin");
+
+    wait_at_least(&edge, "mediaedge_disk_streamed_total", 1.0).await;
+    // Later viewers: from disk, whole or a range across pieces.
+    let (s, again) = edge.get("/big.mp4", &[]).await;
+    assert_eq!(s, 200);
+    assert!(again == body, "the disk copy differs");
+    let (from, to) = (5_000_000usize, 5_300_000usize);
+    let (s, part) = edge.get("/big.mp4", &[("range", &format!("bytes={from}-{to}"))]).await;
+    assert_eq!(s, 206);
+    assert!(part == body.slice(from..=to), "the range differs");
+    assert_eq!(origin.hits("/big.mp4"), 1);
+
+    // A restart after SIGKILL serves it from disk.
+    edge.kill();
+    let edge = Edge::start(dir.path()).await;
+    let (s, after) = edge.get("/big.mp4", &[]).await;
+    assert_eq!(s, 200);
+    assert!(after == body, "the disk copy differs after a restart");
+    assert_eq!(origin.hits("/big.mp4"), 1, "refetched after the restart");
+
+    // A byte changed on disk while the edge runs: never served.
+    damaged_piece_is_never_served(&edge, dir.path(), &origin, "/big.mp4", &body, 2).await;
+}
+
+/// Changes a byte of the body on disk 3 MiB in while the edge runs: the
+/// viewer who reads that piece never gets it (the response is cut), the
+/// record is dropped, and the next viewer gets the origin's bytes (the
+/// origin's `hits` for the path becomes `then`).
+async fn damaged_piece_is_never_served(
+    edge: &Edge,
+    dir: &std::path::Path,
+    origin: &TestOrigin,
+    path: &str,
+    body: &bytes::Bytes,
+    then: usize,
+) {
+    let at = 3 << 20;
+    let (file, pos) = find_on_disk(dir, &body[at..at + 64]).expect("the body is on disk");
+    let f = std::fs::OpenOptions::new().write(true).open(&file).expect("segment");
+    f.write_all_at(&[body[at] ^ 0xff], pos as u64).expect("write");
+    drop(f);
+    let cut = client().get(format!("http://{}{path}", edge.addr)).send().await.expect("request");
+    if let Ok(got) = cut.bytes().await {
+        assert!(got == *body, "a damaged piece was served");
+    }
+    assert!(edge.metric("mediaedge_disk_checksum_failures_total").await >= 1.0, "the damage was not seen");
+    let (s, fresh) = edge.get(path, &[]).await;
+    assert_eq!(s, 200);
+    assert!(fresh == *body, "wrong bytes after the damaged record was dropped");
+    assert_eq!(origin.hits(path), then, "the damaged record was not fetched again");
+}
+
+#[tokio::test]
+async fn a_large_object_written_whole_is_checked_piece_by_piece() {
+    // 64 MiB of memory holds it (8 MiB objects): written whole at its fill;
+    // after a restart it is streamed from disk, piece by piece.
+    let origin = TestOrigin::start().await;
+    let dir = TempDir::new("disk-pieces");
+    write_config(dir.path(), &origin.url(), "64MiB", &disk("always"));
+    let edge = Edge::start(dir.path()).await;
+    let body = payload(LEN, 5);
+    origin.set("/whole.mp4", Script::ok(body.clone()));
+    assert_eq!(edge.get("/whole.mp4", &[]).await.0, 200);
+    wait_at_least(&edge, "mediaedge_disk_writes_total", 1.0).await;
+    edge.kill();
+    let edge = Edge::start(dir.path()).await;
+    let (s, got) = edge.get("/whole.mp4", &[]).await;
+    assert_eq!(s, 200);
+    assert!(got == body);
+    assert_eq!(origin.hits("/whole.mp4"), 1);
+    damaged_piece_is_never_served(&edge, dir.path(), &origin, "/whole.mp4", &body, 2).await;
+}
+
+#[tokio::test]
+async fn the_stream_to_disk_outlives_the_viewer_who_started_it() {
+    let origin = TestOrigin::start().await;
+    let dir = TempDir::new("disk-stream-leave");
+    write_config(dir.path(), &origin.url(), MEMORY, &disk("always"));
+    let edge = Edge::start(dir.path()).await;
+    let body = slow_object(&origin, "/leave.mp4", 11);
+    // The viewer reads 100 KB and hangs up.
+    let mut r = client().get(format!("http://{}/leave.mp4", edge.addr)).send().await.expect("request");
+    let mut got = 0;
+    while got < 100_000 {
+        got += r.chunk().await.expect("chunk").expect("more").len();
+    }
+    drop(r);
+    wait_at_least(&edge, "mediaedge_disk_streamed_total", 1.0).await;
+    let (s, again) = edge.get("/leave.mp4", &[]).await;
+    assert_eq!(s, 200);
+    assert!(again == body, "the disk copy differs");
+    assert_eq!(origin.hits("/leave.mp4"), 1, "the fill stopped with its first viewer");
+}
+
+#[tokio::test]
+async fn with_second_hit_admission_the_second_fill_is_streamed() {
+    let origin = TestOrigin::start().await;
+    let dir = TempDir::new("disk-stream-second");
+    write_config(dir.path(), &origin.url(), MEMORY, &disk("second-hit"));
+    let edge = Edge::start(dir.path()).await;
+    let body = payload(LEN, 3);
+    origin.set("/twice.mp4", Script::ok(body.clone()));
+    for n in 1..=2 {
+        let (s, got) = edge.get("/twice.mp4", &[]).await;
+        assert_eq!(s, 200);
+        assert!(got == body);
+        assert_eq!(origin.hits("/twice.mp4"), n);
+    }
+    wait_at_least(&edge, "mediaedge_disk_streamed_total", 1.0).await;
+    let (s, got) = edge.get("/twice.mp4", &[]).await;
+    assert_eq!(s, 200);
+    assert!(got == body);
+    assert_eq!(origin.hits("/twice.mp4"), 2, "the third request was not a disk hit");
+    // A crawl: one request each, none written.
+    for i in 0..3 {
+        let path = format!("/once/{i}.mp4");
+        origin.set(&path, Script::ok(payload(2 << 20, 100 + i)));
+        assert_eq!(edge.get(&path, &[]).await.0, 200);
+    }
+    assert_eq!(edge.metric("mediaedge_disk_streamed_total").await, 1.0, "a one-hit object was streamed");
+}
