@@ -7,13 +7,14 @@ times the memory budget, replayed by concurrent keep-alive clients; every
 server gets the same trace. Reported per server: object and byte hit ratio
 (from each server's own hit header) over the second half of the trace (the
 first half warms the caches), throughput, server CPU per request, p99 time to
-first byte. Then the restart run (mediaedge: SIGKILL halfway, restart, hit
+first byte. Then CPU per disk hit (a catalogue within the disk budget, every
+request a disk hit for mediaedge, beside nginx serving its cache files), the restart run (mediaedge: SIGKILL halfway, restart, hit
 ratio in the window after against the window before) and the scan run (a
 one-pass crawl of the whole catalogue in the middle of the trace: hit ratio of
 the hot set before and after).
 
 Run through benches/vod_trace.sh (which builds the release binary). Knobs
-(environment): SEGMENTS, SEG_KIB, MEMORY_MIB, DISK_MIB, REQUESTS, CLIENTS,
+(environment): SEGMENTS, SEG_KIB, MEMORY_MIB, DISK_MIB, REQUESTS, HIT_REQUESTS, CLIENTS,
 ZIPF, WINDOW, SEED; EDGE_ONLY=1 runs the mediaedge rows alone (no reference:
 for trying changes, not for reporting).
 
@@ -41,6 +42,7 @@ SEG_KIB = int(E.get("SEG_KIB", 256))
 MEMORY_MIB = int(E.get("MEMORY_MIB", 32))
 DISK_MIB = int(E.get("DISK_MIB", 96))
 REQUESTS = int(E.get("REQUESTS", 8000))
+HIT_REQUESTS = int(E.get("HIT_REQUESTS", 6000))
 CLIENTS = int(E.get("CLIENTS", 8))
 ZIPF = float(E.get("ZIPF", 0.8))
 WINDOW = int(E.get("WINDOW", 1500))
@@ -217,7 +219,7 @@ sub vcl_deliver {{ if (obj.hits > 0) {{ set resp.http.X-Cache = "HIT"; }} else {
                                    "-p", "thread_pools=1"], port)
         return p, port, lambda h: (h("X-Cache") or "") == "HIT"
 
-    def edge(self, name, admission, fresh=True):
+    def edge(self, name, admission, fresh=True, memory_mib=None):
         d = f"{self.tmp}/{name}"
         if fresh:
             shutil.rmtree(d, ignore_errors=True)
@@ -229,7 +231,7 @@ sub vcl_deliver {{ if (obj.hits > 0) {{ set resp.http.X-Cache = "HIT"; }} else {
 token = "vod-trace-token-0123456789"
 
 [cache]
-memory = "{MEMORY_MIB}MiB"
+memory = "{memory_mib or MEMORY_MIB}MiB"
 
 [cache.disk]
 path = "{d}/cache"
@@ -295,11 +297,36 @@ def tiers(s):
     TIERS.append(" ".join(l for l in text.splitlines() if l.startswith(keep)))
 
 
+class Occupancy(threading.Thread):
+    """Samples the size of a cache directory every 0.2 s while a run goes on
+    (nginx's cache manager trims `max_size` only every few seconds)."""
+
+    def __init__(self, path):
+        super().__init__(daemon=True)
+        self.path, self.samples, self.done = path, [], threading.Event()
+
+    def run(self):
+        while not self.done.wait(0.2):
+            self.samples.append(du(self.path)[0])
+
+    def stop(self):
+        self.done.set()
+        self.join()
+        xs = self.samples or [0]
+        return sum(xs) / len(xs), max(xs)
+
+
 def measure(s, start, items):
     p, port, hit = start()
+    watch = Occupancy(f"{s.tmp}/nginx/cache") if start == s.nginx_cache else None
+    if watch:
+        watch.start()
     cpu0 = tree_cpu(p.pid)
     rs, wall = replay(port, items, hit)
     cpu = tree_cpu(p.pid) - cpu0
+    if watch:
+        mean, peak = watch.stop()
+        s.nginx_occupancy = (mean, peak, wall)
     if getattr(s, "admin_port", None) and start.__name__ == "<lambda>":
         tiers(s)
     s.stop(p)
@@ -329,8 +356,11 @@ def run(s):
         rs, wall, cpu = measure(s, start, items)
         if start == s.nginx_cache:
             size, blocks, files = du(f"{s.tmp}/nginx/cache")
+            mean, peak, wall = s.nginx_occupancy
             notes.append(f"nginx's cache directory at the end of its run: {files} files, {size / 2**20:.1f} MiB "
-                         f"({blocks / 2**20:.1f} MiB allocated) against max_size {DISK_MIB} MiB")
+                         f"({blocks / 2**20:.1f} MiB allocated) against max_size {DISK_MIB} MiB; during the "
+                         f"{wall:.1f} s run: mean {mean / 2**20:.1f} MiB, peak {peak / 2**20:.1f} MiB "
+                         f"(its cache manager checks the size every 10 s at most)")
         half = rs[len(rs) // 2:]
         o, b = ratios(half)
         print(f"| {name} | {o:.3f} | {b:.3f} | {b:.1%} | {len(rs) / wall:.0f} | {cpu / len(rs) * 1e6:.0f} | "
@@ -341,6 +371,8 @@ def run(s):
     for t in TIERS:
         print(f"\nmediaedge counters at the end of a run: {t}")
     TIERS.clear()
+
+    disk_hits(s)
 
     # Restart: SIGKILL halfway, restart on the same directory.
     print("\nRestart run (mediaedge second-hit): the trace, SIGKILL halfway, a restart, the rest of the trace")
@@ -372,6 +404,37 @@ def run(s):
         ha = ratios([r for r in a[-WINDOW:] if r[0] in hot])[0]
         hb = ratios([r for r in b[:WINDOW] if r[0] in hot])[0]
         print(f"| {name} | {ha:.3f} | {hb:.3f} | {(hb - ha) * 100:+.1f} |")
+        sys.stdout.flush()
+
+
+def disk_hits(s):
+    """CPU per disk hit: a catalogue that fits the disk budget, warmed, then
+    requested uniformly at random. mediaedge runs with 1 MiB of memory (its
+    largest memory object is 128 KiB), so every segment is streamed to disk
+    at its fill and every later request is a disk hit, never promoted; nginx
+    serves its cache files (from the page cache, as mediaedge's reads are)."""
+    n = min(SEGMENTS, int(DISK_MIB * 1024 / SEG_KIB * 0.6))
+    rng = random.Random(SEED + 7)
+    warm = [i for i in range(n) for _ in range(3)]
+    items = [rng.randrange(n) for _ in range(HIT_REQUESTS)]
+    print(f"\nDisk hits: {n} segments ({n * SEG_KIB / 1024:.0f} MiB) warmed (3 requests each), then "
+          f"{HIT_REQUESTS} requests uniformly at random; mediaedge with 1 MiB of memory (every hit from disk)")
+    print("| server | hit ratio | req/s | server CPU µs/req |\n|---|---:|---:|---:|")
+    rows = [("nginx proxy_cache (disk)", s.nginx_cache),
+            ("mediaedge always", lambda: s.edge("edge-hits", "always", memory_mib=1))]
+    if EDGE_ONLY:
+        rows = rows[1:]
+    for name, start in rows:
+        p, port, hit = start()
+        replay(port, warm, hit)
+        time.sleep(1)
+        cpu0 = tree_cpu(p.pid)
+        rs, wall = replay(port, items, hit)
+        cpu = tree_cpu(p.pid) - cpu0
+        s.stop(p)
+        bad = [r for r in rs if not r or r[4] != 200]
+        assert not bad, f"{len(bad)} requests failed, e.g. {bad[:3]}"
+        print(f"| {name} | {ratios(rs)[0]:.3f} | {len(rs) / wall:.0f} | {cpu / len(rs) * 1e6:.0f} |")
         sys.stdout.flush()
 
 

@@ -117,6 +117,10 @@ impl Cache {
     /// that large). An invalidation meanwhile wins.
     fn promote(&self, key: &CacheKey, obj: &Arc<Object>) {
         let since = self.epoch();
+        if obj.body.total_len().is_some_and(|n| n > self.max_object_bytes) {
+            // Larger than memory takes: it stays on disk.
+            return;
+        }
         if obj.body.bytes().is_some() {
             self.insert(key, obj.clone(), since);
             if let Some(d) = &self.disk {
@@ -127,9 +131,6 @@ impl Cache {
         let (Some(extent), Ok(rt)) = (obj.body.extent().cloned(), tokio::runtime::Handle::try_current()) else {
             return;
         };
-        if extent.len() > self.max_object_bytes {
-            return;
-        }
         let (store, key, old) = (self.store.clone(), key.clone(), obj.clone());
         let stats = self.disk.as_ref().map(|d| d.stats.clone());
         let epoch = self.epoch.clone();

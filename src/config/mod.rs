@@ -97,6 +97,8 @@ pub struct DiskConfig {
     /// The unit of eviction: the oldest segment is emptied when room is needed.
     pub segment_bytes: u64,
     pub admission: DiskAdmission,
+    /// After a write fault, how long until writing is tried again.
+    pub write_retry: std::time::Duration,
 }
 
 /// Which objects are written to disk.

@@ -9,9 +9,9 @@
 //!
 //! A disk hit up to `WHOLE_MAX` is read whole, checked against its record's
 //! CRC-32 (a record damaged while the edge runs is dropped and fetched again,
-//! never served) and promoted into memory. Larger bodies are read in pieces
-//! on the blocking pool (`StoredBody::on_disk`) and promoted on their second
-//! disk hit, if they fit the memory tier's object size. One writer thread
+//! never served). Larger bodies are read in pieces on the blocking pool
+//! (`StoredBody::on_disk`). Either is promoted into memory on its record's
+//! second disk hit, if it fits the memory tier's object size. One writer thread
 //! (`writer.rs`) does all writes, fed by a bounded queue: a full queue, a
 //! full disk or an I/O error refuses the write (counted), never a request.
 
@@ -39,6 +39,10 @@ use std::time::{Duration, Instant};
 
 /// Bodies up to this size are read whole at lookup, checked and promoted.
 const WHOLE_MAX: u64 = 4 << 20;
+/// Disk hits (since a record was written, loaded or copied) before its
+/// object is promoted into memory: a record hit once is served from disk
+/// without displacing what memory holds.
+const PROMOTE_AFTER: u32 = 2;
 /// Responses fresh (or usable stale) for less than this are not written.
 const MIN_LIFETIME: Duration = Duration::from_secs(10);
 /// Writes waiting for the writer thread, at most (objects and bytes).
@@ -127,8 +131,10 @@ struct Streaming {
 pub enum Oversize {
     /// Streamed to disk as it arrives.
     Streaming,
-    /// Not this time, but a later fill may be (second-hit admission): no
-    /// hit-for-pass, so that the next request fills again.
+    /// Not this fill, but a later one may be (second-hit admission, another
+    /// fill of the key is streaming already, or too many are): no
+    /// hit-for-pass, so that the next request finds the disk copy or fills
+    /// again.
     Later,
     /// Never (too large for a segment, not storable, no room): pass.
     No,
@@ -204,6 +210,9 @@ impl DiskStore {
             queued_bytes: queued_bytes.clone(),
             writable: writable.clone(),
             path: dir.clone(),
+            retry: config.write_retry,
+            stopped_at: None,
+            removed: false,
         };
         std::thread::Builder::new()
             .name("disk-writer".into())
@@ -297,7 +306,7 @@ impl DiskStore {
         if whole {
             self.index.set_memory(&key.primary, e.loc, &obj);
         }
-        Some((obj, whole || e.hits >= 2))
+        Some((obj, e.hits >= PROMOTE_AFTER))
     }
 
     /// A fill streaming to disk for this request: an object whose body reads
@@ -341,9 +350,16 @@ impl DiskStore {
         {
             let mut streams = self.streams.lock().unwrap_or_else(|e| e.into_inner());
             let underway = streams.iter().any(|s| *s.primary == *key.primary && *s.secondary == *key.secondary);
-            if underway || streams.len() >= stream::MAX_STREAMS {
+            // Another fill of the key is streaming already (this one lost a
+            // race to it), or too many are: this fill passes through, and
+            // no hit-for-pass mark is left, so later requests find the disk
+            // copy (or fill again).
+            if underway {
+                return Oversize::Later;
+            }
+            if streams.len() >= stream::MAX_STREAMS {
                 self.stats.refused_queue.fetch_add(1, Ordering::Relaxed);
-                return Oversize::No;
+                return Oversize::Later;
             }
             streams.push(Streaming {
                 primary: key.primary.as_str().into(),

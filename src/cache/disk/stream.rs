@@ -159,8 +159,9 @@ impl Stream {
             Ok(ok) => ok,
             Err(e) => {
                 self.disk.stats.write_errors.fetch_add(1, Ordering::Relaxed);
-                self.disk
-                    .stop_writing(&format!("disk cache write failed, writing stops (memory only from now on): {e}"));
+                self.disk.stop_writing(&format!(
+                    "disk cache write failed, writing stops until a retry succeeds (memory only meanwhile): {e}"
+                ));
                 false
             }
         };

@@ -25,11 +25,28 @@ pub(super) struct Writer {
     /// Set while another process holds the directory: jobs are dropped.
     pub suspended: Arc<AtomicBool>,
     pub path: std::path::PathBuf,
+    /// After a write fault, how long until writing is tried again.
+    pub retry: std::time::Duration,
+    /// When writing last stopped (a fault), while it is stopped.
+    pub stopped_at: Option<Instant>,
+    /// The files were removed under the edge: writing never resumes.
+    pub removed: bool,
 }
 
 impl Writer {
     pub fn run(mut self, rx: std::sync::mpsc::Receiver<Job>) {
-        while let Ok(job) = rx.recv() {
+        loop {
+            let job = match rx.recv_timeout(self.retry) {
+                Ok(job) => job,
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                    self.try_resume();
+                    continue;
+                }
+                Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => return,
+            };
+            if !self.writable.load(Ordering::Relaxed) && self.stopped_at.is_some_and(|t| t.elapsed() >= self.retry) {
+                self.try_resume();
+            }
             if self.suspended.load(Ordering::Acquire) {
                 // Another process writes the directory now: nothing more from
                 // this one (a waiter is still told).
@@ -76,15 +93,53 @@ impl Writer {
             };
             if let Err(e) = r {
                 self.stats.write_errors.fetch_add(1, Ordering::Relaxed);
-                self.stop(&format!("disk cache write failed, writing stops (memory only from now on): {e}"));
+                self.stop(&format!(
+                    "disk cache write failed, writing stops until a retry succeeds (memory only meanwhile): {e}"
+                ));
             }
         }
     }
 
-    /// Stops writing, once, with one log line.
-    fn stop(&self, why: &str) {
+    /// Stops writing, with one log line (until writing resumes).
+    fn stop(&mut self, why: &str) {
+        self.stopped_at = Some(Instant::now());
         if self.writable.swap(false, Ordering::Relaxed) {
-            tracing::error!(path = %self.path.display(), "{why}");
+            tracing::error!(path = %self.path.display(), retry_in_s = self.retry.as_secs(), "{why}");
+        }
+    }
+
+    /// `write_retry` after a write fault: if the files are still the ones
+    /// this edge opened and the active segment's header can be written
+    /// again, writing resumes (a disk that had filled up was freed, a
+    /// read-only flag was cleared). Files removed under the edge never
+    /// resume: what they held was dropped from the index.
+    fn try_resume(&mut self) {
+        if self.writable.load(Ordering::Relaxed) || self.suspended.load(Ordering::Acquire) || self.removed {
+            return;
+        }
+        // Stopped elsewhere (a stream's write failed): the wait starts now.
+        let Some(at) = self.stopped_at else {
+            self.stopped_at = Some(Instant::now());
+            return;
+        };
+        if at.elapsed() < self.retry {
+            return;
+        }
+        self.stopped_at = Some(Instant::now());
+        let seg = &self.appender.segments[self.appender.active];
+        let generation = seg.generation.load(Ordering::Acquire);
+        let probe = if generation == 0 {
+            Ok(())
+        } else {
+            seg.file.write_all_at(&record::segment_header(generation), 0).and_then(|_| seg.file.sync_data())
+        };
+        match probe {
+            Ok(()) if self.files_in_place() => {
+                self.writable.store(true, Ordering::Relaxed);
+                self.stopped_at = None;
+                tracing::warn!(path = %self.path.display(), "disk cache writes resume");
+            }
+            _ => {}
         }
     }
 
@@ -108,6 +163,7 @@ impl Writer {
             // The cache directory was removed, moved or replaced under the
             // edge: what it held is gone for a restart; the index forgets it
             // so that nothing is served from files no longer named there.
+            self.removed = true;
             self.stop("disk cache files removed under the edge, the disk tier stops (memory only from now on)");
             let freed = self.index.retain(|_, _| false);
             self.stats.objects.fetch_sub(freed.entries, Ordering::Relaxed);

@@ -1,7 +1,7 @@
 //! `[cache.disk]`: the disk tier's settings (docs/disk-cache.md).
 
 use super::{relative_to, Ctx};
-use crate::config::units::ByteSize;
+use crate::config::units::{ByteSize, Secs};
 use crate::config::{ConfigError, DiskAdmission, DiskConfig};
 use serde::Deserialize;
 use toml::Spanned;
@@ -20,6 +20,7 @@ pub(super) struct RawDisk {
     size: Option<Spanned<ByteSize>>,
     segment_size: Option<Spanned<ByteSize>>,
     admission: Option<Spanned<String>>,
+    write_retry: Option<Spanned<Secs>>,
 }
 
 pub(super) fn resolve(cx: &Ctx, raw: Spanned<RawDisk>) -> Result<DiskConfig, ConfigError> {
@@ -73,5 +74,12 @@ pub(super) fn resolve(cx: &Ctx, raw: Spanned<RawDisk>) -> Result<DiskConfig, Con
             }
         },
     };
-    Ok(DiskConfig { path: relative_to(cx.file, path.get_ref()), size_bytes, segment_bytes, admission })
+    let write_retry = match raw.write_retry {
+        None => std::time::Duration::from_secs(60),
+        Some(r) if r.get_ref().0 < std::time::Duration::from_secs(1) => {
+            return cx.err(r.span(), "cache.disk.write_retry".into(), "must be at least 1s");
+        }
+        Some(r) => r.get_ref().0,
+    };
+    Ok(DiskConfig { path: relative_to(cx.file, path.get_ref()), size_bytes, segment_bytes, admission, write_retry })
 }
