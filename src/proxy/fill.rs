@@ -141,7 +141,20 @@ impl Edge {
             }
             let collapse_key = self.cache.collapse_key(&key, &parts.headers);
             match self.cache.join(&collapse_key) {
-                Join::Lead(lead) => return Box::pin(self.lead_detached(lead, key, parts, ctx, stale)).await,
+                Join::Lead(lead) => {
+                    // Another fill of the key may have been published and
+                    // left the collapsing map between the lookup above and
+                    // this join: then it is served, not fetched again.
+                    if stale.is_none() {
+                        if let Lookup::Found(obj) = self.cache.lookup(&key, &parts.headers) {
+                            if matches!(obj.head().staleness(Instant::now()), Staleness::Fresh) {
+                                lead.publish(Outcome::Stored { object: obj.clone(), refreshed: false });
+                                return self.serve(&parts, &ctx, obj, EdgeResult::Hit).await;
+                            }
+                        }
+                    }
+                    return Box::pin(self.lead_detached(lead, key, parts, ctx, stale)).await;
+                }
                 // A manifest may be served stale for at most one refresh while
                 // that refresh is under way: a burst never waits on the origin.
                 Join::Wait(_) if stale.as_ref().is_some_and(|o| within_one_refresh(o)) => {

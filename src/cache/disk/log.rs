@@ -85,15 +85,17 @@ impl Extent for DiskExtent {
             None => (pos, end),
         };
         let to = to.min(self.loc.body_len);
-        let mut buf = vec![0u8; (to - from) as usize];
         let started = std::time::Instant::now();
-        let r = self.seg.file.read_exact_at(&mut buf, self.loc.body_at + from);
+        let r = read_bytes(&self.seg.file, self.loc.body_at + from, (to - from) as usize);
         self.stats.read_latency.record(started.elapsed());
         self.stats.reads.fetch_add(1, Ordering::Relaxed);
-        if let Err(e) = r {
-            self.stats.read_errors.fetch_add(1, Ordering::Relaxed);
-            return Err(e);
-        }
+        let buf = match r {
+            Ok(b) => b,
+            Err(e) => {
+                self.stats.read_errors.fetch_add(1, Ordering::Relaxed);
+                return Err(e);
+            }
+        };
         // Reused while it was read: what was read may be the new records.
         if !self.is_valid() {
             return Err(gone());
@@ -115,9 +117,39 @@ impl Extent for DiskExtent {
             }
         }
         self.stats.read_bytes.fetch_add(buf.len() as u64, Ordering::Relaxed);
-        let bytes = Bytes::from(buf);
-        Ok(bytes.slice((pos - from) as usize..(end - from) as usize))
+        Ok(buf.slice((pos - from) as usize..(end - from) as usize))
     }
+}
+
+/// Reads exactly `n` bytes at `pos` into a new buffer, without first zeroing
+/// it (a disk hit's body is read into memory it then hands out as is).
+pub fn read_bytes(file: &File, pos: u64, n: usize) -> io::Result<Bytes> {
+    use std::os::fd::AsRawFd;
+    let mut buf: Vec<u8> = Vec::with_capacity(n);
+    let mut done = 0usize;
+    while done < n {
+        let spare = buf.spare_capacity_mut();
+        let off = i64::try_from(pos + done as u64).map_err(|_| io::Error::other("offset out of range"))?;
+        // SAFETY: pread(2) writes at most `n - done` bytes into the spare
+        // capacity it is given (allocated, not yet initialised), and reports
+        // how many; only those are then counted as initialised.
+        let r = unsafe { libc::pread(file.as_raw_fd(), spare.as_mut_ptr().cast(), n - done, off) };
+        match r {
+            0 => return Err(io::Error::from(io::ErrorKind::UnexpectedEof)),
+            r if r < 0 => {
+                let e = io::Error::last_os_error();
+                if e.kind() != io::ErrorKind::Interrupted {
+                    return Err(e);
+                }
+            }
+            r => {
+                done += r as usize;
+                // SAFETY: the first `done` bytes were written by pread above.
+                unsafe { buf.set_len(done) };
+            }
+        }
+    }
+    Ok(Bytes::from(buf))
 }
 
 /// A record read back by the scan.

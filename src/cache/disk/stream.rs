@@ -104,20 +104,22 @@ impl Extent for Growing {
         if pos >= end {
             return Ok(Bytes::new());
         }
-        let mut buf = vec![0u8; (end - pos) as usize];
         let started = std::time::Instant::now();
-        let r = seg.file.read_exact_at(&mut buf, loc.body_at + pos);
+        let r = super::log::read_bytes(&seg.file, loc.body_at + pos, (end - pos) as usize);
         self.0.stats.read_latency.record(started.elapsed());
         self.0.stats.reads.fetch_add(1, Ordering::Relaxed);
-        if let Err(e) = r {
-            self.0.stats.read_errors.fetch_add(1, Ordering::Relaxed);
-            return Err(e);
-        }
+        let buf = match r {
+            Ok(b) => b,
+            Err(e) => {
+                self.0.stats.read_errors.fetch_add(1, Ordering::Relaxed);
+                return Err(e);
+            }
+        };
         if !self.is_valid() {
             return Err(gone());
         }
         self.0.stats.read_bytes.fetch_add(buf.len() as u64, Ordering::Relaxed);
-        Ok(Bytes::from(buf))
+        Ok(buf)
     }
 
     fn poll_available(&self, pos: u64, cx: &mut Context<'_>) -> Poll<std::io::Result<u64>> {
