@@ -204,7 +204,7 @@ struct Seen {
 /// `targetLatency` (PART-HOLD-BACK) behind the end of the first media playlist
 /// it gets, counting that playlist's age from its arrival: the time its newest
 /// part had already spent at the origin is not seen, and adds to the latency
-/// for the whole session (hls.js has no catch-up by default), as does the
+/// for as long as it plays (hls.js has no catch-up by default), as does the
 /// time from that choice to playback.
 #[derive(Default, Debug, Clone)]
 struct TuneIn {
