@@ -22,8 +22,14 @@
 //! `npm ci` done in tests/players, and ffmpeg with libx264. Without them the
 //! tests FAIL with a message saying what is missing; scripts/test.sh installs
 //! them. Knobs: LL_PLAYER_SECONDS (play time per run, default 40),
-//! LL_EDGE_PLAYERS (players through the edge, default 1; benches/ll_players.sh
-//! runs 1, 3 and 20).
+//! LL_EDGE_PLAYERS and LL_DIRECT_PLAYERS (players through the edge and direct,
+//! default 1 each; benches/ll_players.sh runs 1, 3 and 20 on both sides),
+//! LL_SIDES=apart (the edge's players, then the direct ones, one run after
+//! the other against the same origin, instead of all at once), LL_VIDEO=small
+//! (192x108 and 320x180 renditions instead of 384x216 and 640x360: a quarter
+//! of the decoding, the same frame rate, parts and segments), LL_VIDEO_WIDTH
+//! (the players' width on the page, default 160), LL_PLAYER_REPORT=FILE
+//! (hls.js: the players' whole report and the origin's part times, as JSON).
 
 mod common;
 #[path = "common/ll_origin.rs"]
@@ -41,6 +47,60 @@ static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(())
 
 fn knob(name: &str, default: u64) -> u64 {
     std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+}
+
+/// Who plays in a run, from the knobs: players through the edge and direct,
+/// whether both sides play at once or one after the other (edge first, then
+/// direct, against the same origin and encoder), the picture sizes, and the
+/// players' width on the page.
+struct Audience {
+    edge: u64,
+    direct: u64,
+    apart: bool,
+    renditions: ll_origin::Renditions,
+    video_width: u64,
+}
+
+fn audience() -> Audience {
+    let small = std::env::var("LL_VIDEO").is_ok_and(|v| v == "small");
+    Audience {
+        edge: knob("LL_EDGE_PLAYERS", 1).max(1),
+        direct: knob("LL_DIRECT_PLAYERS", 1).max(1),
+        apart: std::env::var("LL_SIDES").is_ok_and(|v| v == "apart"),
+        renditions: if small { ll_origin::SMALL_RENDITIONS } else { ll_origin::RENDITIONS },
+        video_width: knob("LL_VIDEO_WIDTH", 160),
+    }
+}
+
+impl Audience {
+    /// The run's targets: each side's players in pages of at most five.
+    fn targets(&self, edge_base: &str, direct_base: &str) -> Vec<Value> {
+        [("edge", edge_base, self.edge), ("direct", direct_base, self.direct)]
+            .into_iter()
+            .map(|(label, base, n)| {
+                let pages = n.div_ceil(5);
+                serde_json::json!({ "label": label, "base": base, "pages": pages, "players": n.div_ceil(pages) })
+            })
+            .collect()
+    }
+
+    /// Plays `cfg` with the targets, at once or one side after the other, and
+    /// returns one report holding both sides' results.
+    async fn play(&self, mut cfg: Value, targets: Vec<Value>, seconds: u64) -> Value {
+        cfg["videoWidth"] = self.video_width.into();
+        if !self.apart {
+            cfg["targets"] = targets.into();
+            return play(cfg, seconds).await;
+        }
+        let (mut results, mut console) = (Vec::new(), Vec::new());
+        for t in targets {
+            cfg["targets"] = vec![t].into();
+            let r = play(cfg.clone(), seconds).await;
+            results.extend(r["results"].as_array().cloned().unwrap_or_default());
+            console.extend(r["consoleErrors"].as_array().cloned().unwrap_or_default());
+        }
+        serde_json::json!({ "results": results, "consoleErrors": console })
+    }
 }
 
 fn players_dir() -> PathBuf {
@@ -91,6 +151,18 @@ async fn play(cfg: Value, seconds: u64) -> Value {
     serde_json::from_str(last).unwrap_or_else(|e| panic!("bad report from run.js ({e}): {stdout} {stderr}"))
 }
 
+/// With LL_PLAYER_REPORT=FILE, writes the players' whole report and when the
+/// origin published each part (`[rendition, segment, part, ms]`) there.
+fn keep_report(report: &Value, published: &BTreeMap<(usize, u64, usize), ll_origin::Part>) {
+    let Ok(file) = std::env::var("LL_PLAYER_REPORT") else { return };
+    let parts: Vec<Value> =
+        published.iter().map(|((r, n, i), p)| serde_json::json!([r, n, i, p.available_ms])).collect();
+    let all = serde_json::json!({ "report": report, "parts": parts });
+    if let Err(e) = std::fs::write(&file, all.to_string()) {
+        eprintln!("cannot write {file}: {e}");
+    }
+}
+
 fn percentile(v: &[f64], p: f64) -> f64 {
     if v.is_empty() {
         return f64::NAN;
@@ -121,6 +193,153 @@ struct Seen {
     /// Level sequences, per player.
     levels: Vec<Vec<i64>>,
     segments: usize,
+    /// Latency against the origin's clock (s): the time since the origin had
+    /// the media at the playhead, sampled once a second (hls.js only).
+    real_latency: Vec<f64>,
+    /// How each player tuned in (hls.js only).
+    tune_ins: Vec<TuneIn>,
+}
+
+/// What one hls.js player decided at tune-in, and why. hls.js starts at
+/// `targetLatency` (PART-HOLD-BACK) behind the end of the first media playlist
+/// it gets, counting that playlist's age from its arrival: the time its newest
+/// part had already spent at the origin is not seen, and adds to the latency
+/// for as long as it plays (hls.js has no catch-up by default), as does the
+/// time from that choice to playback.
+#[derive(Default, Debug, Clone)]
+struct TuneIn {
+    /// The media playlist it tuned in from (the newest it had when it chose):
+    /// plain or a blocking reload's answer, its `X-Cache` and `Age`, the
+    /// multivariant playlist's and its own time from asking to the first byte
+    /// (ms), and from the player's creation to its arrival (ms).
+    first_kind: &'static str,
+    first_x_cache: String,
+    first_age: String,
+    master_wait_ms: f64,
+    first_wait_ms: f64,
+    first_at_ms: f64,
+    /// How long the origin had had the newest part it lists when it arrived (ms).
+    listed_age_ms: f64,
+    /// hls.js's target latency (s), and how far behind the origin's live
+    /// point the position it chose was (s, origin clock).
+    target_latency: f64,
+    chosen_behind: f64,
+    /// From that choice to the first `playing` (ms), and the latency then (s,
+    /// origin clock).
+    start_delay_ms: f64,
+    first_play_latency: f64,
+}
+
+/// When the origin had the media up to `off` seconds into segment `sn` of
+/// rendition `rep`: the moment the part holding it was complete, less the
+/// rest of that part (ms since the epoch).
+fn live_at(published: &BTreeMap<(usize, u64, usize), ll_origin::Part>, rep: usize, sn: u64, off: f64) -> Option<f64> {
+    let mut start = 0.0;
+    for i in 0.. {
+        let p = published.get(&(rep, sn, i))?;
+        let end = start + p.frames as f64 / f64::from(ll_origin::FPS);
+        if off < end + 0.001 {
+            return Some(p.available_ms - (end - off) * 1000.0);
+        }
+        start = end;
+    }
+    None
+}
+
+/// A `[segment, offset]` pair from the page.
+fn place(v: &Value) -> Option<(u64, f64)> {
+    Some((v.get(0)?.as_u64()?, v.get(1)?.as_f64()?))
+}
+
+/// Latency against the origin's clock at wall time `t` (ms) for a playhead at
+/// `place` of rendition `level` (s).
+fn real_latency(
+    published: &BTreeMap<(usize, u64, usize), ll_origin::Part>,
+    level: &Value,
+    pl: &Value,
+    t: &Value,
+) -> Option<f64> {
+    let (sn, off) = place(pl)?;
+    let live = live_at(published, level.as_u64()? as usize, sn, off)?;
+    Some((t.as_f64()? - live) / 1000.0)
+}
+
+fn tune_in(p: &Value, published: &BTreeMap<(usize, u64, usize), ll_origin::Part>) -> Option<TuneIn> {
+    let (ti, fp, m) = (&p["tuneIn"], &p["firstPlay"], &p["manifest"]);
+    // The playlist it tuned in from: the newest it had when it chose.
+    let from = ti["loadsBefore"].as_u64().unwrap_or(1).max(1) as usize - 1;
+    let first = p["loads"].as_array()?.get(from)?;
+    let level = first["level"].as_u64()? as usize;
+    let got = first["first"].as_f64()?;
+    let last = (level, first["lastSn"].as_u64()?, first["lastPart"].as_u64()? as usize);
+    let text = |v: &Value| v.as_str().unwrap_or("-").to_string();
+    let chosen = place(&ti["startPlace"]).and_then(|(sn, off)| live_at(published, level, sn, off));
+    let diff = |a: &Value, b: &Value| a.as_f64().zip(b.as_f64()).map_or(f64::NAN, |(a, b)| a - b);
+    Some(TuneIn {
+        first_kind: if first["msn"].is_null() { "plain" } else { "blocking" },
+        first_x_cache: text(&first["xCache"]).replace(" from mediaedge", ""),
+        first_age: text(&first["age"]),
+        master_wait_ms: diff(&m["first"], &m["asked"]),
+        first_wait_ms: diff(&first["first"], &first["asked"]),
+        first_at_ms: diff(&first["first"], &p["created"]),
+        listed_age_ms: published.get(&last).map_or(f64::NAN, |l| got - l.available_ms),
+        target_latency: ti["targetLatency"].as_f64().unwrap_or(f64::NAN),
+        chosen_behind: chosen.map_or(f64::NAN, |c| diff(&ti["t"], &Value::from(c)) / 1000.0),
+        start_delay_ms: diff(&fp["t"], &ti["t"]),
+        first_play_latency: real_latency(published, &fp["level"], &fp["place"], &fp["t"]).unwrap_or(f64::NAN),
+    })
+}
+
+fn median(v: impl Iterator<Item = f64>) -> f64 {
+    percentile(&v.filter(|x| x.is_finite()).collect::<Vec<_>>(), 0.5)
+}
+
+/// The tune-in of one side's players: each player's when there are few,
+/// medians when there are many. `sum` is what hls.js's rule predicts for the
+/// latency: target latency + the first playlist's newest part's age at its
+/// arrival + the time from choosing the start to playing.
+fn tune_in_summary(label: &str, s: &Seen) -> String {
+    let sum = |t: &TuneIn| t.target_latency + (t.listed_age_ms + t.start_delay_ms) / 1000.0;
+    let line = |t: &TuneIn| {
+        format!(
+            "tuned in from a {} playlist ({}, Age {}) that arrived at +{:.0} ms (multivariant {:.1} ms, that \
+             playlist {:.1} ms to first byte), its newest part {:.0} ms old then; start chosen {:.3} s behind live (targetLatency {:.2} s); playing {:.0} ms \
+             later, at {:.3} s latency (target + part age + start delay = {:.3} s)",
+            t.first_kind,
+            t.first_x_cache,
+            t.first_age,
+            t.first_at_ms,
+            t.master_wait_ms,
+            t.first_wait_ms,
+            t.listed_age_ms,
+            t.chosen_behind,
+            t.target_latency,
+            t.start_delay_ms,
+            t.first_play_latency,
+            sum(t),
+        )
+    };
+    if s.tune_ins.len() <= 3 {
+        return s.tune_ins.iter().map(|t| format!("{label} tune-in: {}", line(t))).collect::<Vec<_>>().join("\n");
+    }
+    let m = |f: &dyn Fn(&TuneIn) -> f64| median(s.tune_ins.iter().map(f));
+    let plain = s.tune_ins.iter().filter(|t| t.first_kind == "plain").count();
+    let hits = s.tune_ins.iter().filter(|t| t.first_x_cache.starts_with("Hit")).count();
+    format!(
+        "{label} tune-in ({} players, medians): tuned in from a plain playlist {plain}, from a cache hit {hits}, \
+         that arrived at +{:.0} ms (multivariant {:.1} ms, that playlist {:.1} ms to first byte), its newest part \
+         {:.0} ms old then; start chosen \
+         {:.3} s behind live; playing {:.0} ms later, at {:.3} s latency (predicted {:.3} s)",
+        s.tune_ins.len(),
+        m(&|t| t.first_at_ms),
+        m(&|t| t.master_wait_ms),
+        m(&|t| t.first_wait_ms),
+        m(&|t| t.listed_age_ms),
+        m(&|t| t.chosen_behind),
+        m(&|t| t.start_delay_ms),
+        m(&|t| t.first_play_latency),
+        m(&sum),
+    )
 }
 
 fn seen(report: &Value, label: &str, published: &BTreeMap<(usize, u64, usize), ll_origin::Part>) -> Seen {
@@ -135,6 +354,10 @@ fn seen(report: &Value, label: &str, published: &BTreeMap<(usize, u64, usize), l
             s.stalls += p["stalls"].as_u64().unwrap_or(0);
             s.latency.extend(p["latency"].as_array().into_iter().flatten().filter_map(Value::as_f64));
             s.segments += p["segments"].as_array().map_or(0, Vec::len);
+            for x in p["samples"].as_array().into_iter().flatten() {
+                s.real_latency.extend(real_latency(published, &x["level"], &x["place"], &x["t"]));
+            }
+            s.tune_ins.extend(tune_in(p, published));
             for part in p["parts"].as_array().into_iter().flatten() {
                 let key = (
                     part["level"].as_u64().unwrap_or(99) as usize,
@@ -186,8 +409,8 @@ fn edge_config(origin: &str) -> String {
 fn summary(label: &str, s: &Seen) -> String {
     format!(
         "{label}: players {} (playing {}), fatal {}, waiting {}, stalls {}, parts {}, part delay at the live edge \
-         p50 {:.1} ms p95 {:.1} ms ({} parts), all parts p95 {:.1} ms, latency p50 {:.2} s p95 {:.2} s, levels {:?}, \
-         non-fatal errors {}",
+         p50 {:.1} ms p95 {:.1} ms ({} parts), all parts p95 {:.1} ms, latency p50 {:.2} s p95 {:.2} s \
+         (origin clock p50 {:.2} s p95 {:.2} s), levels {:?}, non-fatal errors {}",
         s.players,
         s.playing,
         s.fatal.len(),
@@ -200,6 +423,8 @@ fn summary(label: &str, s: &Seen) -> String {
         percentile(&s.part_delay, 0.95),
         percentile(&s.latency, 0.5),
         percentile(&s.latency, 0.95),
+        percentile(&s.real_latency, 0.5),
+        percentile(&s.real_latency, 0.95),
         s.levels,
         s.errors.len(),
     )
@@ -217,8 +442,8 @@ async fn hls_js_low_latency_through_the_edge_and_direct() {
     let _one = ONE_AT_A_TIME.lock().await;
     check_browser_side();
     let seconds = knob("LL_PLAYER_SECONDS", 40);
-    let edge_players = knob("LL_EDGE_PLAYERS", 1);
-    let mut origin = LlLive::start(Early::Hold, &players_dir()).await;
+    let who = audience();
+    let mut origin = LlLive::start_with(Early::Hold, &players_dir(), who.renditions).await;
     origin.wait_segments(2, Duration::from_secs(30)).await;
     let edge = common::edge(&edge_config(&origin.url())).await;
     let edge_base = format!("http://{}", edge.addr());
@@ -230,18 +455,12 @@ async fn hls_js_low_latency_through_the_edge_and_direct() {
         { "at": seconds as f64 * 0.30, "level": 0 },
         { "at": seconds as f64 * 0.65, "level": 1 },
     ]);
-    let pages = edge_players.div_ceil(5);
-    let cfg = serde_json::json!({
-        "kind": "hls", "duration": seconds, "startLevel": 1, "switches": switches,
-        "targets": [
-            { "label": "edge", "base": edge_base, "pages": pages, "players": edge_players.div_ceil(pages) },
-            { "label": "direct", "base": origin.url(), "pages": 1, "players": 1 },
-        ],
-    });
-    let report = play(cfg, seconds).await;
+    let cfg = serde_json::json!({ "kind": "hls", "duration": seconds, "startLevel": 1, "switches": switches });
+    let report = who.play(cfg, who.targets(&edge_base, &origin.url()), seconds).await;
     assert!(origin.encoder_alive(), "the live encoder stopped during the run");
     let published = origin.parts();
     let log = origin.requests();
+    keep_report(&report, &published);
     let edge_seen = seen(&report, "edge", &published);
     let direct_seen = seen(&report, "direct", &published);
     let media = edge_media_requests(&log);
@@ -257,6 +476,8 @@ async fn hls_js_low_latency_through_the_edge_and_direct() {
         log.iter().filter(|r| r.via_edge && r.status >= 400).map(|r| (&r.path, &r.query, r.status)).collect();
     eprintln!("{}", summary("edge", &edge_seen));
     eprintln!("{}", summary("direct", &direct_seen));
+    eprintln!("{}", tune_in_summary("edge", &edge_seen));
+    eprintln!("{}", tune_in_summary("direct", &direct_seen));
     eprintln!(
         "origin requests through the edge: media {} ({} successful) for {} parts the edge players loaded \
          ({:.2} per part); playlists {} ({} blocking reloads for {} distinct directives); origin errors to the edge {:?}",
@@ -295,20 +516,13 @@ async fn dash_js_low_latency_through_the_edge_and_direct() {
     let _one = ONE_AT_A_TIME.lock().await;
     check_browser_side();
     let seconds = knob("LL_PLAYER_SECONDS", 40);
-    let edge_players = knob("LL_EDGE_PLAYERS", 1);
-    let mut origin = LlLive::start(Early::NotFound, &players_dir()).await;
+    let who = audience();
+    let mut origin = LlLive::start_with(Early::NotFound, &players_dir(), who.renditions).await;
     origin.wait_segments(2, Duration::from_secs(30)).await;
     let edge = common::edge(&edge_config(&origin.url())).await;
     let edge_base = format!("http://{}", edge.addr());
-    let pages = edge_players.div_ceil(5);
-    let cfg = serde_json::json!({
-        "kind": "dash", "duration": seconds, "liveDelay": 3,
-        "targets": [
-            { "label": "edge", "base": edge_base, "pages": pages, "players": edge_players.div_ceil(pages) },
-            { "label": "direct", "base": origin.url(), "pages": 1, "players": 1 },
-        ],
-    });
-    let report = play(cfg, seconds).await;
+    let cfg = serde_json::json!({ "kind": "dash", "duration": seconds, "liveDelay": 3 });
+    let report = who.play(cfg, who.targets(&edge_base, &origin.url()), seconds).await;
     assert!(origin.encoder_alive(), "the live encoder stopped during the run");
     let published = origin.parts();
     let log = origin.requests();

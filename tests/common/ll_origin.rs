@@ -48,7 +48,11 @@ pub const FPS: u32 = 30;
 pub const SEGMENT_S: f64 = 2.0;
 pub const PART_S: f64 = 0.5;
 /// The renditions: (width, height, video bitrate).
-pub const RENDITIONS: [(u32, u32, &str); 2] = [(384, 216, "300k"), (640, 360, "600k")];
+pub type Renditions = [(u32, u32, &'static str); 2];
+pub const RENDITIONS: Renditions = [(384, 216, "300k"), (640, 360, "600k")];
+/// Smaller renditions, a quarter of the pixels to decode, for runs with many
+/// players in one browser: the same timing (frame rate, parts, segments).
+pub const SMALL_RENDITIONS: Renditions = [(192, 108, "100k"), (320, 180, "200k")];
 /// Playlists list this many complete segments before the one being written.
 const WINDOW: u64 = 6;
 
@@ -99,6 +103,7 @@ pub struct Logged {
 }
 
 struct State {
+    renditions: Renditions,
     dir: PathBuf,
     pages: PathBuf,
     early: Early,
@@ -106,6 +111,9 @@ struct State {
     reps: Mutex<Vec<BTreeMap<u64, Segment>>>,
     changed: watch::Sender<u64>,
     log: Mutex<Vec<Logged>>,
+    /// Every part ever published, kept after its segment has left the
+    /// playlists: (rendition, segment, part) → part.
+    history: Mutex<BTreeMap<(usize, u64, usize), Part>>,
 }
 
 pub struct LlLive {
@@ -132,19 +140,26 @@ impl LlLive {
     /// Starts ffmpeg and the origin. `pages` is the folder with the player pages
     /// and `node_modules` (tests/players).
     pub async fn start(early: Early, pages: &Path) -> LlLive {
+        Self::start_with(early, pages, RENDITIONS).await
+    }
+
+    /// The same with other picture sizes and bitrates.
+    pub async fn start_with(early: Early, pages: &Path, renditions: Renditions) -> LlLive {
         let dir = crate::common::TempDir::new("ll-origin");
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind origin");
         let addr = listener.local_addr().expect("origin addr");
         let (changed, _) = watch::channel(0u64);
         let state = Arc::new(State {
+            renditions,
             dir: dir.path().to_path_buf(),
             pages: pages.to_path_buf(),
             early,
             reps: Mutex::new(vec![BTreeMap::new(); RENDITIONS.len()]),
             changed,
             log: Mutex::new(Vec::new()),
+            history: Mutex::new(BTreeMap::new()),
         });
-        let ffmpeg = spawn_ffmpeg(dir.path(), &format!("http://{addr}/time"));
+        let ffmpeg = spawn_ffmpeg(dir.path(), &format!("http://{addr}/time"), &renditions);
         let st = state.clone();
         let server = tokio::spawn(async move {
             loop {
@@ -186,18 +201,11 @@ impl LlLive {
         }
     }
 
-    /// When each part became available: (rendition, segment number, part index) → ms since the epoch.
+    /// When each part became available: (rendition, segment number, part
+    /// index) → part, for every part published since the start (also those
+    /// that have left the playlists).
     pub fn parts(&self) -> BTreeMap<(usize, u64, usize), Part> {
-        let reps = self.state.reps.lock().unwrap();
-        let mut m = BTreeMap::new();
-        for (r, segs) in reps.iter().enumerate() {
-            for (n, s) in segs {
-                for (i, p) in s.parts.iter().enumerate() {
-                    m.insert((r, *n, i), p.clone());
-                }
-            }
-        }
-        m
+        self.state.history.lock().unwrap().clone()
     }
 
     pub fn requests(&self) -> Vec<Logged> {
@@ -210,9 +218,9 @@ impl LlLive {
     }
 }
 
-fn spawn_ffmpeg(dir: &Path, utc_url: &str) -> tokio::process::Child {
-    let (w0, h0, b0) = RENDITIONS[0];
-    let (w1, h1, b1) = RENDITIONS[1];
+fn spawn_ffmpeg(dir: &Path, utc_url: &str, renditions: &Renditions) -> tokio::process::Child {
+    let (w0, h0, b0) = renditions[0];
+    let (w1, h1, b1) = renditions[1];
     let filter = format!("[0:v]split=2[a][b];[a]scale={w0}:{h0},setsar=1[v0];[b]scale={w1}:{h1},setsar=1[v1]");
     let gop = (SEGMENT_S * FPS as f64) as u32;
     let mut c = tokio::process::Command::new("ffmpeg");
@@ -291,6 +299,12 @@ fn scan(st: &State) {
             publish_parts(seg, &bytes);
             seg.complete = complete;
             changed |= before != (seg.parts.len(), seg.complete);
+            if seg.parts.len() > before.0 {
+                let mut history = st.history.lock().unwrap();
+                for (i, p) in seg.parts.iter().enumerate().skip(before.0) {
+                    history.insert((rep, n, i), p.clone());
+                }
+            }
             // Drop what has left every playlist.
             while reps[rep].len() as u64 > WINDOW + 4 {
                 let first = *reps[rep].keys().next().unwrap();
@@ -367,9 +381,9 @@ fn sample_count(moof: &[u8]) -> u32 {
 
 // ------------------------------------------------------------------ playlists
 
-fn multivariant() -> String {
+fn multivariant(renditions: &Renditions) -> String {
     let mut s = String::from("#EXTM3U\n#EXT-X-VERSION:9\n#EXT-X-INDEPENDENT-SEGMENTS\n");
-    for (i, (w, h, b)) in RENDITIONS.iter().enumerate() {
+    for (i, (w, h, b)) in renditions.iter().enumerate() {
         let bw = b.trim_end_matches('k').parse::<u64>().unwrap_or(500) * 1100;
         s.push_str(&format!(
             "#EXT-X-STREAM-INF:BANDWIDTH={bw},RESOLUTION={w}x{h},CODECS=\"avc1.42c01e\",FRAME-RATE={FPS}\nv{i}.m3u8\n"
@@ -470,7 +484,7 @@ async fn handle(st: Arc<State>, req: Request<hyper::body::Incoming>) -> Result<R
 async fn route(st: &Arc<State>, path: &str, query: &str, range: Option<&str>) -> Response<Body> {
     let name = path.trim_start_matches('/');
     match name {
-        "master.m3u8" => full(200, "application/vnd.apple.mpegurl", Some("max-age=5"), multivariant()),
+        "master.m3u8" => full(200, "application/vnd.apple.mpegurl", Some("max-age=5"), multivariant(&st.renditions)),
         "time" => full(200, "text/plain", Some("no-store"), iso_now()),
         "manifest.mpd" => match tokio::fs::read(st.dir.join(name)).await {
             Ok(b) => full(200, "application/dash+xml", Some("max-age=1"), b),

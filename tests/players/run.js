@@ -4,7 +4,8 @@
 //
 // json: { "kind": "hls" | "dash", "duration": seconds,
 //         "targets": [ { "label": "edge", "base": "http://127.0.0.1:PORT", "pages": 1, "players": 1 } ],
-//         "startLevel": 1, "switches": [ { "at": 12, "level": 0 } ] }
+//         "startLevel": 1, "switches": [ { "at": 12, "level": 0 } ],
+//         "videoWidth": 160 }
 //
 // Every target's pages load BASE/player/KIND.html and play BASE/master.m3u8
 // (hls) or BASE/manifest.mpd (dash); all pages play at the same time, in one
@@ -51,16 +52,23 @@ async function main() {
       }
     }
     const src = cfg.kind === 'hls' ? 'master.m3u8' : 'manifest.mpd';
-    const started = Date.now();
+    // Every page starts its players at the same moment (one clock, one
+    // machine), not one page after the other: where a live player starts
+    // depends on when it asks.
+    const startAt = Date.now() + 200 + 20 * pages.length;
     for (const p of pages) {
       const t = cfg.targets.find(t => t.label === p.label);
       if (t.players === 0) continue;
-      await p.page.evaluate(c => window.startPlayers(c), {
+      await p.page.evaluate(c => {
+        setTimeout(() => window.startPlayers(c), Math.max(0, c.startAt - Date.now()));
+      }, {
         src: t.src || `${t.base}/${src}`, players: t.players || 1,
         startLevel: cfg.startLevel, switches: cfg.switches || [], liveDelay: cfg.liveDelay,
+        videoWidth: cfg.videoWidth, startAt,
       });
     }
-    await new Promise(r => setTimeout(r, cfg.duration * 1000));
+    const started = startAt;
+    await new Promise(r => setTimeout(r, Math.max(0, startAt - Date.now()) + cfg.duration * 1000));
     const results = [];
     for (const p of pages) {
       const t = cfg.targets.find(t => t.label === p.label);
