@@ -9,20 +9,6 @@ mod disk_edge;
 
 use common::{TempDir, TestOrigin};
 use disk_edge::{catalogue, write_config, Edge};
-use std::time::{Duration, Instant};
-
-/// Waits until a counter reaches at least `want` (the writer works behind requests).
-async fn wait_at_least(edge: &Edge, sample: &str, want: f64) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let v = edge.metric(sample).await;
-        if v >= want {
-            return;
-        }
-        assert!(Instant::now() < deadline, "{sample} is {v}, not {want}, after 30s");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
 
 #[tokio::test]
 async fn objects_memory_evicts_after_their_disk_record_went_are_written_back_and_hit_on_disk() {
@@ -50,7 +36,7 @@ async fn objects_memory_evicts_after_their_disk_record_went_are_written_back_and
             assert!(got == *body, "{path}: wrong bytes");
         }
     }
-    wait_at_least(&edge, "mediaedge_disk_writes_total", a.len() as f64).await;
+    edge.wait_at_least("mediaedge_disk_writes_total", a.len() as f64).await;
     let released = edge.metric("mediaedge_disk_released_total").await;
     assert!(released >= 1.0, "no record of an object in memory was let go: {released}");
     // C: 25 MiB requested once each (second-hit: not written). They push A
@@ -58,7 +44,7 @@ async fn objects_memory_evicts_after_their_disk_record_went_are_written_back_and
     for (path, _) in c {
         assert_eq!(edge.get(path, &[]).await.0, 200);
     }
-    wait_at_least(&edge, "mediaedge_disk_write_backs_total", 1.0).await;
+    edge.wait_at_least("mediaedge_disk_write_backs_total", 1.0).await;
     let disk_hits_before = edge.metric("mediaedge_cache_tier_hits_total{tier=\"disk\"}").await;
     // The first segment's objects are held by one tier: none is fetched again.
     for (path, body) in &a[..7] {

@@ -121,6 +121,19 @@ impl Edge {
             .unwrap_or_else(|| panic!("no sample {sample} in /metrics:\n{text}"))
     }
 
+    /// Waits (up to 30 s) until a counter reaches at least `want`.
+    pub async fn wait_at_least(&self, sample: &str, want: f64) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let v = self.metric(sample).await;
+            if v >= want {
+                return;
+            }
+            assert!(Instant::now() < deadline, "{sample} is {v}, not {want}, after 30s");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     /// Waits until a metric reaches a value (the writer works behind requests).
     pub async fn wait_metric(&self, sample: &str, want: f64) {
         let deadline = Instant::now() + Duration::from_secs(30);

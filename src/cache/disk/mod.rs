@@ -392,11 +392,7 @@ impl DiskStore {
     /// A stream's record is complete: it joins the index.
     fn add_streamed(&self, primary: &str, entry: IndexEntry, took: Duration) {
         let len = entry.loc.body_len;
-        let freed = self.index.insert(primary, entry);
-        self.stats.objects.fetch_add(1, Ordering::Relaxed);
-        self.stats.objects.fetch_sub(freed.entries, Ordering::Relaxed);
-        self.stats.bytes.fetch_add(len, Ordering::Relaxed);
-        self.stats.bytes.fetch_sub(freed.bytes, Ordering::Relaxed);
+        add_entry(&self.index, &self.stats, primary, entry);
         self.stats.write_latency.record(took);
         self.stats.writes.fetch_add(1, Ordering::Relaxed);
         self.stats.streamed.fetch_add(1, Ordering::Relaxed);
@@ -585,6 +581,16 @@ impl DiskStore {
     pub fn promoted(&self) {
         self.stats.promotions.fetch_add(1, Ordering::Relaxed);
     }
+}
+
+/// Puts a record's entry into the index, counting it (and what it replaces).
+fn add_entry(index: &Index, stats: &Stats, primary: &str, entry: IndexEntry) {
+    let len = entry.loc.body_len;
+    let freed = index.insert(primary, entry);
+    stats.objects.fetch_add(1, Ordering::Relaxed);
+    stats.objects.fetch_sub(freed.entries, Ordering::Relaxed);
+    stats.bytes.fetch_add(len, Ordering::Relaxed);
+    stats.bytes.fetch_sub(freed.bytes, Ordering::Relaxed);
 }
 
 /// Reads every segment, oldest first, into the index; returns where writing resumes.

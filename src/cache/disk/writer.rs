@@ -203,12 +203,7 @@ impl Writer {
     }
 
     fn add(&self, primary: &str, entry: IndexEntry) {
-        let len = entry.loc.body_len;
-        let freed = self.index.insert(primary, entry);
-        self.stats.objects.fetch_add(1, Ordering::Relaxed);
-        self.stats.objects.fetch_sub(freed.entries, Ordering::Relaxed);
-        self.stats.bytes.fetch_add(len, Ordering::Relaxed);
-        self.stats.bytes.fetch_sub(freed.bytes, Ordering::Relaxed);
+        super::add_entry(&self.index, &self.stats, primary, entry);
     }
 
     /// Appends a record, emptying the oldest segment first if needed.
