@@ -253,9 +253,9 @@ impl StoredBody {
         }
         if let Some(d) = &self.disk {
             // Without a reader to hold a pending read: read in place.
-            let available = match d.poll_available(pos, cx) {
+            let available = match available(d, pos, cx) {
                 Poll::Pending => return Poll::Pending,
-                Poll::Ready(Err(e)) => return Poll::Ready(Err(FillFailed(format!("disk read: {e}").into()))),
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
                 Poll::Ready(Ok(n)) => n,
             };
             return Poll::Ready(disk_read(d, pos, Some(end.unwrap_or(u64::MAX).min(available))));
@@ -426,9 +426,9 @@ impl BodyReader {
         if pos >= stop {
             return Poll::Ready(Ok(None));
         }
-        let available = match d.poll_available(pos, cx) {
+        let available = match available(d, pos, cx) {
             Poll::Pending => return Poll::Pending,
-            Poll::Ready(Err(e)) => return Poll::Ready(Err(FillFailed(format!("disk read: {e}").into()))),
+            Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
             Poll::Ready(Ok(n)) => n,
         };
         let stop = stop.min(available);
@@ -457,6 +457,11 @@ impl BodyReader {
             Err(e) => Err(FillFailed(format!("disk read: {e}").into())),
         })
     }
+}
+
+/// How much of a disk body can be read now (`Extent::poll_available`).
+fn available(d: &Arc<dyn Extent>, pos: u64, cx: &mut Context<'_>) -> Poll<Result<u64, FillFailed>> {
+    d.poll_available(pos, cx).map_err(|e| FillFailed(format!("disk read: {e}").into()))
 }
 
 /// Reads the next piece of a disk body in place (no reader to hold a pending

@@ -289,9 +289,16 @@ impl Cache {
     /// (see `DiskStore::stream`). Call before the body starts passing.
     pub fn oversize(&self, key: &CacheKey, obj: &Arc<Object>) -> disk::Oversize {
         match &self.disk {
-            Some(d) if obj.body.total_len().is_some_and(|n| n <= self.config.max_object_bytes) => d.stream(key, obj),
+            Some(d) if obj.body.total_len().is_some_and(|n| self.may_stream(n)) => d.stream(key, obj),
             _ => disk::Oversize::No,
         }
+    }
+
+    /// Whether an object of this length, too large for memory, may be
+    /// streamed to the disk tier: there is one, and it is within
+    /// `max_object_size`.
+    pub fn may_stream(&self, len: u64) -> bool {
+        self.disk.is_some() && len <= self.config.max_object_bytes
     }
 
     /// Records hit-for-pass for this variant.

@@ -515,8 +515,7 @@ impl Edge {
     /// memory would hold (a viewer seeking far into a file it does not have
     /// is sent its range on its own rather than made to wait for the fill).
     fn to_disk(&self, parts: &Parts, announced: Option<u64>) -> bool {
-        let Some(len) = announced else { return false };
-        if self.cache.disk().is_none() || len > self.cache.config.max_object_bytes {
+        if !announced.is_some_and(|len| self.cache.may_stream(len)) {
             return false;
         }
         let Some(range) = parts.headers.get(header::RANGE) else { return true };

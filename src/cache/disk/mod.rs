@@ -333,7 +333,6 @@ impl DiskStore {
     /// (the stream reads it from its first byte).
     pub fn stream(self: &Arc<Self>, key: &CacheKey, obj: &Arc<Object>) -> Oversize {
         let Some(len) = obj.body.total_len() else { return Oversize::No };
-        tracing::debug!(len, keep = self.worth_keeping(obj), "oversize fill offered to the disk tier");
         let total = record::RECORD_HEADER as u64 + 4096 + len + record::trailer_len(record::pieces_for(len));
         if !self.worth_keeping(obj) || total > self.config.segment_bytes - record::SEGMENT_HEADER {
             if total > self.config.segment_bytes - record::SEGMENT_HEADER {
