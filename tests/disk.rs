@@ -187,19 +187,35 @@ async fn second_hit_admission_keeps_one_hit_objects_off_the_disk() {
     // The default admission: second-hit.
     write_config(dir.path(), &origin.url(), "4MiB", "size = \"24MiB\"\nsegment_size = \"1MiB\"");
     let edge = Edge::start(dir.path()).await;
-    let objects = catalogue(&origin, 2, 100 << 10);
-    let (once, twice) = (&objects[0], &objects[1]);
-    assert_eq!(edge.get(&once.0, &[]).await.0, 200);
-    assert_eq!(edge.get(&twice.0, &[]).await.0, 200);
-    assert_eq!(edge.get(&twice.0, &[]).await.0, 200);
-    // Writes are made in order: once the second is there, the first would be.
-    wait_on_disk(dir.path(), &[&twice.1]).await;
-    assert!(body_on_disk(dir.path(), &once.1).is_none(), "an object requested once was written to disk");
+    let objects = catalogue(&origin, 83, 100 << 10);
+    let (once, admitted, hot, others) = (&objects[0], &objects[1], &objects[2], &objects[3..]);
+    // Requested once: never written. Twice: admitted, and written when memory
+    // evicts it (the tiers stay exclusive). Four times (hot in memory):
+    // written at once, so that it survives a kill.
+    for (object, times) in [(once, 1), (admitted, 2), (hot, 4)] {
+        for _ in 0..times {
+            assert_eq!(edge.get(&object.0, &[]).await.0, 200);
+        }
+    }
+    wait_on_disk(dir.path(), &[&hot.1]).await;
+    assert!(body_on_disk(dir.path(), &admitted.1).is_none(), "written while memory held it, not hot");
+    // 8 MB of objects requested once push the others out of memory: the
+    // admitted one goes down to disk; none of the one-hit objects does.
+    for (path, _) in others {
+        assert_eq!(edge.get(path, &[]).await.0, 200);
+    }
+    wait_on_disk(dir.path(), &[&admitted.1]).await;
+    assert!(edge.metric("mediaedge_disk_write_backs_total").await >= 1.0);
+    // The writer works in order: what reached the disk did so before now.
+    for (path, body) in std::iter::once(once).chain(others) {
+        assert!(body_on_disk(dir.path(), body).is_none(), "{path}, requested once, was written to disk");
+    }
     edge.kill();
     let edge = Edge::start(dir.path()).await;
-    assert_eq!(edge.get(&twice.0, &[]).await.1, twice.1);
+    assert_eq!(edge.get(&hot.0, &[]).await.1, hot.1);
+    assert_eq!(edge.get(&admitted.0, &[]).await.1, admitted.1);
     assert_eq!(edge.get(&once.0, &[]).await.1, once.1);
-    assert_eq!((origin.hits(&twice.0), origin.hits(&once.0)), (1, 2));
+    assert_eq!((origin.hits(&hot.0), origin.hits(&admitted.0), origin.hits(&once.0)), (1, 1, 2));
 }
 
 #[tokio::test]

@@ -7,7 +7,7 @@ mod common;
 #[path = "common/disk_edge.rs"]
 mod disk_edge;
 
-use common::{TempDir, TestOrigin};
+use common::{payload, Script, TempDir, TestOrigin};
 use disk_edge::{catalogue, write_config, Edge};
 
 #[tokio::test]
@@ -23,14 +23,14 @@ async fn objects_memory_evicts_after_their_disk_record_went_are_written_back_and
         "size = \"8MiB\"\nsegment_size = \"1MiB\"\nadmission = \"second-hit\"",
     );
     let edge = Edge::start(dir.path()).await;
-    let objects = catalogue(&origin, 260, 128 << 10);
-    let (a, c) = objects.split_at(60);
-    // A: 60 objects requested twice; the second request (a memory hit) writes
-    // each to disk. 60 records go round the ring of 56: the first segment is
-    // reused while memory holds its objects, hit once there (not hot), so
-    // their records are let go rather than copied forward.
-    for _ in 0..2 {
-        for (path, body) in a {
+    let a = catalogue(&origin, 60, 128 << 10);
+    // A: 60 objects requested four times; the fourth request (a third memory
+    // hit: hot in memory) writes each to disk. 60 records go round the ring
+    // of 56: the first segment is reused while memory holds its objects, not
+    // hit twice there since (not hot), so their records are let go rather
+    // than copied forward.
+    for _ in 0..4 {
+        for (path, body) in &a {
             let (s, got) = edge.get(path, &[]).await;
             assert_eq!(s, 200);
             assert!(got == *body, "{path}: wrong bytes");
@@ -39,10 +39,16 @@ async fn objects_memory_evicts_after_their_disk_record_went_are_written_back_and
     edge.wait_at_least("mediaedge_disk_writes_total", a.len() as f64).await;
     let released = edge.metric("mediaedge_disk_released_total").await;
     assert!(released >= 1.0, "no record of an object in memory was let go: {released}");
-    // C: 25 MiB requested once each (second-hit: not written). They push A
-    // out of memory; memory writes back the objects whose records went.
-    for (path, _) in c {
-        assert_eq!(edge.get(path, &[]).await.0, 200);
+    // C: 40 objects of 1 MiB, larger than a segment (never written), each
+    // requested twice (a one-hit object never leaves memory's small queue,
+    // so it would not push A out of the main one). They push A out of
+    // memory; memory writes back the objects whose records went.
+    for i in 0..40u64 {
+        let path = format!("/c/{i}.ts");
+        origin.set(&path, Script::ok(payload(1 << 20, 1000 + i)));
+        for _ in 0..2 {
+            assert_eq!(edge.get(&path, &[]).await.0, 200);
+        }
     }
     edge.wait_at_least("mediaedge_disk_write_backs_total", 1.0).await;
     let disk_hits_before = edge.metric("mediaedge_cache_tier_hits_total{tier=\"disk\"}").await;

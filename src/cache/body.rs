@@ -37,6 +37,12 @@ pub trait Extent: Send + Sync + std::fmt::Debug {
     fn is_valid(&self) -> bool;
     /// Reads up to `max` bytes at `pos`. Blocking: call it from a blocking thread.
     fn read_at(&self, pos: u64, max: usize) -> std::io::Result<Bytes>;
+    /// As `read_at`, if the bytes can be had without waiting for the disk
+    /// (they are in the page cache): callable on an async worker. Else
+    /// `WouldBlock`, and the caller uses `read_at` off the workers.
+    fn read_cached(&self, _pos: u64, _max: usize) -> std::io::Result<Bytes> {
+        Err(std::io::ErrorKind::WouldBlock.into())
+    }
     /// How many bytes can be read now: ready once more than `pos` are (or
     /// all are). A body still being written to disk waits here for more.
     fn poll_available(&self, _pos: u64, _cx: &mut Context<'_>) -> Poll<std::io::Result<u64>> {
@@ -360,7 +366,13 @@ impl StoredBody {
             std::future::poll_fn(|cx| d.poll_available(d.len().saturating_sub(1), cx))
                 .await
                 .map_err(|e| FillFailed(format!("disk read: {e}").into()))?;
-            return match tokio::task::spawn_blocking(move || d.read_at(0, len)).await {
+            let read = match d.read_cached(0, len) {
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                    tokio::task::spawn_blocking(move || d.read_at(0, len)).await
+                }
+                r => Ok(r),
+            };
+            return match read {
                 Ok(Ok(b)) if b.len() == len => Ok(b),
                 Ok(Ok(_)) => Err(FillFailed("the disk copy is shorter than its record".into())),
                 Ok(Err(e)) => Err(FillFailed(format!("disk read: {e}").into())),
@@ -438,16 +450,33 @@ impl BodyReader {
                 h.abort();
             }
         }
-        let (_, handle) = pending.get_or_insert_with(|| {
-            // Reads end on a `DISK_CHUNK` boundary, so that a range starting
-            // mid-piece reads each checked piece once.
-            let room = DISK_CHUNK as u64 - pos % DISK_CHUNK as u64;
-            let (d, max) = (d.clone(), (stop - pos).min(room) as usize);
-            (pos, tokio::task::spawn_blocking(move || d.read_at(pos, max)))
-        });
-        let done = match std::pin::Pin::new(handle).poll(cx) {
-            Poll::Pending => return Poll::Pending,
-            Poll::Ready(r) => r,
+        let done = match pending.as_mut() {
+            Some((_, handle)) => match std::pin::Pin::new(handle).poll(cx) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(r) => r,
+            },
+            None => {
+                // Reads end on a `DISK_CHUNK` boundary, so that a range
+                // starting mid-piece reads each checked piece once. From the
+                // page cache, here; else on the blocking pool.
+                let room = DISK_CHUNK as u64 - pos % DISK_CHUNK as u64;
+                let max = (stop - pos).min(room) as usize;
+                match d.read_cached(pos, max) {
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                        let d = d.clone();
+                        let mut handle = tokio::task::spawn_blocking(move || d.read_at(pos, max));
+                        let r = std::pin::Pin::new(&mut handle).poll(cx);
+                        match r {
+                            Poll::Pending => {
+                                *pending = Some((pos, handle));
+                                return Poll::Pending;
+                            }
+                            Poll::Ready(r) => r,
+                        }
+                    }
+                    r => Ok(r),
+                }
+            }
         };
         *pending = None;
         Poll::Ready(match done {

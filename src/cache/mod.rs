@@ -51,10 +51,21 @@ pub enum Lookup {
     Miss,
 }
 
+/// How many shards memory is split into: up to 8 (a hit takes only its
+/// shard's read lock), but none smaller than 16 MiB. Each shard runs its own
+/// S3-FIFO over `memory / shards`: a shard of a few objects has a small queue
+/// smaller than one object, and its policy degenerates to FIFO.
+fn memory_shards(memory_bytes: u64) -> usize {
+    const MIN_SHARD: u64 = 16 << 20;
+    let n = (memory_bytes / MIN_SHARD).clamp(1, 8);
+    1 << (63 - n.leading_zeros())
+}
+
 impl Cache {
     pub fn new(config: CacheConfig) -> Cache {
-        const SHARDS: usize = 8;
-        let max_object_bytes = config.max_object_bytes.min(config.memory_bytes / SHARDS as u64);
+        // The largest object memory takes: an eighth of it.
+        const MAX_OBJECT_FRACTION: u64 = 8;
+        let max_object_bytes = config.max_object_bytes.min(config.memory_bytes / MAX_OBJECT_FRACTION);
         let disk = config.disk.as_ref().and_then(|d| match disk::DiskStore::open(d, &config.replay) {
             Ok(store) => Some(Arc::new(store)),
             Err(e) => {
@@ -67,7 +78,7 @@ impl Cache {
             Arc::new(move |primary: &str, slot: &Arc<Slot>| d.evicted_from_memory(primary, slot))
         });
         Cache {
-            store: Arc::new(MemoryStore::new(config.memory_bytes, SHARDS, sink)),
+            store: Arc::new(MemoryStore::new(config.memory_bytes, memory_shards(config.memory_bytes), sink)),
             disk,
             inflight: InFlight::new(),
             config,

@@ -12,7 +12,7 @@ use std::fs::File;
 use std::io;
 use std::os::unix::fs::FileExt;
 use std::path::Path;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
 #[derive(Debug)]
@@ -70,6 +70,16 @@ impl Extent for DiskExtent {
     }
 
     fn read_at(&self, pos: u64, max: usize) -> io::Result<Bytes> {
+        self.read(pos, max, false)
+    }
+
+    fn read_cached(&self, pos: u64, max: usize) -> io::Result<Bytes> {
+        self.read(pos, max, true)
+    }
+}
+
+impl DiskExtent {
+    fn read(&self, pos: u64, max: usize, cached_only: bool) -> io::Result<Bytes> {
         let gone = || io::Error::other("the disk copy was evicted");
         if !self.is_valid() {
             return Err(gone());
@@ -86,11 +96,14 @@ impl Extent for DiskExtent {
         };
         let to = to.min(self.loc.body_len);
         let started = std::time::Instant::now();
-        let r = read_bytes(&self.seg.file, self.loc.body_at + from, (to - from) as usize);
-        self.stats.read_latency.record(started.elapsed());
-        self.stats.reads.fetch_add(1, Ordering::Relaxed);
+        let r = read_bytes(&self.seg.file, self.loc.body_at + from, (to - from) as usize, cached_only);
         let buf = match r {
-            Ok(b) => b,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Err(e),
+            Ok(b) => {
+                self.stats.read_latency.record(started.elapsed());
+                self.stats.reads.fetch_add(1, Ordering::Relaxed);
+                b
+            }
             Err(e) => {
                 self.stats.read_errors.fetch_add(1, Ordering::Relaxed);
                 return Err(e);
@@ -121,36 +134,60 @@ impl Extent for DiskExtent {
     }
 }
 
-/// Reads exactly `n` bytes at `pos` into a new buffer, without first zeroing
-/// it (a disk hit's body is read into memory it then hands out as is).
-pub fn read_bytes(file: &File, pos: u64, n: usize) -> io::Result<Bytes> {
+/// Reads `n` bytes at `pos` into a new buffer (not zeroed first: pread
+/// fills it). With `cached_only`, only from the page cache
+/// (`preadv2(RWF_NOWAIT)`): `WouldBlock` if any of the bytes would need the
+/// disk (or the filesystem cannot say), and the caller reads again, blocking,
+/// off the async workers.
+pub fn read_bytes(file: &File, pos: u64, n: usize, cached_only: bool) -> io::Result<Bytes> {
     use std::os::fd::AsRawFd;
+    if cached_only && NOWAIT_UNSUPPORTED.load(Ordering::Relaxed) {
+        return Err(io::ErrorKind::WouldBlock.into());
+    }
     let mut buf: Vec<u8> = Vec::with_capacity(n);
     let mut done = 0usize;
     while done < n {
         let spare = buf.spare_capacity_mut();
         let off = i64::try_from(pos + done as u64).map_err(|_| io::Error::other("offset out of range"))?;
-        // SAFETY: pread(2) writes at most `n - done` bytes into the spare
-        // capacity it is given (allocated, not yet initialised), and reports
-        // how many; only those are then counted as initialised.
-        let r = unsafe { libc::pread(file.as_raw_fd(), spare.as_mut_ptr().cast(), n - done, off) };
+        let (ptr, len) = (spare.as_mut_ptr().cast::<libc::c_void>(), n - done);
+        // SAFETY: pread(2) and preadv2(2) write at most `n - done` bytes into
+        // the spare capacity they are given (allocated, not yet initialised),
+        // and report how many; only those are then counted as initialised.
+        let r = unsafe {
+            if cached_only {
+                let iov = libc::iovec { iov_base: ptr, iov_len: len };
+                libc::preadv2(file.as_raw_fd(), &iov, 1, off, libc::RWF_NOWAIT)
+            } else {
+                libc::pread(file.as_raw_fd(), ptr, len, off)
+            }
+        };
         match r {
             0 => return Err(io::Error::from(io::ErrorKind::UnexpectedEof)),
             r if r < 0 => {
                 let e = io::Error::last_os_error();
-                if e.kind() != io::ErrorKind::Interrupted {
-                    return Err(e);
+                match e.raw_os_error() {
+                    Some(libc::EINTR) => {}
+                    Some(libc::EAGAIN) if cached_only => return Err(io::ErrorKind::WouldBlock.into()),
+                    Some(libc::EOPNOTSUPP | libc::EINVAL | libc::ENOSYS) if cached_only => {
+                        NOWAIT_UNSUPPORTED.store(true, Ordering::Relaxed);
+                        return Err(io::ErrorKind::WouldBlock.into());
+                    }
+                    _ => return Err(e),
                 }
             }
             r => {
                 done += r as usize;
-                // SAFETY: the first `done` bytes were written by pread above.
+                // SAFETY: the first `done` bytes were written by the read above.
                 unsafe { buf.set_len(done) };
             }
         }
     }
     Ok(Bytes::from(buf))
 }
+
+/// Set once a filesystem refused `RWF_NOWAIT`: every read then goes off the
+/// async workers.
+static NOWAIT_UNSUPPORTED: AtomicBool = AtomicBool::new(false);
 
 /// A record read back by the scan.
 pub enum Scanned {

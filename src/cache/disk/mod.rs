@@ -268,11 +268,17 @@ impl DiskStore {
         let whole = len <= WHOLE_MAX;
         let body = if whole {
             let read = || crate::cache::body::Extent::read_at(&*extent, 0, len as usize);
-            // A read of up to 4 MiB on this worker: the runtime moves its
-            // other tasks elsewhere meanwhile (multi-threaded runtime only).
-            let r = match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
-                Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(read),
-                _ => read(),
+            // From the page cache at once; else a read of up to 4 MiB on this
+            // worker, which hands its other tasks to the rest of the runtime
+            // meanwhile (multi-threaded runtime only).
+            let r = match crate::cache::body::Extent::read_cached(&*extent, 0, len as usize) {
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                    match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
+                        Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(read),
+                        _ => read(),
+                    }
+                }
+                r => r,
             };
             match r {
                 Ok(b) if b.len() as u64 == len && record::body_checks(&e.meta, &b, e.loc.crc) => {
@@ -437,8 +443,10 @@ impl DiskStore {
         self.stats.bytes.fetch_sub(freed.bytes, Ordering::Relaxed);
     }
 
-    /// A memory hit: with second-hit admission, the object is written on its
-    /// first hit after the fill (once its body is complete).
+    /// A memory hit. An object not on disk is admitted by its first hit
+    /// (memory writes it down when it evicts it: the tiers stay exclusive),
+    /// and written at once on its second hit after that (hot in memory: the
+    /// hottest objects are on disk too, so that they survive a kill).
     pub fn note_hit(&self, key: &CacheKey, obj: &Arc<Object>) {
         self.stats.memory_hits.fetch_add(1, Ordering::Relaxed);
         let state = obj.disk_state.load(Ordering::Relaxed);
@@ -448,18 +456,25 @@ impl DiskStore {
             }
             return;
         }
-        let _ = obj.disk_state.compare_exchange(NOT_YET, WANTED, Ordering::Relaxed, Ordering::Relaxed);
-        if obj.body.bytes().is_some() {
-            self.offer(key, obj);
+        if state & TOUCHED != 0 {
+            if obj.body.bytes().is_some() {
+                self.offer(key, obj);
+            }
+            return;
         }
+        obj.disk_state.fetch_or(if state & (WANTED | RELEASED) == 0 { WANTED } else { TOUCHED }, Ordering::Relaxed);
     }
 
-    /// A fill finished: written at once (`always`, or the key was filled
-    /// before: its second request), or on its first hit.
+    /// A fill finished: written at once with `always`, or if it was hot
+    /// during the fill; admitted (written when memory evicts it) if the key
+    /// was filled before (its second request).
     pub fn fill_finished(&self, key: &CacheKey, obj: &Arc<Object>) {
         let seen = self.doorkeeper.seen_then_insert(&key.primary, &key.secondary);
-        if self.config.admission == DiskAdmission::Always || seen || obj.disk_state.load(Ordering::Relaxed) == WANTED {
+        let state = obj.disk_state.load(Ordering::Relaxed);
+        if self.config.admission == DiskAdmission::Always || state & TOUCHED != 0 {
             self.offer(key, obj);
+        } else if seen {
+            obj.disk_state.fetch_or(WANTED, Ordering::Relaxed);
         }
     }
 

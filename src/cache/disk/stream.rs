@@ -105,7 +105,7 @@ impl Extent for Growing {
             return Ok(Bytes::new());
         }
         let started = std::time::Instant::now();
-        let r = super::log::read_bytes(&seg.file, loc.body_at + pos, (end - pos) as usize);
+        let r = super::log::read_bytes(&seg.file, loc.body_at + pos, (end - pos) as usize, false);
         self.0.stats.read_latency.record(started.elapsed());
         self.0.stats.reads.fetch_add(1, Ordering::Relaxed);
         let buf = match r {

@@ -299,13 +299,17 @@ impl Writer {
             if keep {
                 let mut entry = e.clone();
                 entry.hits = 0;
-                candidates.push((primary.to_string(), entry));
+                candidates.push((held.is_some(), primary.to_string(), entry));
             }
         });
+        // Within the budget, the records only the disk holds go first: one
+        // left out is lost, while one whose object memory holds is only a
+        // copy (kept for a kill), which memory writes back when it evicts it.
+        candidates.sort_by_key(|c| c.0);
         let segment = &self.appender.segments[seg];
         let mut used = 0u64;
         let mut out = Vec::new();
-        for (primary, entry) in candidates {
+        for (_, primary, entry) in candidates {
             let start = entry.loc.body_at - entry.meta.len() as u64 - RECORD_HEADER as u64;
             let trailer = record::trailer_len(entry.pieces.as_ref().map_or(0, |p| p.len() as u32));
             let len = entry.loc.body_at + entry.loc.body_len + trailer - start;
