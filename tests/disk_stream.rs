@@ -171,3 +171,68 @@ async fn with_second_hit_admission_the_second_fill_is_streamed() {
     }
     assert_eq!(edge.metric("mediaedge_disk_streamed_total").await, 1.0, "a one-hit object was streamed");
 }
+
+/// Four viewers at once for `path`; each must get `body` whole.
+async fn burst(edge: &Edge, path: &str, body: &bytes::Bytes) {
+    let viewers: Vec<_> = (0..4)
+        .map(|_| {
+            let url = format!("http://{}{path}", edge.addr);
+            tokio::spawn(async move {
+                let r = client().get(url).send().await.map_err(|e| e.to_string())?;
+                let x = format!("{:?}", r.headers().get("x-cache"));
+                r.bytes().await.map_err(|e| format!("{e} (X-Cache {x})"))
+            })
+        })
+        .collect();
+    for v in viewers {
+        match v.await.expect("task") {
+            Ok(got) => assert!(got == *body, "{path}: a viewer of the burst got other bytes ({} bytes)", got.len()),
+            Err(e) => panic!("{path}: a viewer of the burst got an error: {e}\n{}", edge.log_text()),
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_burst_for_objects_too_large_for_memory_is_one_fill_and_one_stream_each() {
+    let origin = TestOrigin::start().await;
+    let dir = TempDir::new("disk-stream-burst");
+    write_config(dir.path(), &origin.url(), MEMORY, &disk("always"));
+    let edge = Edge::start(dir.path()).await;
+    // 16 objects of 1.5 MiB (above memory's 1 MiB), each asked for by four
+    // viewers at once, one object after another.
+    const OBJECTS: u64 = 16;
+    for i in 0..OBJECTS {
+        let (path, body) = (format!("/burst/{i}.mp4"), payload(3 << 19, 500 + i));
+        origin.set(&path, Script::ok(body.clone()));
+        burst(&edge, &path, &body).await;
+        assert_eq!(origin.hits(&path), 1, "{path}: the burst reached the origin more than once");
+    }
+    edge.wait_at_least("mediaedge_disk_streamed_total", OBJECTS as f64).await;
+    assert_eq!(edge.metric("mediaedge_disk_streamed_total").await, OBJECTS as f64, "a burst was streamed twice");
+}
+
+#[tokio::test]
+async fn with_second_hit_admission_a_first_burst_passes_whole_and_the_second_streams_once() {
+    let origin = TestOrigin::start().await;
+    let dir = TempDir::new("disk-stream-burst-second");
+    write_config(dir.path(), &origin.url(), MEMORY, &disk("second-hit"));
+    let edge = Edge::start(dir.path()).await;
+    for i in 0..8u64 {
+        let (path, body) = (format!("/burst/{i}.mp4"), payload(3 << 19, 700 + i));
+        origin.set(&path, Script::ok(body.clone()));
+        // The first burst: not admitted yet, passed through (each viewer
+        // whole, the waiters on their own requests).
+        burst(&edge, &path, &body).await;
+        let first = origin.hits(&path);
+        assert!((1..=4).contains(&first), "{path}: {first} origin requests for a burst of 4");
+        // The second (or a late viewer of the first, which made a second
+        // fill): one fill, streamed to disk, read there by all four.
+        burst(&edge, &path, &body).await;
+        let second = origin.hits(&path);
+        assert!(second <= first + 1, "{path}: the second burst reached the origin {} times", second - first);
+        edge.wait_at_least("mediaedge_disk_streamed_total", (i + 1) as f64).await;
+        assert_eq!(edge.get(&path, &[]).await.1, body);
+        assert_eq!(origin.hits(&path), second, "{path}: not served from disk after two bursts");
+    }
+    assert_eq!(edge.metric("mediaedge_disk_streamed_total").await, 8.0, "an object was streamed twice");
+}

@@ -25,6 +25,10 @@ pub enum Outcome {
     /// the edge's own 502/504, comes as `Stored` instead (kept or not), so
     /// that every waiter gets the same status, headers and body.
     Failed { status: http::StatusCode, reason: Arc<str> },
+    /// The object is shared through the cache rather than through this map
+    /// (a fill too large for memory, streaming to disk: it is read there as
+    /// it is written): look it up again.
+    LookAgain,
 }
 
 type Slot = watch::Receiver<Option<Outcome>>;

@@ -184,8 +184,9 @@ impl Edge {
                         }
                         return error(status, &reason);
                     }
-                    // The leader went away before an answer: look again.
-                    Ok(None) => continue,
+                    // The leader went away before an answer, or its object
+                    // is found through the cache: look again.
+                    Ok(Some(Outcome::LookAgain) | None) => continue,
                     // The fill stalled: go on alone, without storing.
                     Err(inflight::Elapsed) => {
                         return Box::pin(self.pass_parts(parts, &ctx, EdgeResult::LockTimeout)).await
@@ -295,10 +296,8 @@ impl Edge {
             response.response_time,
         );
         let announced = content_length(&response.headers);
-        if decision.is_ok()
-            && announced.is_some_and(|l| l > self.cache.max_object_bytes())
-            && !self.to_disk(&parts, announced)
-        {
+        let oversize = decision.is_ok() && announced.is_some_and(|l| l > self.cache.max_object_bytes());
+        if oversize && !self.to_disk(&parts, announced) {
             decision = Err(NoStore::Forbidden("too large"));
         }
         let freshness = match decision {
@@ -322,22 +321,74 @@ impl Edge {
         let (stored, writer) = StoredBody::filling(announced);
         // An error page is no manifest or segment, whatever its path says.
         let stored_kind = if policy::is_error(status) { MediaKind::Other } else { kind };
+        let mut writer = writer;
         let object = self.admit(status, headers, response_time, freshness, stored_kind, stored, &parts, &ctx);
-        self.keep(&key, &object, epoch);
-        // The fill belongs to the cache: it runs on even if this viewer leaves.
-        tokio::spawn(pump(
-            self.clone(),
-            key,
-            object.clone(),
-            body,
-            writer,
-            announced,
-            Ctx { route: ctx.route.clone(), viewer: ctx.viewer },
-            parts.uri.clone(),
-        ));
-        lead.publish(Outcome::Stored { object: object.clone(), refreshed: false });
-        let result = if policy::is_error(status) { EdgeResult::OriginError } else { EdgeResult::Miss };
-        let mut served = self.serve(&parts, &ctx, object, result).await;
+        let fill_ctx = Ctx { route: ctx.route.clone(), viewer: ctx.viewer };
+        let mut served = if oversize {
+            // Announced too large for memory: never kept there. Whether it
+            // streams to disk is settled before anyone reads the body, which
+            // passes through from its first byte.
+            let how = self.cache.oversize(&key, &object);
+            writer.start_passing();
+            if how == Oversize::No {
+                self.cache.insert_pass(&key);
+            }
+            if how == Oversize::Streaming {
+                // Its readers read the record as it is written, from its
+                // first byte: the waiters and this viewer find it on disk.
+                tokio::spawn(pump(
+                    self.clone(),
+                    key.clone(),
+                    None,
+                    body,
+                    writer,
+                    announced,
+                    fill_ctx,
+                    parts.uri.clone(),
+                ));
+                lead.publish(Outcome::LookAgain);
+                match self.cache.lookup(&key, &parts.headers) {
+                    Lookup::Found(obj) => self.serve(&parts, &ctx, obj, EdgeResult::Miss).await,
+                    // The stream failed at once: this viewer goes on alone.
+                    _ => return self.pass_parts(parts, &ctx, EdgeResult::Pass).await,
+                }
+            } else {
+                // Passed through to this viewer alone (the waiters go to the
+                // origin on their own): its reader is held from the first
+                // byte until its answer has its own.
+                lead.publish(Outcome::Pass);
+                let first = object.body.reader(0);
+                tokio::spawn(pump(
+                    self.clone(),
+                    key.clone(),
+                    None,
+                    body,
+                    writer,
+                    announced,
+                    fill_ctx,
+                    parts.uri.clone(),
+                ));
+                let served = self.serve(&parts, &ctx, object, EdgeResult::Pass).await;
+                drop(first);
+                served
+            }
+        } else {
+            self.keep(&key, &object, epoch);
+            // The fill belongs to the cache: it runs on even if this viewer leaves.
+            tokio::spawn(pump(
+                self.clone(),
+                key,
+                Some(object.clone()),
+                body,
+                writer,
+                announced,
+                fill_ctx,
+                parts.uri.clone(),
+            ));
+            lead.publish(Outcome::Stored { object: object.clone(), refreshed: false });
+            let result = if policy::is_error(status) { EdgeResult::OriginError } else { EdgeResult::Miss };
+            self.serve(&parts, &ctx, object, result).await
+        };
         // `set_cookie = "strip"`: only this viewer's answer carries the cookie.
         for v in cookies {
             served.append(header::SET_COOKIE, v);
@@ -587,21 +638,17 @@ fn content_length(headers: &HeaderMap) -> Option<u64> {
 pub(super) async fn pump(
     edge: Arc<Edge>,
     key: CacheKey,
-    object: Arc<Object>,
+    mut stored: Option<Arc<Object>>,
     mut body: OriginBody,
     mut writer: BodyWriter,
     announced: Option<u64>,
     ctx: Ctx,
     uri: http::Uri,
 ) {
+    // `stored`: held while the object is stored; dropped when it turns
+    // pass-through, so that the body's holders are its readers alone (None:
+    // announced too large for memory, passing through from the start).
     let limit = edge.cache.max_object_bytes();
-    // Held while the object is stored; dropped when it turns pass-through, so
-    // that the body's holders are its readers alone.
-    let mut stored = Some(object);
-    if announced.is_some_and(|n| n > limit) {
-        // Announced too large for memory (and taken to stream to disk).
-        pass_oversize(&edge, &key, &mut stored, &mut writer);
-    }
     loop {
         if writer.room().await == Room::Nobody {
             tracing::debug!(key = %key.primary.replace('\u{1f}', " "), "pass-through fill stopped: no viewer left");

@@ -292,7 +292,7 @@ impl Edge {
                     }
                     Ok(Some(Outcome::Pass)) => return Got::Pass,
                     Ok(Some(Outcome::Failed { status, reason })) => return Got::Failed(status, reason.to_string()),
-                    Ok(None) => continue,
+                    Ok(Some(Outcome::LookAgain) | None) => continue,
                     Err(inflight::Elapsed) => break,
                 },
             }
@@ -434,7 +434,7 @@ impl Edge {
         tokio::spawn(super::fill::pump(
             self.clone(),
             key.clone(),
-            object.clone(),
+            Some(object.clone()),
             body,
             writer,
             Some(got.len()),

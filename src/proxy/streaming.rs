@@ -188,7 +188,7 @@ impl Edge {
                         Ok(Some(Outcome::Pass)) => {
                             return self.pass_parts(parts, &ctx, EdgeResult::BlockingReloadPass).await
                         }
-                        Ok(None) => continue,
+                        Ok(Some(Outcome::LookAgain) | None) => continue,
                         Err(inflight::Elapsed) => return blocking_timeout(),
                     }
                 }
