@@ -236,3 +236,34 @@ async fn with_second_hit_admission_a_first_burst_passes_whole_and_the_second_str
     }
     assert_eq!(edge.metric("mediaedge_disk_streamed_total").await, 8.0, "an object was streamed twice");
 }
+
+#[tokio::test]
+async fn streams_hold_at_most_a_quarter_of_the_disk_and_the_rest_pass_through_whole() {
+    let origin = TestOrigin::start().await;
+    let dir = TempDir::new("disk-stream-reserve");
+    // 64 MiB of disk: streams may hold 16 MiB of it, two of the 6 MiB objects.
+    write_config(dir.path(), &origin.url(), MEMORY, &disk("always"));
+    let edge = Edge::start(dir.path()).await;
+    let bodies: Vec<_> = (0..3).map(|i| slow_object(&origin, &format!("/slow/{i}.mp4"), 40 + i)).collect();
+    let viewers: Vec<_> = (0..3)
+        .map(|i| {
+            let url = format!("http://{}/slow/{i}.mp4", edge.addr);
+            tokio::spawn(async move { client().get(url).send().await.expect("get").bytes().await })
+        })
+        .collect();
+    for (i, v) in viewers.into_iter().enumerate() {
+        let got = v.await.expect("task").expect("body");
+        assert!(got == bodies[i], "/slow/{i}.mp4: other bytes ({} of {})", got.len(), bodies[i].len());
+    }
+    edge.wait_at_least("mediaedge_disk_streamed_total", 2.0).await;
+    assert_eq!(edge.metric("mediaedge_disk_streamed_total").await, 2.0, "more than a quarter of the disk was held");
+    assert!(edge.metric("mediaedge_disk_admissions_refused_total{reason=\"queue_full\"}").await >= 1.0);
+    // The one passed through is streamed at its next request, the others
+    // are disk hits.
+    for (i, body) in bodies.iter().enumerate() {
+        assert!(edge.get(&format!("/slow/{i}.mp4"), &[]).await.1 == body);
+    }
+    let hits: usize = (0..3).map(|i| origin.hits(&format!("/slow/{i}.mp4"))).sum();
+    assert_eq!(hits, 4, "one object fetched twice, the others once");
+    edge.wait_at_least("mediaedge_disk_streamed_total", 3.0).await;
+}

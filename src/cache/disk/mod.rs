@@ -362,7 +362,12 @@ impl DiskStore {
             if underway {
                 return Oversize::Later;
             }
-            if streams.len() >= stream::MAX_STREAMS {
+            // Each stream holds room for its whole announced length until it
+            // ends (an origin that announces much and sends slowly holds it
+            // until its read timeout): streams together hold at most a
+            // quarter of the disk, so that they cannot wash it.
+            let reserved: u64 = streams.iter().filter_map(|s| s.obj.body.total_len()).sum();
+            if streams.len() >= stream::MAX_STREAMS || reserved + len > self.config.size_bytes / stream::RESERVE_SHARE {
                 self.stats.refused_queue.fetch_add(1, Ordering::Relaxed);
                 return Oversize::Later;
             }

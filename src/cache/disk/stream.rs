@@ -27,6 +27,8 @@ use std::task::{Context, Poll, Waker};
 /// At most this many fills stream to disk at once (each holds at most the
 /// pass-through window of its body in memory).
 pub const MAX_STREAMS: usize = 64;
+/// Streams together reserve at most `size / RESERVE_SHARE` of the disk.
+pub const RESERVE_SHARE: u64 = 4;
 /// What a stream gathers before one positional write.
 const BATCH: u64 = 256 << 10;
 
