@@ -15,7 +15,7 @@ the hot set before and after).
 
 Run through benches/vod_trace.sh (which builds the release binary). Knobs
 (environment): SEGMENTS, SEG_KIB, MEMORY_MIB, DISK_MIB, REQUESTS, HIT_REQUESTS, CLIENTS,
-ZIPF, WINDOW, SEED; EDGE_ONLY=1 runs the mediaedge rows alone (no reference:
+ZIPF, WINDOW, SEED, SEGMENT_MIB; EDGE_ONLY=1 runs the mediaedge rows alone (no reference:
 for trying changes, not for reporting); SECTIONS (default
 "trace,hits,restart,scan") picks the parts to run.
 
@@ -49,6 +49,8 @@ ZIPF = float(E.get("ZIPF", 0.8))
 WINDOW = int(E.get("WINDOW", 1500))
 SEED = int(E.get("SEED", 1))
 EDGE_ONLY = E.get("EDGE_ONLY") == "1"
+# The edge's disk segment size (unset: its default, size / 8).
+SEGMENT_MIB = E.get("SEGMENT_MIB")
 EDGE = E.get("EDGE_BIN", "target/release/mediaedge")
 # nginx held to max_size: the trace is replayed in chunks of this many
 # requests, and after each, the run waits until nginx's cache manager has
@@ -243,6 +245,7 @@ memory = "{memory_mib or MEMORY_MIB}MiB"
 path = "{d}/cache"
 size = "{DISK_MIB}MiB"
 admission = "{admission}"
+{f'segment_size = "{SEGMENT_MIB}MiB"' if SEGMENT_MIB else ""}
 
 [[distributions]]
 id = "EVOD"

@@ -318,10 +318,9 @@ impl Edge {
         };
         let OriginResponse { status, mut headers, body, response_time, request_time: _ } = response;
         let cookies = policy::take_set_cookie(&mut headers, behavior);
-        let (stored, writer) = StoredBody::filling(announced);
+        let (stored, mut writer) = StoredBody::filling(announced);
         // An error page is no manifest or segment, whatever its path says.
         let stored_kind = if policy::is_error(status) { MediaKind::Other } else { kind };
-        let mut writer = writer;
         let object = self.admit(status, headers, response_time, freshness, stored_kind, stored, &parts, &ctx);
         let fill_ctx = Ctx { route: ctx.route.clone(), viewer: ctx.viewer };
         let mut served = if oversize {
@@ -333,19 +332,13 @@ impl Edge {
             if how == Oversize::No {
                 self.cache.insert_pass(&key);
             }
+            // Passed through to this viewer alone: its first byte is held
+            // until this viewer's answer has a reader of its own.
+            let first = (how != Oversize::Streaming).then(|| object.body.reader(0));
+            tokio::spawn(pump(self.clone(), key.clone(), None, body, writer, announced, fill_ctx, parts.uri.clone()));
             if how == Oversize::Streaming {
                 // Its readers read the record as it is written, from its
                 // first byte: the waiters and this viewer find it on disk.
-                tokio::spawn(pump(
-                    self.clone(),
-                    key.clone(),
-                    None,
-                    body,
-                    writer,
-                    announced,
-                    fill_ctx,
-                    parts.uri.clone(),
-                ));
                 lead.publish(Outcome::LookAgain);
                 match self.cache.lookup(&key, &parts.headers) {
                     Lookup::Found(obj) => self.serve(&parts, &ctx, obj, EdgeResult::Miss).await,
@@ -353,21 +346,8 @@ impl Edge {
                     _ => return self.pass_parts(parts, &ctx, EdgeResult::Pass).await,
                 }
             } else {
-                // Passed through to this viewer alone (the waiters go to the
-                // origin on their own): its reader is held from the first
-                // byte until its answer has its own.
+                // The waiters go to the origin on their own.
                 lead.publish(Outcome::Pass);
-                let first = object.body.reader(0);
-                tokio::spawn(pump(
-                    self.clone(),
-                    key.clone(),
-                    None,
-                    body,
-                    writer,
-                    announced,
-                    fill_ctx,
-                    parts.uri.clone(),
-                ));
                 let served = self.serve(&parts, &ctx, object, EdgeResult::Pass).await;
                 drop(first);
                 served
