@@ -1,6 +1,6 @@
 //! The disk tier under faults and its counters, with the real binary: the
 //! `/metrics` and stats API figures after real disk hits; a disk that fills
-//! (segment files on /dev/full: ENOSPC), files removed or cut under the
+//! (segment files on /dev/full, and a real 3 MiB tmpfs: ENOSPC), files removed or cut under the
 //! running edge, files made immutable (writes fail even as root); a byte
 //! flipped on disk while the edge runs; a 304 refreshing the disk copy.
 //! In each fault, viewers keep getting 200s with the right bytes, and the
@@ -111,6 +111,59 @@ async fn a_disk_that_fills_stops_writes_and_viewers_never_notice() {
     }
     assert!(edge.metric("mediaedge_cache_tier_hits_total{tier=\"disk\"}").await >= 1.0);
     assert!(edge.metric("mediaedge_disk_admissions_refused_total{reason=\"not_writing\"}").await >= 1.0);
+}
+
+/// A tmpfs mounted for a test, unmounted when dropped.
+struct Mounted(PathBuf);
+
+impl Mounted {
+    fn tmpfs(at: PathBuf, size: &str) -> Mounted {
+        std::fs::create_dir_all(&at).unwrap();
+        let out = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(&at)
+            .output()
+            .expect("run mount");
+        assert!(
+            out.status.success(),
+            "this test mounts a small tmpfs and needs root (CAP_SYS_ADMIN): {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Mounted(at)
+    }
+}
+
+impl Drop for Mounted {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}
+
+#[tokio::test]
+async fn a_real_filesystem_that_fills_stops_writes_and_viewers_never_notice() {
+    let origin = TestOrigin::start().await;
+    let dir = TempDir::new("disk-tmpfs-full");
+    // The configured size (8 MiB) is more than the filesystem holds (3 MiB):
+    // writes fail with ENOSPC once it is full.
+    let _fs = Mounted::tmpfs(dir.path().join("cache"), "3m");
+    write_config(dir.path(), &origin.url(), "2MiB", "size = \"8MiB\"\nsegment_size = \"1MiB\"\nadmission = \"always\"");
+    let edge = Edge::start(dir.path()).await;
+    let objects = catalogue(&origin, 20, 200 << 10);
+    all_served(&edge, &objects).await;
+    edge.wait_metric("mediaedge_disk_writable", 0.0).await;
+    let log = edge.log_text();
+    assert!(log.contains("disk cache write failed"), "{log}");
+    assert!(log.contains("No space left on device"), "{log}");
+    assert!(edge.metric("mediaedge_disk_errors_total{op=\"write\"}").await >= 1.0);
+    let written = edge.metric("mediaedge_disk_writes_total").await;
+    assert!((1.0..20.0).contains(&written), "{written} objects written to a 3 MiB filesystem");
+    // What reached the disk before it filled still serves; the rest is
+    // fetched again; every viewer gets its bytes.
+    all_served(&edge, &objects).await;
+    all_served(&edge, &objects).await;
+    assert!(edge.metric("mediaedge_cache_tier_hits_total{tier=\"disk\"}").await >= 1.0);
+    assert!(edge.metric("mediaedge_disk_admissions_refused_total{reason=\"not_writing\"}").await >= 1.0);
+    drop(edge);
 }
 
 #[tokio::test]
