@@ -106,8 +106,10 @@ pub struct DiskConfig {
 pub enum DiskAdmission {
     /// Every storable object, when its fill finishes.
     Always,
-    /// Objects requested a second time (a hit, or a second fill of the key):
-    /// a one-pass crawl does not wash the disk.
+    /// Objects requested a second time (a hit, or a second fill of the key),
+    /// written when memory evicts them, or at once when hot in memory (a
+    /// third memory hit): a one-pass crawl does not wash the disk, and the
+    /// tiers hold different objects.
     SecondHit,
 }
 

@@ -9,9 +9,13 @@
 //!
 //! A disk hit up to `WHOLE_MAX` is read whole, checked against its record's
 //! CRC-32 (a record damaged while the edge runs is dropped and fetched again,
-//! never served). Larger bodies are read in pieces on the blocking pool
-//! (`StoredBody::on_disk`). Either is promoted into memory on its record's
-//! second disk hit, if it fits the memory tier's object size. One writer thread
+//! never served). Larger bodies are read in pieces (`StoredBody::on_disk`).
+//! Reads come from the page cache on the async worker (`RWF_NOWAIT`), else
+//! off it. Either is promoted into memory on its record's second disk hit, if
+//! it fits the memory tier's object size. Under second-hit admission, objects
+//! reach the disk mostly when memory evicts them (the tiers stay mostly
+//! exclusive); hot ones are written while memory holds them, so that they
+//! survive a kill. One writer thread
 //! (`writer.rs`) does all writes, fed by a bounded queue: a full queue, a
 //! full disk or an I/O error refuses the write (counted), never a request.
 
@@ -53,11 +57,13 @@ const INVALIDATION_WAIT: Duration = Duration::from_secs(5);
 
 /// Where an object stands with the disk tier (`Object::disk_state`).
 pub const NOT_YET: u8 = 0;
-/// Hit once (second-hit admission): written when complete.
+/// Admitted (requested twice, under second-hit admission), not on disk:
+/// written when memory evicts it.
 pub const WANTED: u8 = 1;
 /// Queued, written, refused, or read from disk: nothing more to do.
 pub const DONE: u8 = 2;
-/// With `DONE`: hit in memory since the writer last looked.
+/// With `DONE`: hit in memory since the writer last looked. Without it (not
+/// on disk): hit in memory twice, and written at the next hit.
 pub const TOUCHED: u8 = 4;
 /// With `TOUCHED`: hit in memory at least twice since the writer last
 /// looked. Such a record is copied forward when its segment is reused (so the
