@@ -24,6 +24,22 @@ async fn all_served(edge: &Edge, objects: &[(String, bytes::Bytes)]) {
     }
 }
 
+/// Serves `objects` (4 MB) through a disk that fills: writing stops with one
+/// log line naming ENOSPC and the metrics, and every viewer gets its bytes,
+/// then and twice more (what reached the disk before it filled still serves;
+/// the rest is fetched again).
+async fn fills_up(edge: &Edge, objects: &[(String, bytes::Bytes)]) {
+    all_served(edge, objects).await;
+    edge.wait_metric("mediaedge_disk_writable", 0.0).await;
+    let log = edge.log_text();
+    assert!(log.contains("disk cache write failed"), "{log}");
+    assert!(log.contains("No space left on device"), "{log}");
+    assert_eq!(log.matches("disk cache write failed").count(), 1, "logged once: {log}");
+    assert!(edge.metric("mediaedge_disk_errors_total{op=\"write\"}").await >= 1.0);
+    all_served(edge, objects).await;
+    all_served(edge, objects).await;
+}
+
 #[tokio::test]
 async fn metrics_and_stats_count_the_tiers_after_real_disk_hits() {
     let origin = TestOrigin::start().await;
@@ -95,17 +111,7 @@ async fn a_disk_that_fills_stops_writes_and_viewers_never_notice() {
     }
     let edge = Edge::start(dir.path()).await;
     let objects = catalogue(&origin, 20, 200 << 10);
-    all_served(&edge, &objects).await;
-    edge.wait_metric("mediaedge_disk_writable", 0.0).await;
-    let log = edge.log_text();
-    assert!(log.contains("disk cache write failed"), "{log}");
-    assert!(log.contains("No space left on device"), "{log}");
-    assert_eq!(log.matches("disk cache write failed").count(), 1, "logged once: {log}");
-    assert!(edge.metric("mediaedge_disk_errors_total{op=\"write\"}").await >= 1.0);
-    // What reached the disk before it filled still serves; the rest is
-    // fetched again; every viewer gets its bytes.
-    all_served(&edge, &objects).await;
-    all_served(&edge, &objects).await;
+    fills_up(&edge, &objects).await;
     for (path, _) in &objects[..4] {
         assert_eq!(origin.hits(path), 1, "{path}: written before the disk filled, it serves from disk or memory");
     }
@@ -149,18 +155,9 @@ async fn a_real_filesystem_that_fills_stops_writes_and_viewers_never_notice() {
     write_config(dir.path(), &origin.url(), "2MiB", "size = \"8MiB\"\nsegment_size = \"1MiB\"\nadmission = \"always\"");
     let edge = Edge::start(dir.path()).await;
     let objects = catalogue(&origin, 20, 200 << 10);
-    all_served(&edge, &objects).await;
-    edge.wait_metric("mediaedge_disk_writable", 0.0).await;
-    let log = edge.log_text();
-    assert!(log.contains("disk cache write failed"), "{log}");
-    assert!(log.contains("No space left on device"), "{log}");
-    assert!(edge.metric("mediaedge_disk_errors_total{op=\"write\"}").await >= 1.0);
+    fills_up(&edge, &objects).await;
     let written = edge.metric("mediaedge_disk_writes_total").await;
     assert!((1.0..20.0).contains(&written), "{written} objects written to a 3 MiB filesystem");
-    // What reached the disk before it filled still serves; the rest is
-    // fetched again; every viewer gets its bytes.
-    all_served(&edge, &objects).await;
-    all_served(&edge, &objects).await;
     assert!(edge.metric("mediaedge_cache_tier_hits_total{tier=\"disk\"}").await >= 1.0);
     assert!(edge.metric("mediaedge_disk_admissions_refused_total{reason=\"not_writing\"}").await >= 1.0);
     drop(edge);
