@@ -370,3 +370,14 @@ impl Cache {
         self.disk.as_deref()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn memory_is_split_into_shards_of_at_least_16_mib_and_at_most_eight() {
+        let mib = |n: u64| n << 20;
+        for (memory, shards) in [(1, 1), (31, 1), (32, 2), (63, 2), (64, 4), (127, 4), (128, 8), (4096, 8)] {
+            assert_eq!(super::memory_shards(mib(memory)), shards, "{memory} MiB");
+        }
+    }
+}

@@ -402,3 +402,30 @@ impl Appender {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::{read_bytes, NOWAIT_UNSUPPORTED};
+    use std::io::Write;
+    use std::sync::atomic::Ordering;
+
+    #[test]
+    fn reads_from_the_page_cache_give_the_bytes_or_would_block_never_others() {
+        let path = std::env::temp_dir().join(format!("mediaedge-nowait-{}", std::process::id()));
+        let body: Vec<u8> = (0..600_000u32).map(|i| (i * 7 % 251) as u8).collect();
+        std::fs::File::create(&path).and_then(|mut f| f.write_all(&body)).expect("write");
+        let file = std::fs::File::open(&path).expect("open");
+        // Just written: in the page cache, unless the filesystem cannot say.
+        match read_bytes(&file, 1000, 300_000, true) {
+            Ok(b) => assert!(b[..] == body[1000..301_000], "other bytes from the page cache"),
+            Err(e) => {
+                assert_eq!(e.kind(), std::io::ErrorKind::WouldBlock, "{e}");
+                assert!(NOWAIT_UNSUPPORTED.load(Ordering::Relaxed), "would block on bytes just written");
+            }
+        }
+        assert!(read_bytes(&file, 1000, 300_000, false).expect("read")[..] == body[1000..301_000]);
+        // Past the end: an error, not a short read.
+        assert!(read_bytes(&file, 500_000, 200_000, false).is_err());
+        let _ = std::fs::remove_file(&path);
+    }
+}
