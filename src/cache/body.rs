@@ -51,7 +51,7 @@ pub trait Extent: Send + Sync + std::fmt::Debug {
 }
 
 /// The most a disk read hands out at once.
-pub const DISK_CHUNK: usize = 256 << 10;
+pub const DISK_CHUNK: usize = 512 << 10;
 
 #[derive(Debug)]
 pub struct StoredBody {
