@@ -15,7 +15,7 @@ the hot set before and after).
 
 Run through benches/vod_trace.sh (which builds the release binary). Knobs
 (environment): SEGMENTS, SEG_KIB, MEMORY_MIB, DISK_MIB, REQUESTS, HIT_REQUESTS, CLIENTS,
-ZIPF, WINDOW, SEED, SEGMENT_MIB; EDGE_ONLY=1 runs the mediaedge rows alone (no reference:
+ZIPF, WINDOW, SEED, SEGMENT_MIB, RESTART_RATE; EDGE_ONLY=1 runs the mediaedge rows alone (no reference:
 for trying changes, not for reporting); SECTIONS (default
 "trace,hits,restart,scan") picks the parts to run.
 
@@ -56,6 +56,9 @@ EDGE = E.get("EDGE_BIN", "target/release/mediaedge")
 # requests, and after each, the run waits until nginx's cache manager has
 # trimmed its directory back to max_size (it checks every 10 s at most).
 HELD_CHUNK = int(E.get("HELD_CHUNK", 400))
+# Paces the restart run (requests/s): its windows are then the minute before
+# the kill and the minute after the restart.
+RESTART_RATE = E.get("RESTART_RATE")
 SECTIONS = set(E.get("SECTIONS", "trace,hits,restart,scan").split(","))
 
 
@@ -93,12 +96,14 @@ def trace(n, rng):
     return [names[bisect.bisect_left(cum, rng.random() * acc)] for _ in range(n)], names
 
 
-def replay(port, items, hit_header):
-    """Requests `items` with CLIENTS keep-alive clients; returns per-request
-    (index, hit, bytes, ttfb) and the wall time."""
+def replay(port, items, hit_header, rate=None):
+    """Requests `items` with CLIENTS keep-alive clients (request i not before
+    i / rate seconds, with a rate); returns per-request (index, hit, bytes,
+    ttfb) and the wall time."""
     results = [None] * len(items)
     nxt = [0]
     lock = threading.Lock()
+    start = time.perf_counter()
 
     def worker():
         conn = http.client.HTTPConnection(H, port, timeout=60)
@@ -108,6 +113,8 @@ def replay(port, items, hit_header):
                 nxt[0] += 1
             if i >= len(items):
                 break
+            if rate:
+                time.sleep(max(0.0, start + i / rate - time.perf_counter()))
             t0 = time.perf_counter()
             for attempt in range(3):
                 try:
@@ -413,18 +420,24 @@ def run(s):
 
 
 def restart(s, items):
-    """SIGKILL halfway, restart on the same directory."""
-    print("\nRestart run (mediaedge second-hit): the trace, SIGKILL halfway, a restart, the rest of the trace")
+    """SIGKILL halfway, restart on the same directory. With RESTART_RATE
+    (requests/s), the trace is paced and the windows are the minute before
+    the kill and the minute after the restart."""
+    rate = float(RESTART_RATE) if RESTART_RATE else None
+    window = int(60 * rate) if rate else WINDOW
+    what = f"the minute ({window} requests at {rate:.0f}/s)" if rate else f"{window} requests"
+    print(f"\nRestart run (mediaedge second-hit): the trace, SIGKILL halfway, a restart, the rest of the trace; "
+          f"windows of {what}")
     p, port, hit = s.edge("edge-restart", "second-hit")
-    first, _ = replay(port, items[: len(items) // 2], hit)
+    first, _ = replay(port, items[: len(items) // 2], hit, rate)
     s.stop(p, signal.SIGKILL)
     t0 = time.perf_counter()
     p, port, hit = s.edge("edge-restart", "second-hit", fresh=False)
     up = time.perf_counter() - t0
-    second, _ = replay(port, items[len(items) // 2:], hit)
+    second, _ = replay(port, items[len(items) // 2:], hit, rate)
     s.stop(p)
-    before, after = ratios(first[-WINDOW:]), ratios(second[:WINDOW])
-    print(f"| window of {WINDOW} requests | object hit ratio | byte hit ratio |\n|---|---:|---:|")
+    before, after = ratios(first[-window:]), ratios(second[:window])
+    print(f"| window | object hit ratio | byte hit ratio |\n|---|---:|---:|")
     print(f"| before the kill | {before[0]:.3f} | {before[1]:.3f} |\n| after the restart | {after[0]:.3f} | {after[1]:.3f} |")
     print(f"after / before (object): {after[0] / max(before[0], 1e-9):.3f}; restart to listening: {up:.2f} s")
 
