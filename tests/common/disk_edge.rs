@@ -25,6 +25,21 @@ impl Drop for Edge {
 
 impl Edge {
     pub async fn start(dir: &Path) -> Edge {
+        // A port picked free can be taken by another test before the edge
+        // binds it: then the edge exits at once, and is started again on
+        // other ports.
+        for attempt in 0..3 {
+            let mut edge = Edge::spawn(dir);
+            match edge.ready().await {
+                Ok(()) => return edge,
+                Err(log) if attempt < 2 && log.contains("in use") => continue,
+                Err(log) => panic!("the edge exited at start:\n{log}"),
+            }
+        }
+        unreachable!("the last attempt returns or panics")
+    }
+
+    fn spawn(dir: &Path) -> Edge {
         let (port, admin_port) = (free_port_here(), free_port_here());
         let log = dir.join("edge.log");
         let err = std::fs::File::create(&log).expect("log file");
@@ -43,15 +58,21 @@ impl Edge {
             .stderr(err)
             .spawn()
             .expect("the edge binary starts");
-        let edge =
-            Edge { child, addr: format!("127.0.0.1:{port}"), admin: format!("http://127.0.0.1:{admin_port}"), log };
+        Edge { child, addr: format!("127.0.0.1:{port}"), admin: format!("http://127.0.0.1:{admin_port}"), log }
+    }
+
+    /// Waits until the edge answers (Err with its log if it exited first).
+    async fn ready(&mut self) -> Result<(), String> {
         let c = client();
         let deadline = Instant::now() + Duration::from_secs(60);
-        while c.get(format!("http://{}/ready-probe", edge.addr)).send().await.is_err() {
-            assert!(Instant::now() < deadline, "the edge did not answer within 60s");
+        while c.get(format!("http://{}/ready-probe", self.addr)).send().await.is_err() {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return Err(self.log_text());
+            }
+            assert!(Instant::now() < deadline, "the edge did not answer within 60s:\n{}", self.log_text());
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        edge
+        Ok(())
     }
 
     pub fn pid(&self) -> i32 {
