@@ -18,35 +18,51 @@ impl Drop for EdgeProcess {
 }
 
 impl EdgeProcess {
-    /// Starts the binary with this config file text and waits until it answers.
+    /// Starts the binary with this config file text and waits until it
+    /// answers. A port picked free can be taken by another test before the
+    /// edge binds it: then the edge exits at once, and is started again on
+    /// another port.
     pub async fn start(tag: &str, config_text: &str) -> EdgeProcess {
         let dir = TempDir::new(tag);
         let config = dir.path().join("edge.toml");
         std::fs::write(&config, config_text).expect("config");
-        let port = free_port_here();
-        let child = std::process::Command::new(env!("CARGO_BIN_EXE_mediaedge"))
-            .arg("serve")
-            .arg("--config")
-            .arg(&config)
-            .arg("--listen")
-            .arg(format!("127.0.0.1:{port}"))
-            .arg("--admin-listen")
-            .arg("off")
-            .arg("--state-dir")
-            .arg(dir.path().join("state"))
-            .stdin(std::process::Stdio::null())
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .expect("the edge binary starts");
-        let edge = EdgeProcess { child, addr: format!("127.0.0.1:{port}"), _dir: dir };
-        let c = client();
-        let deadline = std::time::Instant::now() + Duration::from_secs(30);
-        while c.get(format!("http://{}/ready-probe", edge.addr)).send().await.is_err() {
-            assert!(std::time::Instant::now() < deadline, "the edge did not answer within 30s");
-            tokio::time::sleep(Duration::from_millis(50)).await;
+        let log = dir.path().join("edge.log");
+        for attempt in 0..3 {
+            let port = free_port_here();
+            let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_mediaedge"))
+                .arg("serve")
+                .arg("--config")
+                .arg(&config)
+                .arg("--listen")
+                .arg(format!("127.0.0.1:{port}"))
+                .arg("--admin-listen")
+                .arg("off")
+                .arg("--state-dir")
+                .arg(dir.path().join("state"))
+                .stdin(std::process::Stdio::null())
+                .stdout(std::process::Stdio::null())
+                .stderr(std::fs::File::create(&log).expect("log file"))
+                .spawn()
+                .expect("the edge binary starts");
+            let addr = format!("127.0.0.1:{port}");
+            let c = client();
+            let deadline = std::time::Instant::now() + Duration::from_secs(30);
+            let mut exited = false;
+            while c.get(format!("http://{addr}/ready-probe")).send().await.is_err() {
+                if let Ok(Some(_)) = child.try_wait() {
+                    exited = true;
+                    break;
+                }
+                assert!(std::time::Instant::now() < deadline, "the edge did not answer within 30s");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            if !exited {
+                return EdgeProcess { child, addr, _dir: dir };
+            }
+            let text = std::fs::read_to_string(&log).unwrap_or_default();
+            assert!(attempt < 2 && text.contains("in use"), "the edge exited at start:\n{text}");
         }
-        edge
+        unreachable!("the last attempt returns or panics")
     }
 
     /// The process's resident memory now, in KiB (from /proc).
