@@ -47,19 +47,29 @@ impl EdgeProcess {
             let addr = format!("127.0.0.1:{port}");
             let c = client();
             let deadline = std::time::Instant::now() + Duration::from_secs(30);
-            let mut exited = false;
-            while c.get(format!("http://{addr}/ready-probe")).send().await.is_err() {
+            // Ready (it answers), exited, or out of time (then killed).
+            let (mut ready, mut exited) = (false, false);
+            loop {
+                if c.get(format!("http://{addr}/ready-probe")).send().await.is_ok() {
+                    ready = true;
+                    break;
+                }
                 if let Ok(Some(_)) = child.try_wait() {
                     exited = true;
                     break;
                 }
-                assert!(std::time::Instant::now() < deadline, "the edge did not answer within 30s");
+                if std::time::Instant::now() >= deadline {
+                    let _ = child.kill();
+                    break;
+                }
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
-            if !exited {
+            if ready {
                 return EdgeProcess { child, addr, _dir: dir };
             }
+            let _ = child.wait();
             let text = std::fs::read_to_string(&log).unwrap_or_default();
+            assert!(exited, "the edge did not answer within 30s:\n{text}");
             assert!(attempt < 2 && text.contains("in use"), "the edge exited at start:\n{text}");
         }
         unreachable!("the last attempt returns or panics")
