@@ -50,6 +50,14 @@ pub trait Extent: Send + Sync + std::fmt::Debug {
     }
 }
 
+/// `Extent::read_cached`, with "the bytes are not in the page cache" as None.
+pub fn read_now(d: &dyn Extent, pos: u64, max: usize) -> Option<std::io::Result<Bytes>> {
+    match d.read_cached(pos, max) {
+        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => None,
+        r => Some(r),
+    }
+}
+
 /// The most a disk read hands out at once.
 pub const DISK_CHUNK: usize = 512 << 10;
 
@@ -366,11 +374,9 @@ impl StoredBody {
             std::future::poll_fn(|cx| d.poll_available(d.len().saturating_sub(1), cx))
                 .await
                 .map_err(|e| FillFailed(format!("disk read: {e}").into()))?;
-            let read = match d.read_cached(0, len) {
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                    tokio::task::spawn_blocking(move || d.read_at(0, len)).await
-                }
-                r => Ok(r),
+            let read = match read_now(&*d, 0, len) {
+                Some(r) => Ok(r),
+                None => tokio::task::spawn_blocking(move || d.read_at(0, len)).await,
             };
             return match read {
                 Ok(Ok(b)) if b.len() == len => Ok(b),
@@ -461,12 +467,12 @@ impl BodyReader {
                 // page cache, here; else on the blocking pool.
                 let room = DISK_CHUNK as u64 - pos % DISK_CHUNK as u64;
                 let max = (stop - pos).min(room) as usize;
-                match d.read_cached(pos, max) {
-                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                match read_now(&**d, pos, max) {
+                    Some(r) => Ok(r),
+                    None => {
                         let d = d.clone();
                         let mut handle = tokio::task::spawn_blocking(move || d.read_at(pos, max));
-                        let r = std::pin::Pin::new(&mut handle).poll(cx);
-                        match r {
+                        match std::pin::Pin::new(&mut handle).poll(cx) {
                             Poll::Pending => {
                                 *pending = Some((pos, handle));
                                 return Poll::Pending;
@@ -474,7 +480,6 @@ impl BodyReader {
                             Poll::Ready(r) => r,
                         }
                     }
-                    r => Ok(r),
                 }
             }
         };

@@ -277,15 +277,12 @@ impl DiskStore {
             // From the page cache at once; else a read of up to 4 MiB on this
             // worker, which hands its other tasks to the rest of the runtime
             // meanwhile (multi-threaded runtime only).
-            let r = match crate::cache::body::Extent::read_cached(&*extent, 0, len as usize) {
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                    match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
-                        Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(read),
-                        _ => read(),
-                    }
+            let r = crate::cache::body::read_now(&*extent, 0, len as usize).unwrap_or_else(|| {
+                match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
+                    Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(read),
+                    _ => read(),
                 }
-                r => r,
-            };
+            });
             match r {
                 Ok(b) if b.len() as u64 == len && record::body_checks(&e.meta, &b, e.loc.crc) => {
                     StoredBody::complete(b)
